@@ -1,0 +1,48 @@
+"""One loader for every model reference: the embedded toy world, a local diffusers directory, or a hub id."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+TOY = "toyworld"
+
+
+class ModelLoadError(RuntimeError):
+    """A model reference that cannot be loaded (missing, unreadable, not a diffusers pipeline)."""
+
+
+def toy_pipeline_dir() -> Path:
+    from jobs.toyworld.build import WEIGHTS
+
+    return WEIGHTS / "pipeline"
+
+
+def resolve(model: str) -> str:
+    """The path or hub id a model reference points at."""
+    if model == TOY:
+        return str(toy_pipeline_dir())
+    return model
+
+
+def load_pipeline(model: str = TOY, device: str = "cpu", dtype=None):
+    """Load a text-to-image diffusers pipeline; raise ModelLoadError with one clear line."""
+    import torch
+    from diffusers import DiffusionPipeline
+
+    ref = resolve(model)
+    local = Path(ref)
+    if local.exists() and not (local / "model_index.json").is_file():
+        raise ModelLoadError(f"{ref} is not a diffusers pipeline directory (no model_index.json)")
+    looks_local = local.exists() or ref.startswith((".", "/", "~")) or ref.count("/") != 1
+    if looks_local and not local.exists():
+        raise ModelLoadError(f"model {model!r}: no such directory {ref}")
+    kwargs = {"dtype": dtype or torch.float32}
+    if (local / "model_index.json").is_file() and "safety_checker" in (local / "model_index.json").read_text():
+        kwargs.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    try:
+        pipe = DiffusionPipeline.from_pretrained(ref, local_files_only=looks_local or bool(os.environ.get("HF_HUB_OFFLINE")),
+                                                 **kwargs)
+    except Exception as e:  # diffusers raises many types; the user needs one line
+        raise ModelLoadError(f"cannot load model {model!r} from {ref}: {type(e).__name__}: {str(e).splitlines()[0]}") from e
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
