@@ -1,0 +1,131 @@
+"""Typed values that cross the orchestrator/worker boundary. Plain dataclasses: no torch, no Ray.
+
+The orchestrator builds a StepRequest, a worker returns a StepResult whose GateReport the
+(pure) gate judges. Everything here round-trips through JSON (to_json / from_json).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A proportion with a two-sided Wilson interval at the validator's confidence."""
+
+    value: float
+    lower: float
+    upper: float
+    n: int
+
+
+@dataclass(frozen=True)
+class ValidationSpec:
+    """How a step is measured."""
+
+    seeds: int = 2                 # images per prompt (one per seed)
+    max_prompts_per_group: int = 24
+    guidance_scale: float = 5.0
+    inference_steps: int = 20
+    confidence: float = 0.95
+    early_stop: bool = True
+    batch_size: int = 64
+    # The early stop ends a gate once these thresholds are clearly met or clearly missed;
+    # the orchestrator copies them from the campaign's gate thresholds.
+    stop_forgetting: float = 0.9
+    stop_retain: float = 0.95
+
+
+@dataclass(frozen=True)
+class DeltaRef:
+    """A committed (or candidate) delta file and its content hash."""
+
+    path: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class StepRequest:
+    """Erase one concept from base + parents, validate, write into out_dir."""
+
+    campaign: str
+    step: int                      # k, 1-based position in the concept list
+    attempt: int                   # n, 1-based
+    concept: str
+    method: str
+    hparams: dict[str, Any]
+    model: str                     # "toyworld", a local diffusers directory, or a hub id
+    parents: tuple[DeltaRef, ...]  # committed deltas 1..k-1, applied in order
+    out_dir: str
+    erased_before: tuple[str, ...] = ()   # concepts committed earlier: must stay gone
+    preserve: tuple[str, ...] = ()        # concepts the method should actively keep
+    validation: ValidationSpec = field(default_factory=ValidationSpec)
+    cache_dir: str = ""            # base-model baselines cached here by hash
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class GateReport:
+    """What the validator measured for one candidate, relative to the base model."""
+
+    concept: str
+    forgetting: Estimate            # 1 - target acc / base target acc (on target + subclasses + variants)
+    target_acc: Estimate
+    base_target_acc: float
+    evasion: dict[str, Estimate]    # per kind: subclass, composition, paraphrase -> acc still drawn
+    retain: Estimate                # retain acc / base retain acc, all retain prompts
+    retain_by_distance: dict[str, Estimate]  # "near" (siblings), "far" (other superclasses)
+    leakage: Estimate               # share of pair prompts where the target's colour moved
+    kl: float                       # mean KL(base || candidate) of evaluator posteriors on retain prompts
+    kl_base_noise: float            # the base model's own seed-to-seed KL (calibration)
+    cumulative: dict[str, Estimate] # earlier erased concepts: acc still drawn
+    images_generated: int
+    early_stopped: bool
+    seconds: float
+
+
+@dataclass(frozen=True)
+class StepResult:
+    request: StepRequest
+    delta: DeltaRef
+    report: GateReport
+    erase_seconds: float
+    validate_seconds: float
+
+
+def to_json(obj: Any) -> str:
+    return json.dumps(dataclasses.asdict(obj), indent=1, sort_keys=True)
+
+
+def _build(cls, data):
+    if not dataclasses.is_dataclass(cls):
+        return data
+    kwargs = {}
+    hints = {f.name: f.type for f in dataclasses.fields(cls)}
+    for name, value in data.items():
+        kwargs[name] = _convert(hints[name], value)
+    return cls(**kwargs)
+
+
+_TYPES = {"Estimate": Estimate, "ValidationSpec": ValidationSpec, "DeltaRef": DeltaRef,
+          "StepRequest": StepRequest, "GateReport": GateReport, "StepResult": StepResult}
+
+
+def _convert(hint: str, value):
+    hint = str(hint)
+    if hint in _TYPES:
+        return _build(_TYPES[hint], value)
+    if hint.startswith("dict[str, ") and hint[10:-1] in _TYPES:
+        return {k: _build(_TYPES[hint[10:-1]], v) for k, v in value.items()}
+    if hint.startswith("tuple[DeltaRef"):
+        return tuple(_build(DeltaRef, v) for v in value)
+    if hint.startswith("tuple["):
+        return tuple(value)
+    return value
+
+
+def from_json(cls, text: str):
+    """Inverse of to_json for the dataclasses in this module."""
+    return _build(cls, json.loads(text))

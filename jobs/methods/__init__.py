@@ -1,0 +1,5 @@
+"""Erasure methods, one file each. Importing this package does not import torch.
+
+METHOD_NAMES is what configs may name; registry.get(name) loads the implementation.
+"""
+METHOD_NAMES = ("uce", "esd-x", "esd-u", "fmn", "ca", "lora")

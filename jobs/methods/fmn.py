@@ -1,0 +1,57 @@
+"""Forget-Me-Not (Zhang et al., arXiv 2303.17591): attention re-steering.
+
+Minimise the squared cross-attention probability mass on the concept's tokens, on noised images
+of the concept, training cross-attention. Small and fast; known to be weak on objects.
+"""
+from __future__ import annotations
+
+import torch
+
+from jobs import attention_probe
+from jobs.finetune import FinetuneConfig, diff_and_restore, finetune, snapshot
+from jobs.latent_pool import generate_latents, noised
+from jobs.methods.esd import batch_index
+from jobs.methods.interface import EraseInputs, MethodOutput, merge_hparams
+from jobs.methods.targets import cross_attention_modules, cross_attention_params, denoiser
+from jobs.text_embeddings import concept_positions, encode
+
+DEFAULTS = {"steps": 35, "lr": 1e-3, "batch": 8, "grad_accum": 1, "mixed_precision": "no"}
+
+
+def attention_mass(probs: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+    """Mean over layers of the squared attention on masked tokens; mask is (B, L)."""
+    total = 0.0
+    for p in probs:
+        heads = p.shape[0] // mask.shape[0]
+        m = mask.repeat_interleave(heads, 0)[:, None, :].to(p.dtype)
+        total = total + (p * m).pow(2).sum(-1).mean()
+    return total / len(probs)
+
+
+def erase(pipe, inputs: EraseInputs) -> MethodOutput:
+    hp = merge_hparams("fmn", DEFAULTS, inputs.hparams)
+    comp, net = denoiser(pipe)
+    cp = inputs.prompts
+    cond, mask = encode(pipe, cp.target), concept_positions(pipe, cp.target, cp.words)
+    x0 = generate_latents(pipe, cp.target, inputs.seed)
+    params = cross_attention_params(net, projections=("to_k", "to_v"))
+    modules = cross_attention_modules(net)
+    store: list[torch.Tensor] = []
+    previous = attention_probe.install(modules, store)
+    gen = torch.Generator().manual_seed(inputs.seed)
+    before = snapshot(params)
+
+    def loss_fn(step: int) -> torch.Tensor:
+        store.clear()
+        i = batch_index(len(cond), hp["batch"], gen)
+        xt, _, t = noised(pipe.scheduler, x0[i], gen)
+        net(xt, t, cond[i])
+        return attention_mass(store, mask[i])
+
+    cfg = FinetuneConfig(steps=int(hp["steps"]), lr=hp["lr"], grad_accum=hp["grad_accum"],
+                         mixed_precision=hp["mixed_precision"], seed=inputs.seed, log_every=10)
+    try:
+        stats = finetune(net, list(params.values()), loss_fn, cfg, inputs.log)
+    finally:
+        attention_probe.restore(modules, previous)
+    return MethodOutput("dense", diff_and_restore(comp, params, before), stats=stats)

@@ -1,0 +1,181 @@
+"""The retain-set validator: generate a suite's prompts x seeds, judge them, compare with the base model.
+
+The base model's observations are computed once per (model, suite, settings) and cached by hash.
+With early_stop, images are generated in stratified chunks and the gate ends as soon as both
+Forgetting and Retain are clearly on one side of their thresholds (Bonferroni over the looks).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from jobs.contracts import Estimate, GateReport, ValidationSpec
+from jobs.toyworld.evaluator import Evaluator
+from jobs.validation import statistics as st
+from jobs.validation.judge import Observation, drift_kl, observe
+from jobs.validation.suite import EVASION_KINDS, Suite
+
+Key = tuple[int, int]
+
+
+def generate(pipe, suite: Suite, keys: list[Key], spec: ValidationSpec) -> np.ndarray:
+    """uint8 images for (item, seed) keys; each image's noise depends only on its seed and prompt."""
+    images = []
+    size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    for i in range(0, len(keys), spec.batch_size):
+        chunk = keys[i:i + spec.batch_size]
+        prompts = [suite.items[k].prompt.text for k, _ in chunk]
+        gens = [torch.Generator().manual_seed(_noise_seed(suite.items[k].prompt.text, s)) for k, s in chunk]
+        out = pipe(prompts, num_inference_steps=spec.inference_steps, guidance_scale=spec.guidance_scale,
+                   generator=gens, height=size, width=size, output_type="np").images
+        images.append(np.clip(np.round(out * 255), 0, 255).astype(np.uint8))
+    return np.concatenate(images)
+
+
+def _noise_seed(prompt: str, seed: int) -> int:
+    return int(hashlib.sha256(f"{prompt}|{seed}".encode()).hexdigest()[:8], 16)
+
+
+def stratified_keys(suite: Suite, seeds: int, seed: int = 0) -> list[Key]:
+    """All (item, seed) keys, shuffled within groups and interleaved, so any prefix covers every group."""
+    rng = random.Random(seed)
+    per_group: dict[str, list[Key]] = {}
+    for s in range(seeds):
+        for idx, item in enumerate(suite.items):
+            per_group.setdefault(item.group, []).append((idx, s))
+    for keys in per_group.values():
+        rng.shuffle(keys)
+    out, queues = [], list(per_group.values())
+    while any(queues):
+        for q in queues:
+            if q:
+                out.append(q.pop())
+    return out
+
+
+class BaselineCache:
+    """Base-model observations on disk, keyed by model + suite + generation settings."""
+
+    def __init__(self, directory: str | Path):
+        self.dir = Path(directory) if directory else None
+
+    def key(self, model: str, suite: Suite, spec: ValidationSpec) -> str:
+        settings = {k: v for k, v in asdict(spec).items() if k in ("seeds", "guidance_scale", "inference_steps")}
+        raw = json.dumps([model, suite.digest(), settings], sort_keys=True)
+        return hashlib.sha256(raw.encode()).hexdigest()[:20]
+
+    def load(self, key: str) -> list[Observation] | None:
+        if self.dir is None or not (self.dir / f"base-{key}.json").is_file():
+            return None
+        rows = json.loads((self.dir / f"base-{key}.json").read_text())
+        return [Observation(r[0], r[1], r[2], tuple(r[3])) for r in rows]
+
+    def save(self, key: str, obs: list[Observation]) -> None:
+        if self.dir is None:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.dir / f".base-{key}.json.tmp"
+        tmp.write_text(json.dumps([[o.item, o.seed, o.hit, list(o.posterior)] for o in obs]))
+        tmp.replace(self.dir / f"base-{key}.json")
+
+
+class Validator:
+    def __init__(self, world, evaluator: Evaluator, spec: ValidationSpec, cache: BaselineCache, log=print):
+        self.world, self.evaluator, self.spec, self.cache, self.log = world, evaluator, spec, cache, log
+
+    def baseline(self, base_pipe, model: str, suite: Suite) -> dict[Key, Observation]:
+        key = self.cache.key(model, suite, self.spec)
+        obs = self.cache.load(key)
+        if obs is None:
+            keys = stratified_keys(suite, self.spec.seeds)
+            obs = observe(self.world, self.evaluator, suite, keys, generate(base_pipe, suite, keys, self.spec))
+            self.cache.save(key, obs)
+        return {(o.item, o.seed): o for o in obs}
+
+    def validate(self, pipe, suite: Suite, base: dict[Key, Observation]) -> GateReport:
+        """Measure `pipe` (the candidate) on the suite, stopping early once the answer is clear."""
+        t0 = time.time()
+        keys = stratified_keys(suite, self.spec.seeds)
+        chunk = self.spec.batch_size
+        looks = max(1, -(-len(keys) // chunk))
+        seen: list[Observation] = []
+        early = False
+        for start in range(0, len(keys), chunk):
+            part = keys[start:start + chunk]
+            seen += observe(self.world, self.evaluator, suite, part, generate(pipe, suite, part, self.spec))
+            if self.spec.early_stop and start + chunk < len(keys) and self._clear(suite, seen, base, looks):
+                early = True
+                break
+        return self.report(suite, seen, base, early, time.time() - t0)
+
+    def _clear(self, suite: Suite, seen, base, looks: int) -> bool:
+        conf = st.bonferroni(self.spec.confidence, looks)
+        f = _forgetting(suite, seen, base, conf)
+        r = _retain(suite, seen, base, lambda g: g.startswith("retain"), conf)
+        if f.upper < self.spec.stop_forgetting or r.upper < self.spec.stop_retain:
+            return True  # clearly rejected
+        return f.lower >= self.spec.stop_forgetting and r.lower >= self.spec.stop_retain
+
+    def report(self, suite: Suite, seen: list[Observation], base, early: bool, seconds: float) -> GateReport:
+        conf = self.spec.confidence
+        groups = [suite.items[o.item].group for o in seen]
+        target = [o for o, g in zip(seen, groups) if _is_target(g)]
+        retain_pairs = [(base[(o.item, o.seed)], o) for o, g in zip(seen, groups) if g.startswith("retain")]
+        base_noise = _seed_noise(base, suite, len(self.evaluator.classes["shape"]))
+        return GateReport(
+            concept=suite.target,
+            forgetting=_forgetting(suite, seen, base, conf),
+            target_acc=_rate(target, conf),
+            base_target_acc=_rate([base[(o.item, o.seed)] for o in target], conf).value,
+            evasion={k: _rate([o for o, g in zip(seen, groups) if g == f"evasion:{k}"], conf) for k in EVASION_KINDS
+                     if f"evasion:{k}" in groups},
+            retain=_retain(suite, seen, base, lambda g: g.startswith("retain"), conf),
+            retain_by_distance={d: _retain(suite, seen, base, lambda g, d=d: g == f"retain:{d}", conf)
+                                for d in ("near", "far") if f"retain:{d}" in groups},
+            leakage=_rate([o for o, g in zip(seen, groups) if g == "leakage"], conf),
+            kl=drift_kl([b for b, _ in retain_pairs], [c for _, c in retain_pairs], len(self.evaluator.classes["shape"])),
+            kl_base_noise=base_noise,
+            cumulative={g.split(":", 1)[1]: _rate([o for o, gg in zip(seen, groups) if gg == g], conf)
+                        for g in dict.fromkeys(groups) if g.startswith("cumulative:")},
+            images_generated=len(seen), early_stopped=early, seconds=seconds)
+
+
+def _is_target(group: str) -> bool:
+    return group == "target" or group.startswith("evasion:")
+
+
+def _rate(obs: list[Observation], conf: float) -> Estimate:
+    k, n = sum(o.hit for o in obs), len(obs)
+    lo, hi = st.wilson(k, n, conf)
+    return Estimate(k / n if n else 0.0, lo, hi, n)
+
+
+def _forgetting(suite, seen, base, conf) -> Estimate:
+    obs = [o for o in seen if _is_target(suite.items[o.item].group)]
+    base_acc = sum(base[(o.item, o.seed)].hit for o in obs) / max(1, len(obs))
+    v, lo, hi = st.forgetting_interval(sum(o.hit for o in obs), len(obs), base_acc, conf)
+    return Estimate(v, lo, hi, len(obs))
+
+
+def _retain(suite, seen, base, which, conf) -> Estimate:
+    obs = [o for o in seen if which(suite.items[o.item].group)]
+    base_acc = sum(base[(o.item, o.seed)].hit for o in obs) / max(1, len(obs))
+    v, lo, hi = st.ratio_interval(sum(o.hit for o in obs), len(obs), base_acc, conf)
+    return Estimate(v, lo, hi, len(obs))
+
+
+def _seed_noise(base: dict[Key, Observation], suite: Suite, n_shape: int) -> float:
+    """The base model's own seed-to-seed KL on retain prompts: what drift means nothing."""
+    a, b = [], []
+    for (item, seed), o in base.items():
+        if suite.items[item].group.startswith("retain") and (item, seed + 1) in base:
+            a.append(o)
+            b.append(base[(item, seed + 1)])
+    return drift_kl(a, b, n_shape)
