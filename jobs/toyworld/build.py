@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,7 +24,8 @@ from jobs.toyworld.train_pipeline import train_pipeline
 from jobs.toyworld.train_vae import train_vae
 from jobs.toyworld.world import World, load_world
 
-WEIGHTS = Path(__file__).with_name("weights")
+# ERASE_TOYWORLD_DIR points every command at another trained world (tests, retraining).
+WEIGHTS = Path(os.environ.get("ERASE_TOYWORLD_DIR") or Path(__file__).with_name("weights"))
 
 
 @dataclass(frozen=True)
