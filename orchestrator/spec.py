@@ -1,0 +1,280 @@
+"""The campaign spec: dataclass schema + YAML + CLI dotlist, merged by omegaconf into frozen dataclasses.
+
+load_spec() is the only way in: every mistake a user can make in a campaign file or an
+override comes out as one ConfigError line naming the key to fix. What leaves this module
+is plain frozen dataclasses (never DictConfig), safe to send to workers.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import (ConfigKeyError, InterpolationResolutionError, MissingMandatoryValue,
+                              OmegaConfBaseException, ValidationError)
+
+from jobs.contracts import ValidationSpec
+from jobs.methods import METHOD_NAMES
+from jobs.models import TOY
+from orchestrator.errors import ConfigError, UnknownConceptError
+
+ON_EXHAUSTED = ("skip", "halt")
+TRACKING_MODES = ("offline", "online", "disabled")
+# Fields that do not change what a campaign produces: they may differ on resume.
+OPERATIONAL_FIELDS = ("resources", "tracking", "storage_path")
+
+
+@dataclass(frozen=True)
+class GateThresholds:
+    """What a candidate must show to be committed (see orchestrator.gate for the rule)."""
+
+    min_forgetting: float = 0.9
+    min_retain: float = 0.95
+    max_leakage: float = 0.10
+    max_kl: float = 0.3
+    max_cumulative_acc: float = 0.2   # earlier-erased concepts must stay below this accuracy
+    use_bounds: bool = True           # noise-aware: collateral checks use Wilson bounds, KL its noise floor
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How many attempts a concept gets and what happens when they run out."""
+
+    max_attempts: int = 3             # per concept, across the whole ladder
+    strength_step: float = 2.0        # multiplier on the method's strength knob between retries
+    on_exhausted: str = "skip"        # "skip" the concept or "halt" the campaign
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpus_per_step: float = 1.0
+    gpus_per_step: float = 0.0
+    validation_gpus: float = 0.0
+    num_workers: int = 1
+
+
+@dataclass(frozen=True)
+class Tracking:
+    mode: str = "offline"             # "offline" | "online" | "disabled" (W&B)
+    project: str = "concept-erasure"
+
+
+@dataclass(frozen=True)
+class CampaignSpec:
+    """An ordered list of concepts to erase from one model, and how to judge each step."""
+
+    name: str = MISSING
+    model: str = TOY
+    concepts: list[str] = MISSING
+    method: str = "uce"
+    ladder: list[str] = field(default_factory=lambda: ["esd-x", "esd-u"])
+    hparams: dict[str, dict[str, Any]] = field(default_factory=dict)  # method -> overrides
+    preserve: list[str] = field(default_factory=list)
+    gate: GateThresholds = field(default_factory=GateThresholds)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    resources: Resources = field(default_factory=Resources)
+    validation: ValidationSpec = field(default_factory=ValidationSpec)
+    tracking: Tracking = field(default_factory=Tracking)
+    storage_path: str = "runs/${name}"
+    seed: int = 0
+
+
+def load_spec(path: str | None, overrides: list[str] = ()) -> CampaignSpec:
+    """Merge schema <- YAML file (if any) <- `key=value` overrides; validate; return frozen dataclasses."""
+    layers = [OmegaConf.structured(CampaignSpec)]
+    if path is not None:
+        layers.append(_load_yaml(Path(path)))
+    layers.append(_parse_overrides(list(overrides)))
+    where = str(path) if path is not None else "overrides"
+    for layer in layers[1:]:
+        _check_sections(OmegaConf.to_container(layer, resolve=False), CampaignSpec, "", where)
+    try:
+        spec = OmegaConf.to_object(OmegaConf.merge(*layers))
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"{where}: {_describe(e)}") from None
+    _validate(spec, where)
+    return spec
+
+
+def resolved_yaml(spec: CampaignSpec) -> str:
+    """The spec as resolved YAML: what is snapshotted beside a campaign."""
+    return OmegaConf.to_yaml(OmegaConf.structured(spec))
+
+
+def spec_hash(spec: CampaignSpec) -> str:
+    """sha256 of the canonical JSON of every field that changes results (not resources/tracking/storage_path)."""
+    data = {k: v for k, v in dataclasses.asdict(spec).items() if k not in OPERATIONAL_FIELDS}
+    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+# ---- reading ---------------------------------------------------------------------------------
+
+def _load_yaml(path: Path) -> DictConfig:
+    if not path.is_file():
+        raise ConfigError(f"campaign file not found: {path}")
+    try:
+        raw = OmegaConf.load(path)
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read campaign file {path}: {e}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError(f"{path}{at}: YAML syntax error: {problem}") from None
+    if not isinstance(raw, DictConfig):
+        raise ConfigError(f"{path}: a campaign file must be a mapping (name: ..., concepts: [...]), not a list")
+    return raw
+
+
+def _parse_overrides(overrides: list[str]) -> DictConfig:
+    parsed = []
+    for item in overrides:
+        if "=" not in item or not item.split("=", 1)[0].strip():
+            raise ConfigError(f"override {item!r} is not of the form key=value (e.g. retry.max_attempts=5)")
+        try:
+            parsed.append(OmegaConf.from_dotlist([item]))
+        except (OmegaConfBaseException, yaml.YAMLError) as e:
+            problem = getattr(e, "problem", None) or _first_line(e)
+            raise ConfigError(f"cannot parse override {item!r}: {problem}") from None
+    return OmegaConf.merge(*parsed) if parsed else OmegaConf.create({})
+
+
+def _check_sections(layer: dict, schema: Any, prefix: str, where: str) -> None:
+    """A section (gate, retry, ...) given as a scalar: omegaconf's own error would not name the key."""
+    hints = typing.get_type_hints(schema)
+    for f in dataclasses.fields(schema):
+        if not dataclasses.is_dataclass(hints[f.name]) or f.name not in layer:
+            continue
+        if not isinstance(layer[f.name], dict):
+            raise ConfigError(f"{where}: key {prefix + f.name!r} must be {_expected(prefix + f.name)}")
+        _check_sections(layer[f.name], hints[f.name], f"{prefix}{f.name}.", where)
+
+
+def _describe(e: OmegaConfBaseException) -> str:
+    """One line for an omegaconf error, naming the key and, for type errors, the expected type."""
+    key = getattr(e, "full_key", None) or "?"
+    if isinstance(e, ConfigKeyError):
+        return f"unknown key {key!r}; known keys here: {', '.join(_known_keys(key))}"
+    if isinstance(e, MissingMandatoryValue):
+        return f"missing required key {key!r}"
+    if isinstance(e, InterpolationResolutionError):
+        return f"key {key!r}: cannot resolve interpolation: {_first_line(e)}"
+    if isinstance(e, ValidationError):
+        return f"key {key!r} must be {_expected(key)} ({_first_line(e)})"
+    return f"key {key!r}: {_first_line(e)}"
+
+
+def _first_line(e: Exception) -> str:
+    return (getattr(e, "msg", None) or str(e)).splitlines()[0]
+
+
+def _hint_at(full_key: str):
+    """The schema's type hint for a dotted key such as gate.min_retain or hparams.uce."""
+    hint: Any = CampaignSpec
+    for part in re.findall(r"[^.\[\]]+", full_key):
+        if dataclasses.is_dataclass(hint):
+            hint = typing.get_type_hints(hint).get(part)
+        elif typing.get_origin(hint) in (dict, list):
+            hint = typing.get_args(hint)[-1]
+        else:
+            return None
+    return hint
+
+
+def _known_keys(full_key: str) -> list[str]:
+    parent = _hint_at(full_key.rpartition(".")[0]) if "." in full_key else CampaignSpec
+    return [f.name for f in dataclasses.fields(parent)] if dataclasses.is_dataclass(parent) else []
+
+
+_TYPE_WORDS = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+_PLURALS = {str: "strings", int: "integers", float: "numbers", bool: "booleans"}
+
+
+def _expected(full_key: str) -> str:
+    hint = _hint_at(full_key)
+    if hint in _TYPE_WORDS:
+        return _TYPE_WORDS[hint]
+    origin = typing.get_origin(hint)
+    if origin is list:
+        return f"a list of {_PLURALS.get(typing.get_args(hint)[0], 'values')}"
+    if origin is dict:
+        return "a mapping"
+    if dataclasses.is_dataclass(hint):
+        return f"a mapping with keys {', '.join(f.name for f in dataclasses.fields(hint))}"
+    return "a valid value"
+
+
+# ---- validation beyond types -----------------------------------------------------------------
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def _validate(spec: CampaignSpec, where: str) -> None:
+    def fail(message: str):
+        raise ConfigError(f"{where}: {message}")
+
+    if not _NAME.match(spec.name):
+        fail(f"name {spec.name!r} must be letters, digits, '.', '_' or '-' (it names directories and runs)")
+    if not spec.concepts:
+        fail("concepts is empty; list at least one concept to erase")
+    for c in list(spec.concepts) + list(spec.preserve):
+        if not isinstance(c, str) or not c.strip():
+            fail(f"concepts and preserve must be non-empty strings, got {c!r}")
+    dupes = sorted({c for c in spec.concepts if spec.concepts.count(c) > 1})
+    if dupes:
+        fail(f"duplicate concepts: {', '.join(dupes)} (each concept is erased once)")
+    both = sorted(set(spec.concepts) & set(spec.preserve))
+    if both:
+        fail(f"concepts both erased and preserved: {', '.join(both)}")
+    for key, name in [("method", spec.method)] + [(f"ladder[{i}]", m) for i, m in enumerate(spec.ladder)] \
+            + [(f"hparams.{m}", m) for m in spec.hparams]:
+        if name not in METHOD_NAMES:
+            fail(f"{key}: unknown method {name!r}; known methods: {', '.join(METHOD_NAMES)}")
+    _validate_numbers(spec, fail)
+    if spec.model == TOY:
+        _check_toy_concepts(list(spec.concepts) + list(spec.preserve), where)
+
+
+def _validate_numbers(spec: CampaignSpec, fail) -> None:
+    g, r = spec.gate, spec.retry
+    for key in ("min_forgetting", "min_retain", "max_leakage", "max_cumulative_acc"):
+        if not 0.0 <= getattr(g, key) <= 1.0:
+            fail(f"gate.{key} must be between 0 and 1, got {getattr(g, key)}")
+    if g.max_kl < 0:
+        fail(f"gate.max_kl must be >= 0, got {g.max_kl}")
+    if r.max_attempts < 1:
+        fail(f"retry.max_attempts must be >= 1, got {r.max_attempts}")
+    if r.strength_step <= 0:
+        fail(f"retry.strength_step must be > 0, got {r.strength_step}")
+    if r.on_exhausted not in ON_EXHAUSTED:
+        fail(f"retry.on_exhausted must be one of {', '.join(ON_EXHAUSTED)}, got {r.on_exhausted!r}")
+    if spec.tracking.mode not in TRACKING_MODES:
+        fail(f"tracking.mode must be one of {', '.join(TRACKING_MODES)}, got {spec.tracking.mode!r}")
+    res = spec.resources
+    if min(res.cpus_per_step, res.gpus_per_step, res.validation_gpus) < 0 or res.num_workers < 1:
+        fail("resources must be >= 0 and resources.num_workers >= 1")
+    v = spec.validation
+    if v.seeds < 1 or v.max_prompts_per_group < 1 or v.inference_steps < 1 or v.batch_size < 1:
+        fail("validation.seeds, max_prompts_per_group, inference_steps and batch_size must be >= 1")
+    if not 0.0 < v.confidence < 1.0:
+        fail(f"validation.confidence must be between 0 and 1 (exclusive), got {v.confidence}")
+    if not spec.storage_path.strip():
+        fail("storage_path is empty")
+
+
+def _check_toy_concepts(names: list[str], where: str) -> None:
+    from jobs.toyworld.world import UnknownConceptError as ToyUnknown, load_world
+
+    world = load_world()
+    for name in names:
+        try:
+            world.concept(name)
+        except ToyUnknown as e:
+            raise UnknownConceptError(f"{where}: {e}") from None
