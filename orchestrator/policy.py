@@ -1,0 +1,118 @@
+"""Retry and escalation: what a concept's next attempt is, given the attempts it already had.
+
+The rule (pure, no I/O):
+- Attempt 1 runs `spec.method` with `spec.hparams[method]`.
+- A rejected attempt is retried with the same method and its strength knob (STRENGTH_KEYS)
+  changed by `retry.strength_step`, starting from the attempt's value or DEFAULT_STRENGTH:
+  multiplied when forgetting failed (under-erased), divided when only collateral checks
+  failed (over-erased: retain, leakage, kl, cumulative). A step that errored is retried unchanged.
+- After ATTEMPTS_PER_METHOD rejected attempts of one method, escalate to the next method of
+  `method_sequence(spec)` (`method` then `ladder`), from that method's own spec.hparams.
+- `retry.max_attempts` is the budget per concept across the whole ladder. When it is spent,
+  or the ladder has no method left, the concept is Exhausted: `retry.on_exhausted`
+  ("skip" the concept, or "halt" the campaign).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from orchestrator.gate import ERROR, GateDecision
+from orchestrator.spec import CampaignSpec
+
+# The one hyperparameter per method that sets how hard it erases.
+# (esd-x/esd-u also take "steps", fmn/ca "steps" is their strength; uce "erase_scale".)
+STRENGTH_KEYS: dict[str, str] = {"uce": "erase_scale", "esd-x": "eta", "esd-u": "eta",
+                                 "fmn": "steps", "ca": "steps", "lora": "suppress_weight"}
+# The knob's value when spec.hparams does not set it; must match the methods' own defaults.
+DEFAULT_STRENGTH: dict[str, float | int] = {"uce": 1.0, "esd-x": 1.0, "esd-u": 1.0,
+                                            "fmn": 35, "ca": 150, "lora": 1.0}
+ATTEMPTS_PER_METHOD = 2
+
+
+@dataclass(frozen=True)
+class PastAttempt:
+    """A finished attempt of one concept as the policy sees it."""
+
+    method: str
+    hparams: Mapping[str, Any]
+    decision: GateDecision
+
+
+@dataclass(frozen=True)
+class NextAttempt:
+    method: str
+    hparams: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Exhausted:
+    """No attempt left: `outcome` is retry.on_exhausted ("skip" | "halt")."""
+
+    outcome: str
+    reason: str
+
+
+def method_sequence(spec: CampaignSpec) -> tuple[str, ...]:
+    """`method` then the ladder, each method once (a ladder that repeats `method` is not an error)."""
+    return tuple(dict.fromkeys([spec.method, *spec.ladder]))
+
+
+def first_hparams(spec: CampaignSpec, method: str) -> dict[str, Any]:
+    """The hyperparameters a method starts from: the spec's overrides for it, else none."""
+    return dict(spec.hparams.get(method, {}))
+
+
+def next_attempt(spec: CampaignSpec, concept: str, past: Sequence[PastAttempt]) -> NextAttempt | Exhausted:
+    """The next (method, hparams) for `concept` after the rejected attempts `past`, or Exhausted."""
+    if any(p.decision.committed for p in past):
+        raise ValueError(f"{concept!r} already has a committed attempt; nothing to retry")
+    sequence = method_sequence(spec)
+    if not past:
+        return NextAttempt(sequence[0], first_hparams(spec, sequence[0]))
+    if len(past) >= spec.retry.max_attempts:
+        return _exhausted(spec, f"{concept!r}: all {spec.retry.max_attempts} attempts rejected")
+    last = past[-1]
+    if last.method in sequence and _run_length(past) < ATTEMPTS_PER_METHOD:
+        return NextAttempt(last.method, _adjusted(last, spec.retry.strength_step))
+    later = _later_methods(sequence, past)
+    if not later:
+        return _exhausted(spec, f"{concept!r}: rejected by every method ({', '.join(sequence)})")
+    return NextAttempt(later[0], first_hparams(spec, later[0]))
+
+
+def _exhausted(spec: CampaignSpec, reason: str) -> Exhausted:
+    return Exhausted(spec.retry.on_exhausted, reason)
+
+
+def _run_length(past: Sequence[PastAttempt]) -> int:
+    """How many attempts at the end of `past` used the last attempt's method."""
+    n = 0
+    for p in reversed(past):
+        if p.method != past[-1].method:
+            break
+        n += 1
+    return n
+
+
+def _later_methods(sequence: tuple[str, ...], past: Sequence[PastAttempt]) -> list[str]:
+    last = past[-1].method
+    if last in sequence:
+        return list(sequence[sequence.index(last) + 1:])
+    tried = {p.method for p in past}   # the spec changed under a resumed campaign
+    return [m for m in sequence if m not in tried]
+
+
+def _adjusted(last: PastAttempt, step: float) -> dict[str, Any]:
+    """last.hparams with the strength knob moved in the direction the gate asks for."""
+    hparams = dict(last.hparams)
+    if ERROR in last.decision.failed:
+        return hparams   # the step broke; its settings were not judged
+    key = STRENGTH_KEYS[last.method]
+    current = hparams.get(key, DEFAULT_STRENGTH[last.method])
+    under_erased = "forgetting" in last.decision.failed or not last.decision.failed
+    value = current * step if under_erased else current / step
+    if isinstance(DEFAULT_STRENGTH[last.method], int):
+        value = max(1, round(value))   # step counts stay integers
+    hparams[key] = value
+    return hparams
