@@ -1,0 +1,426 @@
+"""The campaign journal on storage_path: manifest.json, the truth of a campaign.
+
+Every change rewrites manifest.json whole with one atomic write (temp file in the same
+directory, flush, fsync, os.replace, fsync the directory), so a reader sees the old
+journal or the new one, never a mix. A worker writes its candidate under
+`steps/<k>-<slug>/attempt-<n>/`; the candidate exists for the campaign only once a commit
+record names it. Delta paths are stored relative to storage_path so a campaign directory
+can be moved. Only JSON, os, hashlib and pathlib here.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from jobs.contracts import DeltaRef, GateReport, from_json
+from orchestrator.errors import CommitError, ManifestError, SpecMismatchError
+from orchestrator.gate import GateDecision
+from orchestrator.spec import CampaignSpec, resolved_yaml, spec_hash
+
+MANIFEST = "manifest.json"
+SPEC_SNAPSHOT = "spec.yaml"
+FORMAT = 1
+STATUSES = ("running", "finished", "halted", "cancelled")
+STARTED, FINISHED = "started", "finished"
+COMMITTED, SKIPPED = "committed", "skipped"
+
+
+# ---- records: what the journal holds, as typed values ---------------------------------------
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """One attempt at one step; `status` is "started" until its result is recorded."""
+
+    step: int
+    concept: str
+    attempt: int
+    method: str
+    hparams: dict[str, Any]
+    status: str
+    started_at: str
+    finished_at: str = ""
+    host: str = ""
+    restarts: int = 0                      # times it was started again after a crash
+    report: GateReport | None = None
+    decision: GateDecision | None = None
+    candidate: DeltaRef | None = None      # path relative to storage_path
+
+
+@dataclass(frozen=True)
+class CommitRecord:
+    step: int
+    concept: str
+    attempt: int
+    delta: DeltaRef                        # path relative to storage_path
+    metrics: dict[str, float]
+    committed_at: str
+    spec_hash: str
+
+
+@dataclass(frozen=True)
+class OutcomeRecord:
+    step: int
+    concept: str
+    outcome: str                           # "committed" | "skipped"
+    reason: str
+    at: str
+
+
+@dataclass(frozen=True)
+class History:
+    """A read-only view of the journal for the state machine and status commands."""
+
+    campaign: str
+    spec_hash: str
+    status: str
+    attempts: tuple[AttemptRecord, ...]
+    commits: tuple[CommitRecord, ...]
+    outcomes: tuple[OutcomeRecord, ...]
+
+    def attempts_for(self, step: int) -> tuple[AttemptRecord, ...]:
+        return tuple(sorted((a for a in self.attempts if a.step == step), key=lambda a: a.attempt))
+
+    def commit_for(self, step: int) -> CommitRecord | None:
+        return next((c for c in self.commits if c.step == step), None)
+
+    def outcome_for(self, step: int) -> OutcomeRecord | None:
+        return next((o for o in self.outcomes if o.step == step), None)
+
+
+# ---- paths -----------------------------------------------------------------------------------
+
+def slug(concept: str) -> str:
+    """A concept name as a directory name: lower case, runs of other characters as '-'."""
+    return re.sub(r"[^a-z0-9]+", "-", concept.lower()).strip("-") or "concept"
+
+
+def attempt_dir(step: int, concept: str, attempt: int) -> Path:
+    """Where attempt n of step k writes its candidate, relative to storage_path."""
+    return Path("steps") / f"{step}-{slug(concept)}" / f"attempt-{attempt}"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Replace `path` with `text` so that a crash leaves either the old or the new content."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)   # the rename itself must reach the disk
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return   # platforms that cannot open a directory (Windows) have no directory fsync
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# ---- the journal -----------------------------------------------------------------------------
+
+class Manifest:
+    """manifest.json in one campaign directory. Build with create() or open()."""
+
+    def __init__(self, root: Path, doc: dict[str, Any]):
+        self.root = Path(root)
+        self._doc = doc
+        self._history = _parse(doc, self.path)   # fails early on a malformed journal
+
+    @property
+    def path(self) -> Path:
+        return self.root / MANIFEST
+
+    @staticmethod
+    def exists(storage_path: str | Path) -> bool:
+        return (Path(storage_path) / MANIFEST).is_file()
+
+    @classmethod
+    def create(cls, storage_path: str | Path, spec: CampaignSpec, allow_spec_change: bool = False) -> Manifest:
+        """Start a campaign journal, or return the existing one if it was made from the same spec.
+
+        An existing journal from a different spec is refused (SpecMismatchError) unless
+        allow_spec_change: then the new spec is recorded and the old one kept in earlier_specs.
+        """
+        root = Path(storage_path)
+        if cls.exists(root):
+            return cls.open(root)._adopt(spec, allow_spec_change)
+        root.mkdir(parents=True, exist_ok=True)
+        doc = {"format": FORMAT, "campaign": spec.name, "spec_hash": spec_hash(spec),
+               "spec_yaml": resolved_yaml(spec), "earlier_specs": {}, "status": "running",
+               "created_at": _now(), "updated_at": _now(), "attempts": [], "commits": [], "outcomes": []}
+        manifest = cls(root, doc)
+        manifest._write(doc)
+        atomic_write_text(root / SPEC_SNAPSHOT, doc["spec_yaml"])
+        return manifest
+
+    @classmethod
+    def open(cls, storage_path: str | Path) -> Manifest:
+        """Read an existing journal; ManifestError (one line) if missing or corrupt."""
+        root = Path(storage_path)
+        path = root / MANIFEST
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ManifestError(f"no campaign at {root}: {path} does not exist") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ManifestError(f"corrupt manifest {path}: {e}") from None
+        return cls(root, doc)
+
+    # -- reading --
+
+    @property
+    def history(self) -> History:
+        return self._history
+
+    @property
+    def campaign(self) -> str:
+        return self._doc["campaign"]
+
+    @property
+    def spec_hash(self) -> str:
+        return self._doc["spec_hash"]
+
+    @property
+    def spec_yaml(self) -> str:
+        return self._doc["spec_yaml"]
+
+    @property
+    def status(self) -> str:
+        return self._doc["status"]
+
+    def attempt_path(self, step: int, concept: str, attempt: int) -> Path:
+        return self.root / attempt_dir(step, concept, attempt)
+
+    def committed_deltas(self) -> tuple[DeltaRef, ...]:
+        """Committed deltas in step order, paths joined to storage_path (ready to open)."""
+        commits = sorted(self._history.commits, key=lambda c: c.step)
+        return tuple(DeltaRef(str(self.root / c.delta.path), c.delta.sha256) for c in commits)
+
+    def garbage(self) -> list[Path]:
+        """Attempt directories that no commit uses and no live or pending attempt owns; safe to delete."""
+        keep = {attempt_dir(c.step, c.concept, c.attempt) for c in self._history.commits}
+        resolved = {o.step for o in self._history.outcomes}
+        keep |= {attempt_dir(a.step, a.concept, a.attempt) for a in self._history.attempts
+                 if a.step not in resolved and (a.status == STARTED or (a.decision and a.decision.committed))}
+        found = sorted(p for p in (self.root / "steps").glob("*/attempt-*") if p.is_dir())
+        return [p for p in found if p.relative_to(self.root) not in keep]
+
+    # -- writing: each method is one atomic rewrite --
+
+    def record_start(self, step: int, concept: str, attempt: int, method: str,
+                     hparams: dict[str, Any], host: str = "") -> AttemptRecord:
+        """Journal that attempt n of step k is starting; a crashed (still "started") attempt may start again."""
+        self._require_open_step(step)
+        doc = self._copy()
+        old = _find_attempt(doc, step, attempt)
+        record = {"step": step, "concept": concept, "attempt": attempt, "method": method,
+                  "hparams": dict(hparams), "status": STARTED, "started_at": _now(), "finished_at": "",
+                  "host": host, "restarts": 0, "report": None, "decision": None, "candidate": None}
+        if old is not None:
+            if old["status"] != STARTED:
+                raise ManifestError(f"step {step} attempt {attempt} already finished; start a new attempt number")
+            if (old["concept"], old["method"], old["hparams"]) != (concept, method, record["hparams"]):
+                raise ManifestError(f"step {step} attempt {attempt} was started with other settings; "
+                                    "a redone attempt must repeat them")
+            record["restarts"] = old["restarts"] + 1
+            doc["attempts"].remove(old)
+        doc["attempts"].append(record)
+        self._write(doc)
+        return _attempt(record)
+
+    def record_result(self, step: int, attempt: int, decision: GateDecision, report: GateReport | None = None,
+                      candidate: DeltaRef | None = None, host: str = "") -> AttemptRecord:
+        """Journal the gate's decision on a started attempt (report/candidate are None if the step failed)."""
+        doc = self._copy()
+        record = _find_attempt(doc, step, attempt)
+        if record is None or record["status"] != STARTED:
+            raise ManifestError(f"step {step} attempt {attempt} is not a started attempt; cannot record a result")
+        record.update(status=FINISHED, finished_at=_now(), host=host or record["host"],
+                      report=dataclasses.asdict(report) if report else None,
+                      decision=dataclasses.asdict(decision),
+                      candidate=dataclasses.asdict(self._relative(candidate)) if candidate else None)
+        self._write(doc)
+        return _attempt(record)
+
+    def commit(self, step: int, attempt: int, delta: DeltaRef | None = None) -> CommitRecord:
+        """Publish an accepted attempt's delta, exactly once per step, after checking its sha256.
+
+        `delta` defaults to the candidate recorded with the attempt's result.
+        """
+        done = self._history.commit_for(step)
+        if done is not None:
+            raise CommitError(f"step {step} ({done.concept}) is already committed (attempt {done.attempt})")
+        self._require_open_step(step)
+        doc = self._copy()
+        record = _find_attempt(doc, step, attempt)
+        if record is None or record["status"] != FINISHED or (record["decision"] or {}).get("verdict") != "commit":
+            raise CommitError(f"step {step} attempt {attempt} was not accepted by the gate; refusing to commit")
+        ref = self._relative(delta) if delta else _delta(record["candidate"])
+        if ref is None:
+            raise CommitError(f"step {step} attempt {attempt} has no candidate delta to commit")
+        self._verify(ref)
+        now = _now()
+        commit = {"step": step, "concept": record["concept"], "attempt": attempt, "delta": dataclasses.asdict(ref),
+                  "metrics": metrics_summary(_report(record["report"])), "committed_at": now,
+                  "spec_hash": doc["spec_hash"]}
+        doc["commits"].append(commit)
+        doc["outcomes"].append({"step": step, "concept": record["concept"], "outcome": COMMITTED,
+                                "reason": f"attempt {attempt} ({record['method']}) passed the gate", "at": now})
+        self._write(doc)
+        return _commit(commit)
+
+    def skip(self, step: int, concept: str, reason: str) -> OutcomeRecord:
+        """Journal that a concept is given up; the campaign goes on without it."""
+        self._require_open_step(step)
+        doc = self._copy()
+        outcome = {"step": step, "concept": concept, "outcome": SKIPPED, "reason": reason, "at": _now()}
+        doc["outcomes"].append(outcome)
+        self._write(doc)
+        return OutcomeRecord(**outcome)
+
+    def set_status(self, status: str) -> None:
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+        doc = self._copy()
+        doc["status"] = status
+        self._write(doc)
+
+    # -- internals --
+
+    def _adopt(self, spec: CampaignSpec, allow_change: bool) -> Manifest:
+        new_hash = spec_hash(spec)
+        if new_hash == self.spec_hash:
+            return self
+        if not allow_change:
+            raise SpecMismatchError(
+                f"{self.root} holds campaign {self.campaign!r} started from another spec "
+                f"(hash {self.spec_hash[:12]} != {new_hash[:12]}); use a new storage_path or allow the change")
+        doc = self._copy()
+        doc["earlier_specs"][doc["spec_hash"]] = doc["spec_yaml"]
+        doc.update(campaign=spec.name, spec_hash=new_hash, spec_yaml=resolved_yaml(spec))
+        self._write(doc)
+        atomic_write_text(self.root / SPEC_SNAPSHOT, doc["spec_yaml"])
+        return self
+
+    def _require_open_step(self, step: int) -> None:
+        outcome = self._history.outcome_for(step)
+        if outcome is not None:
+            raise ManifestError(f"step {step} ({outcome.concept}) is already {outcome.outcome}")
+
+    def _relative(self, delta: DeltaRef) -> DeltaRef:
+        """`delta` with its path relative to storage_path; it must lie inside it."""
+        path = Path(delta.path)
+        if not path.is_absolute():
+            path = self.root / path
+        rel = os.path.relpath(path.resolve(), self.root.resolve())
+        if rel.startswith(".."):
+            raise CommitError(f"delta {delta.path} lies outside the campaign directory {self.root}")
+        return DeltaRef(Path(rel).as_posix(), delta.sha256)
+
+    def _verify(self, ref: DeltaRef) -> None:
+        path = self.root / ref.path
+        if not path.is_file():
+            raise CommitError(f"delta {path} does not exist; refusing to commit")
+        actual = sha256_file(path)
+        if actual != ref.sha256:
+            raise CommitError(f"delta {path} has sha256 {actual[:12]}, expected {ref.sha256[:12]}; refusing to commit")
+
+    def _copy(self) -> dict[str, Any]:
+        return copy.deepcopy(self._doc)
+
+    def _write(self, doc: dict[str, Any]) -> None:
+        """Persist `doc`, then adopt it: if the write fails, this object still matches the disk."""
+        doc["updated_at"] = _now()
+        text = json.dumps(doc, indent=1, sort_keys=True)
+        doc = json.loads(text)   # in memory exactly what is on disk (lists, not tuples)
+        history = _parse(doc, self.path)
+        atomic_write_text(self.path, text)
+        self._doc, self._history = doc, history
+
+
+# ---- JSON <-> records ------------------------------------------------------------------------
+
+def metrics_summary(report: GateReport | None) -> dict[str, float]:
+    """The numbers a commit record keeps: point estimates of every gate input."""
+    if report is None:
+        return {}
+    summary = {"forgetting": report.forgetting.value, "target_acc": report.target_acc.value,
+               "base_target_acc": report.base_target_acc, "retain": report.retain.value,
+               "leakage": report.leakage.value, "kl": report.kl, "kl_base_noise": report.kl_base_noise,
+               "images_generated": float(report.images_generated)}
+    summary.update({f"cumulative:{c}": e.value for c, e in sorted(report.cumulative.items())})
+    return summary
+
+
+def _find_attempt(doc: dict[str, Any], step: int, attempt: int) -> dict[str, Any] | None:
+    return next((a for a in doc["attempts"] if a["step"] == step and a["attempt"] == attempt), None)
+
+
+def _report(data: dict | None) -> GateReport | None:
+    return from_json(GateReport, json.dumps(data)) if data else None
+
+
+def _decision(data: dict | None) -> GateDecision | None:
+    if not data:
+        return None
+    return GateDecision(data["verdict"], tuple(data["reasons"]), tuple(data.get("failed", ())))
+
+
+def _delta(data: dict | None) -> DeltaRef | None:
+    return DeltaRef(data["path"], data["sha256"]) if data else None
+
+
+def _attempt(data: dict) -> AttemptRecord:
+    fields = {**data, "report": _report(data["report"]), "decision": _decision(data["decision"]),
+              "candidate": _delta(data["candidate"])}
+    return AttemptRecord(**fields)
+
+
+def _commit(data: dict) -> CommitRecord:
+    return CommitRecord(**{**data, "delta": _delta(data["delta"])})
+
+
+def _parse(doc: Any, path: Path) -> History:
+    """The typed History of a journal document; ManifestError (one line) if it is malformed."""
+    try:
+        if doc.get("format") != FORMAT:
+            raise ManifestError(f"manifest {path} has format {doc.get('format')!r}; this version reads {FORMAT}")
+        if doc["status"] not in STATUSES:
+            raise ManifestError(f"manifest {path} has unknown status {doc['status']!r}")
+        return History(campaign=doc["campaign"], spec_hash=doc["spec_hash"], status=doc["status"],
+                       attempts=tuple(_attempt(a) for a in doc["attempts"]),
+                       commits=tuple(_commit(c) for c in doc["commits"]),
+                       outcomes=tuple(OutcomeRecord(**o) for o in doc["outcomes"]))
+    except ManifestError:
+        raise
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        raise ManifestError(f"corrupt manifest {path}: {type(e).__name__}: {e}") from None
