@@ -1,0 +1,169 @@
+"""The campaign state machine: from the spec and the journal, the one thing to do next. Pure.
+
+A driver (Ray, or a test) loops until Finished or Halted:
+
+    while True:
+        action = next_action(spec, manifest.history)
+        RunAttempt    -> manifest.record_start(...); run step_request(action, spec) on a worker;
+                         manifest.record_result(step, attempt, decide(report, spec.gate), report, delta)
+                         (a step that raised: record_result(..., error_decision(message)))
+        CommitAttempt -> manifest.commit(step, attempt)
+        SkipConcept   -> manifest.skip(step, concept, reason)
+        Halted        -> manifest.set_status("halted") (unless cancelled); stop
+        Finished      -> manifest.set_status("finished"); stop
+
+Per concept (step k = its 1-based position in spec.concepts), in order:
+pending -> running (erase + validate, one worker job) -> accepted -> committed
+                                                      -> rejected -> retry | skipped | halted
+An attempt journaled "started" but never finished (a crash) is redone with the same number
+and settings (at-least-once); a committed step is never redone (exactly-once commit).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Union
+
+from jobs.contracts import DeltaRef, StepRequest
+from orchestrator.errors import ManifestError
+from orchestrator.manifest import STARTED, History, attempt_dir
+from orchestrator.policy import Exhausted, PastAttempt, next_attempt
+from orchestrator.spec import CampaignSpec
+
+
+@dataclass(frozen=True)
+class RunAttempt:
+    """Run attempt n of step k on a worker."""
+
+    step: int
+    concept: str
+    attempt: int
+    method: str
+    hparams: dict[str, Any]
+    erased_before: tuple[str, ...]   # concepts committed at earlier steps, in order
+    parents: tuple[DeltaRef, ...]    # their deltas, paths relative to storage_path
+    redo: bool = False               # a crashed attempt, run again with the same number
+
+
+@dataclass(frozen=True)
+class CommitAttempt:
+    """The gate accepted this attempt but its commit is not journaled yet (e.g. the driver died)."""
+
+    step: int
+    concept: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class SkipConcept:
+    step: int
+    concept: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Halted:
+    reason: str
+    step: int = 0
+    concept: str = ""
+
+
+@dataclass(frozen=True)
+class Finished:
+    committed: tuple[str, ...]
+    skipped: tuple[str, ...]
+
+
+Action = Union[RunAttempt, CommitAttempt, SkipConcept, Halted, Finished]
+
+
+@dataclass(frozen=True)
+class ConceptState:
+    """Where one concept stands, for `erase status`."""
+
+    step: int
+    concept: str
+    state: str        # pending | running | accepted | rejected | committed | skipped
+    attempts: int
+
+
+def next_action(spec: CampaignSpec, history: History) -> Action:
+    """The next thing the driver must do; Finished once every concept is committed or skipped."""
+    if history.status == "cancelled":
+        return Halted("campaign cancelled")
+    _check_consistent(spec, history)
+    erased: list[str] = []
+    parents: list[DeltaRef] = []
+    for step, concept in enumerate(spec.concepts, start=1):
+        commit = history.commit_for(step)
+        if commit is not None:
+            erased.append(concept)
+            parents.append(commit.delta)
+            continue
+        if history.outcome_for(step) is not None:
+            continue   # skipped
+        return _step_action(spec, history, step, concept, tuple(erased), tuple(parents))
+    skipped = tuple(o.concept for o in sorted(history.outcomes, key=lambda o: o.step) if o.outcome == "skipped")
+    return Finished(tuple(erased), skipped)
+
+
+def _step_action(spec: CampaignSpec, history: History, step: int, concept: str,
+                 erased: tuple[str, ...], parents: tuple[DeltaRef, ...]) -> Action:
+    attempts = history.attempts_for(step)
+    last = attempts[-1] if attempts else None
+    if last is not None and last.status == STARTED:
+        return RunAttempt(step, concept, last.attempt, last.method, dict(last.hparams), erased, parents, redo=True)
+    if last is not None and last.decision is not None and last.decision.committed:
+        return CommitAttempt(step, concept, last.attempt)
+    past = [PastAttempt(a.method, a.hparams, a.decision) for a in attempts]
+    nxt = next_attempt(spec, concept, past)
+    if isinstance(nxt, Exhausted):
+        if nxt.outcome == "halt":
+            return Halted(nxt.reason, step, concept)
+        return SkipConcept(step, concept, nxt.reason)
+    number = (last.attempt if last else 0) + 1
+    return RunAttempt(step, concept, number, nxt.method, nxt.hparams, erased, parents)
+
+
+def concept_states(spec: CampaignSpec, history: History) -> tuple[ConceptState, ...]:
+    """One ConceptState per concept of the spec, in order."""
+    states = []
+    for step, concept in enumerate(spec.concepts, start=1):
+        attempts = history.attempts_for(step)
+        outcome = history.outcome_for(step)
+        if outcome is not None:
+            state = outcome.outcome
+        elif not attempts:
+            state = "pending"
+        elif attempts[-1].status == STARTED:
+            state = "running"
+        else:
+            state = "accepted" if attempts[-1].decision.committed else "rejected"
+        states.append(ConceptState(step, concept, state, len(attempts)))
+    return tuple(states)
+
+
+def step_request(action: RunAttempt, spec: CampaignSpec) -> StepRequest:
+    """The worker's instructions for a RunAttempt; every path absolute (Ray workers run elsewhere)."""
+    root = Path(os.path.abspath(spec.storage_path))
+    # The validator's early stop uses the gate's own thresholds (see ValidationSpec).
+    validation = dataclasses.replace(spec.validation, stop_forgetting=spec.gate.min_forgetting,
+                                     stop_retain=spec.gate.min_retain)
+    return StepRequest(
+        campaign=spec.name, step=action.step, attempt=action.attempt, concept=action.concept,
+        method=action.method, hparams=dict(action.hparams), model=spec.model,
+        parents=tuple(DeltaRef(str(root / p.path), p.sha256) for p in action.parents),
+        out_dir=str(root / attempt_dir(action.step, action.concept, action.attempt)),
+        erased_before=action.erased_before, preserve=tuple(spec.preserve), validation=validation,
+        cache_dir=str(root / "cache"), seed=spec.seed)
+
+
+def _check_consistent(spec: CampaignSpec, history: History) -> None:
+    """Journal records must name the concept the spec has at their step (specs may change on resume)."""
+    for record in (*history.commits, *history.outcomes, *history.attempts):
+        expected = spec.concepts[record.step - 1] if 1 <= record.step <= len(spec.concepts) else None
+        if record.concept != expected:
+            raise ManifestError(f"the journal has {record.concept!r} at step {record.step} but the spec has "
+                                f"{expected!r}; concepts already worked on cannot be reordered or removed")

@@ -1,0 +1,176 @@
+"""The state machine over a real journal: fresh, commit, retry, escalation, exhaustion, crash redo, finish."""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from jobs.contracts import DeltaRef, StepRequest
+from orchestrator.campaign import (CommitAttempt, Finished, Halted, RunAttempt, SkipConcept, concept_states,
+                                   next_action, step_request)
+from orchestrator.errors import ManifestError
+from orchestrator.gate import GateDecision
+from orchestrator.manifest import Manifest
+from orchestrator.spec import load_spec
+
+ACCEPT = GateDecision("commit", ("forgetting 0.97 >= 0.90",))
+WEAK = GateDecision("reject", ("forgetting 0.62 < 0.90",), ("forgetting",))
+
+
+def spec(tmp_path: Path, *overrides: str):
+    return load_spec(None, ["name=toy", "concepts=[star,square,round]", f"storage_path={tmp_path / 'run'}",
+                            *overrides])
+
+
+def start(tmp_path: Path, *overrides: str):
+    s = spec(tmp_path, *overrides)
+    return s, Manifest.create(s.storage_path, s)
+
+
+def run(m: Manifest, action: RunAttempt, decision: GateDecision) -> DeltaRef:
+    """What the driver does for a RunAttempt, with a fake worker writing a fake delta."""
+    m.record_start(action.step, action.concept, action.attempt, action.method, action.hparams)
+    out = m.attempt_path(action.step, action.concept, action.attempt)
+    out.mkdir(parents=True, exist_ok=True)
+    payload = f"{action.concept}-{action.attempt}".encode()
+    (out / "delta.safetensors").write_bytes(payload)
+    ref = DeltaRef(str(out / "delta.safetensors"), hashlib.sha256(payload).hexdigest())
+    m.record_result(action.step, action.attempt, decision, None, ref)
+    return ref
+
+
+def drive(s, m: Manifest, verdicts: dict[str, list[GateDecision]]):
+    """The reference driver loop; verdicts[concept] is what the gate says to each attempt in turn."""
+    actions = []
+    while True:
+        action = next_action(s, m.history)
+        actions.append(action)
+        if isinstance(action, RunAttempt):
+            run(m, action, verdicts[action.concept].pop(0))
+        elif isinstance(action, CommitAttempt):
+            m.commit(action.step, action.attempt)
+        elif isinstance(action, SkipConcept):
+            m.skip(action.step, action.concept, action.reason)
+        elif isinstance(action, Halted):
+            m.set_status("halted")
+            return actions
+        else:
+            m.set_status("finished")
+            return actions
+
+
+def test_a_fresh_campaign_starts_with_the_first_concept(tmp_path):
+    s, m = start(tmp_path, "hparams.uce.lam=0.2")
+    assert next_action(s, m.history) == RunAttempt(1, "star", 1, "uce", {"lam": 0.2}, (), ())
+    assert [c.state for c in concept_states(s, m.history)] == ["pending"] * 3
+
+
+def test_an_accepted_attempt_is_committed_then_the_next_concept_builds_on_it(tmp_path):
+    s, m = start(tmp_path)
+    ref = run(m, next_action(s, m.history), ACCEPT)
+    assert next_action(s, m.history) == CommitAttempt(1, "star", 1)
+    m.commit(1, 1)
+    nxt = next_action(s, m.history)
+    assert (nxt.step, nxt.concept, nxt.attempt, nxt.method) == (2, "square", 1, "uce")
+    assert nxt.erased_before == ("star",)
+    assert nxt.parents == (DeltaRef("steps/1-star/attempt-1/delta.safetensors", ref.sha256),)
+    assert [c.state for c in concept_states(s, m.history)] == ["committed", "pending", "pending"]
+
+
+def test_a_rejected_attempt_is_retried_stronger_with_the_next_number(tmp_path):
+    s, m = start(tmp_path)
+    run(m, next_action(s, m.history), WEAK)
+    assert concept_states(s, m.history)[0].state == "rejected"
+    assert next_action(s, m.history) == RunAttempt(1, "star", 2, "uce", {"erase_scale": 2.0}, (), ())
+
+
+def test_two_rejections_escalate_up_the_ladder(tmp_path):
+    s, m = start(tmp_path, "retry.max_attempts=4")
+    run(m, next_action(s, m.history), WEAK)
+    run(m, next_action(s, m.history), WEAK)
+    assert next_action(s, m.history) == RunAttempt(1, "star", 3, "esd-x", {}, (), ())
+
+
+@pytest.mark.parametrize("on_exhausted", ["skip", "halt"])
+def test_an_exhausted_budget_skips_or_halts(tmp_path, on_exhausted):
+    s, m = start(tmp_path, f"retry.on_exhausted={on_exhausted}")
+    for _ in range(3):
+        run(m, next_action(s, m.history), WEAK)
+    action = next_action(s, m.history)
+    if on_exhausted == "skip":
+        assert action == SkipConcept(1, "star", "'star': all 3 attempts rejected")
+        m.skip(action.step, action.concept, action.reason)
+        nxt = next_action(s, m.history)
+        assert (nxt.step, nxt.concept, nxt.erased_before, nxt.parents) == (2, "square", (), ())
+    else:
+        assert action == Halted("'star': all 3 attempts rejected", 1, "star")
+
+
+def test_a_started_but_unfinished_attempt_is_redone_with_the_same_number(tmp_path):
+    s, m = start(tmp_path)
+    run(m, next_action(s, m.history), WEAK)
+    crashed = next_action(s, m.history)
+    m.record_start(crashed.step, crashed.concept, crashed.attempt, crashed.method, crashed.hparams)
+    # ... the driver dies here; a new one reads the journal from disk.
+    again = next_action(s, Manifest.open(s.storage_path).history)
+    assert again == RunAttempt(1, "star", 2, "uce", {"erase_scale": 2.0}, (), (), redo=True)
+    assert concept_states(s, m.history)[0].state == "running"
+    run(Manifest.open(s.storage_path), again, ACCEPT)   # record_start accepts the redo
+    assert next_action(s, Manifest.open(s.storage_path).history) == CommitAttempt(1, "star", 2)
+
+
+def test_a_whole_campaign_finishes_and_committed_steps_are_never_redone(tmp_path):
+    s, m = start(tmp_path)
+    actions = drive(s, m, {"star": [ACCEPT], "square": [WEAK, WEAK, WEAK], "round": [WEAK, ACCEPT]})
+    assert actions[-1] == Finished(committed=("star", "round"), skipped=("square",))
+    runs = [(a.concept, a.attempt) for a in actions if isinstance(a, RunAttempt)]
+    assert runs == [("star", 1), ("square", 1), ("square", 2), ("square", 3), ("round", 1), ("round", 2)]
+    reopened = Manifest.open(s.storage_path)
+    assert reopened.status == "finished"
+    assert next_action(s, reopened.history) == actions[-1]   # resuming a finished campaign does nothing
+    assert [Path(d.path).parent.name for d in reopened.committed_deltas()] == ["attempt-1", "attempt-2"]
+    assert [c.state for c in concept_states(s, reopened.history)] == ["committed", "skipped", "committed"]
+
+
+def test_the_last_concept_sees_every_committed_parent(tmp_path):
+    s, m = start(tmp_path)
+    actions = drive(s, m, {"star": [ACCEPT], "square": [ACCEPT], "round": [ACCEPT]})
+    last_run = [a for a in actions if isinstance(a, RunAttempt)][-1]
+    assert last_run.erased_before == ("star", "square")
+    assert [p.path for p in last_run.parents] == ["steps/1-star/attempt-1/delta.safetensors",
+                                                  "steps/2-square/attempt-1/delta.safetensors"]
+
+
+def test_a_cancelled_campaign_halts(tmp_path):
+    s, m = start(tmp_path)
+    m.set_status("cancelled")
+    assert next_action(s, m.history) == Halted("campaign cancelled")
+
+
+def test_a_spec_that_reorders_worked_on_concepts_is_refused(tmp_path):
+    s, m = start(tmp_path)
+    run(m, next_action(s, m.history), WEAK)
+    reordered = spec(tmp_path, "concepts=[square,star,round]")
+    with pytest.raises(ManifestError, match="'star' at step 1"):
+        next_action(reordered, m.history)
+
+
+def test_step_request_has_absolute_paths_and_the_gate_thresholds(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    s = load_spec(None, ["name=toy", "concepts=[star,square]", "preserve=[diamond]", "seed=7",
+                         "gate.min_forgetting=0.8", "validation.seeds=3"])
+    action = RunAttempt(2, "square", 3, "esd-x", {"eta": 2.0}, ("star",),
+                        (DeltaRef("steps/1-star/attempt-1/delta.safetensors", "ab" * 32),))
+    request = step_request(action, s)
+    assert isinstance(request, StepRequest)
+    root = os.path.abspath("runs/toy")
+    assert request.out_dir == os.path.join(root, "steps", "2-square", "attempt-3")
+    assert request.parents == (DeltaRef(os.path.join(root, "steps/1-star/attempt-1/delta.safetensors"), "ab" * 32),)
+    assert (request.campaign, request.step, request.attempt, request.concept) == ("toy", 2, 3, "square")
+    assert (request.method, request.hparams, request.model) == ("esd-x", {"eta": 2.0}, "toyworld")
+    assert (request.erased_before, request.preserve, request.seed) == (("star",), ("diamond",), 7)
+    assert request.validation.seeds == 3 and request.validation.stop_forgetting == 0.8
+    assert request.validation.stop_retain == s.gate.min_retain
+    assert request.cache_dir == os.path.join(root, "cache")
