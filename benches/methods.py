@@ -1,0 +1,94 @@
+"""Every erasure method on the same toy concept, validated by the same suite.
+
+    python benches/methods.py [--concept square] [--methods uce,esd-x,...]
+
+Prints per method: seconds to erase, Forgetting, evasion, Retain (near/far), leakage, KL; then the
+early-stop check: the same candidates gated with and without early stop (images and decisions).
+Writes bench-results/methods.json (a list of rows: method, seconds, forgetting, retain, evasion, leakage, kl)
+and bench-results/early_stop.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from jobs.contracts import StepRequest, ValidationSpec  # noqa: E402
+from jobs.methods import METHOD_NAMES  # noqa: E402
+from jobs.step import run_step, run_validation  # noqa: E402
+
+GATE = {"forgetting": 0.90, "retain": 0.95}
+
+
+def passes(report) -> bool:
+    return report.forgetting.value >= GATE["forgetting"] and report.retain.value >= GATE["retain"]
+
+
+def row(method: str, result) -> dict:
+    r = result.report
+    evasion = [e.value for e in r.evasion.values()]
+    return {"method": method, "seconds": round(result.erase_seconds, 2), "forgetting": round(r.forgetting.value, 3),
+            "forgetting_lower": round(r.forgetting.lower, 3), "retain": round(r.retain.value, 3),
+            "retain_near": round(r.retain_by_distance.get("near", r.retain).value, 3),
+            "retain_far": round(r.retain_by_distance.get("far", r.retain).value, 3),
+            "evasion": round(sum(evasion) / max(1, len(evasion)), 3), "leakage": round(r.leakage.value, 3),
+            "kl": round(r.kl, 4), "kl_base_noise": round(r.kl_base_noise, 4), "images": r.images_generated,
+            "validate_seconds": round(result.validate_seconds, 2), "gate": "pass" if passes(r) else "fail"}
+
+
+def early_stop_check(results: dict, spec: ValidationSpec) -> list[dict]:
+    """Gate each candidate again with early stop on; compare image counts and decisions."""
+    out = []
+    for method, res in results.items():
+        early = run_validation(replace(res.request, validation=replace(spec, early_stop=True)), res.delta,
+                               log=lambda *a: None)
+        out.append({"method": method, "fixed_images": res.report.images_generated,
+                    "early_images": early.images_generated, "early_stopped": early.early_stopped,
+                    "same_decision": passes(early) == passes(res.report)})
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--concept", default="square")
+    ap.add_argument("--methods", default=",".join(METHOD_NAMES))
+    ap.add_argument("--seeds", type=int, default=4)
+    ap.add_argument("--out", type=Path, default=Path("bench-results/methods.json"))
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-methods-"))
+    spec = ValidationSpec(seeds=args.seeds, early_stop=False)
+    results = {}
+    for m in args.methods.split(","):
+        req = StepRequest("bench", 1, 1, args.concept, m, {}, "toyworld", (), str(work / m),
+                          validation=spec, cache_dir=str(work / "cache"))
+        results[m] = run_step(req, log=lambda *a: None)
+        print(f"  {m}: done in {results[m].erase_seconds:.1f}s", flush=True)
+    rows = [row(m, r) for m, r in results.items()]
+    cols = ["method", "seconds", "forgetting", "evasion", "retain", "retain_near", "retain_far", "leakage", "kl", "gate"]
+    print(f"\nconcept {args.concept!r}, {rows[0]['images']} images per gate, base seed-to-seed KL {rows[0]['kl_base_noise']}")
+    print(" ".join(f"{c:>11}" for c in cols))
+    for r in rows:
+        print(" ".join(f"{r[c]:>11}" for c in cols))
+    checks = early_stop_check(results, spec)
+    clear = [c for c in checks if c["early_stopped"]]
+    saved = 1 - sum(c["early_images"] for c in clear) / max(1, sum(c["fixed_images"] for c in clear))
+    print(f"\nearly stop: {len(clear)}/{len(checks)} gates stopped early, "
+          f"{saved:.0%} fewer images on those, same decision on {sum(c['same_decision'] for c in checks)}/{len(checks)}")
+    for c in checks:
+        print(f"  {c['method']:>6}: {c['fixed_images']} -> {c['early_images']} images, same decision {c['same_decision']}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps([{**r, "concept": args.concept} for r in rows], indent=1))
+    early = args.out.with_name("early_stop.json")
+    early.write_text(json.dumps({"concept": args.concept, "gates": checks, "image_saving_when_stopped": saved}, indent=1))
+    print(f"wrote {args.out} and {early}")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
