@@ -35,6 +35,10 @@ class CommitError(ManifestError):
     """A commit was refused: already committed, not accepted by the gate, or bad delta hash."""
 
 
+class ClusterError(CampaignError):
+    """The Ray cluster cannot run the campaign: unreachable, token refused, or no node can hold a step."""
+
+
 def _one_line(message: str) -> str:
     # omegaconf and yaml put context on extra lines; the CLI prints exactly one.
     return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
