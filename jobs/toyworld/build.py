@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from jobs.toyworld.architecture import (ToyArchitecture, build_scheduler, build_
 from jobs.toyworld.dataset import captioned_pool, labelled_pool
 from jobs.toyworld.evaluator import Evaluator
 from jobs.toyworld.tokenizer import build_tokenizer
-from jobs.toyworld.train_evaluator import train_evaluator
+from jobs.toyworld.train_evaluator import train_evaluator, with_reconstructions
 from jobs.toyworld.train_pipeline import train_pipeline
 from jobs.toyworld.train_vae import train_vae
 from jobs.toyworld.world import World, load_world
@@ -32,17 +33,17 @@ WEIGHTS = Path(os.environ.get("ERASE_TOYWORLD_DIR") or Path(__file__).with_name(
 class BuildConfig:
     seed: int = 0
     pool_images: int = 40000
-    vae_steps: int = 1500
+    vae_steps: int = 1200
     vae_batch: int = 32
     vae_lr: float = 1e-3
     evaluator_images: int = 30000
-    evaluator_steps: int = 1500
-    evaluator_batch: int = 128
+    evaluator_steps: int = 2000
+    evaluator_batch: int = 64
     evaluator_lr: float = 2e-3
-    unet_steps: int = 4000
+    unet_steps: int = 3600
     unet_batch: int = 64
     unet_lr: float = 1e-3
-    arch: ToyArchitecture = ToyArchitecture(unet_channels=(48, 96))
+    arch: ToyArchitecture = ToyArchitecture(unet_channels=(48, 96), vae_channels=(16, 32, 32))
 
     def scaled(self, s: float) -> "BuildConfig":
         """Same recipe with every count scaled by `s` (at least 2): for smoke tests."""
@@ -62,24 +63,37 @@ def save_pipeline(out: Path, unet, vae, text_encoder, tokenizer, scheduler) -> N
     pipe.to(torch.float16).save_pretrained(out, safe_serialization=True)
 
 
+def _stage_vae(cfg: BuildConfig, pool, stage: Path, log):
+    """Train the VAE, or reuse the one a previous (interrupted) build of the same config saved."""
+    from diffusers import AutoencoderKL
+
+    if (stage / "config.json").is_file():
+        log(f"reusing the VAE in {stage}")
+        vae = AutoencoderKL.from_pretrained(stage)
+    else:
+        vae = train_vae(build_vae(cfg.arch), pool.images, cfg.vae_steps, cfg.vae_batch, cfg.vae_lr, cfg.seed, log)
+        vae.save_pretrained(stage)
+    return vae.eval().requires_grad_(False)
+
+
 def build(cfg: BuildConfig, out: Path, world: World | None = None, log=print) -> None:
     world = world or load_world()
     torch.manual_seed(cfg.seed)
     t0 = time.time()
     pool = captioned_pool(world, cfg.pool_images, cfg.seed)
     log(f"rendered {len(pool.images)} captioned scenes ({time.time() - t0:.0f}s)")
-    vae = train_vae(build_vae(cfg.arch), pool.images, cfg.vae_steps, cfg.vae_batch, cfg.vae_lr, cfg.seed, log)
-    for p in vae.parameters():
-        p.requires_grad_(False)
-    evaluator = Evaluator.fresh(world)
-    lab = labelled_pool(world, cfg.evaluator_images, cfg.seed + 1, evaluator.classes)
-    train_evaluator(evaluator, lab, cfg.evaluator_steps, cfg.evaluator_batch, cfg.evaluator_lr, cfg.seed, vae, log)
-    evaluator.save(out / "evaluator")
+    vae = _stage_vae(cfg, pool, out / "stages" / "vae", log)
+    if not (out / "evaluator" / "evaluator.safetensors").is_file():
+        evaluator = Evaluator.fresh(world)
+        lab = with_reconstructions(labelled_pool(world, cfg.evaluator_images, cfg.seed + 1, evaluator.classes), vae)
+        train_evaluator(evaluator, lab, cfg.evaluator_steps, cfg.evaluator_batch, cfg.evaluator_lr, cfg.seed, log)
+        evaluator.save(out / "evaluator")
     tokenizer = build_tokenizer(world, out / "vocab")
     unet, text = train_pipeline(build_unet(cfg.arch), build_text_encoder(cfg.arch, len(tokenizer)), tokenizer,
                                 build_scheduler(), vae, pool, steps=cfg.unet_steps, batch=cfg.unet_batch,
                                 lr=cfg.unet_lr, seed=cfg.seed, log=log)
     save_pipeline(out / "pipeline", unet, vae, text, tokenizer, build_scheduler())
+    shutil.rmtree(out / "stages", ignore_errors=True)
     (out / "build.json").write_text(json.dumps({"config": asdict(cfg), "seconds": time.time() - t0}, indent=1))
     log(f"toy world written to {out} in {time.time() - t0:.0f}s")
 

@@ -11,17 +11,29 @@ from jobs.toyworld.dataset import LabelledPool
 from jobs.toyworld.evaluator import Evaluator, to_tensor
 
 
-def _augment(x: torch.Tensor, vae, gen: torch.Generator) -> torch.Tensor:
-    """Half the batch goes through the VAE (what generated images look like); all gets mild noise."""
-    if vae is not None:
-        half = x.shape[0] // 2
-        with torch.no_grad():
-            x = torch.cat([vae.decode(vae.encode(x[:half]).latent_dist.mean).sample.clamp(-1, 1), x[half:]])
+@torch.no_grad()
+def reconstruct(vae, images: np.ndarray, batch: int = 256) -> np.ndarray:
+    """Images after the VAE round trip: what generated images look like (uint8)."""
+    out = []
+    for i in range(0, len(images), batch):
+        rec = vae.decode(vae.encode(to_tensor(images[i:i + batch])).latent_dist.mean).sample.clamp(-1, 1)
+        out.append(((rec.permute(0, 2, 3, 1).numpy() + 1) * 127.5).round().astype(np.uint8))
+    return np.concatenate(out)
+
+
+def with_reconstructions(pool: LabelledPool, vae) -> LabelledPool:
+    """The pool plus its VAE reconstructions under the same labels (computed once, not per step)."""
+    labels = {k: np.concatenate([v, v]) for k, v in pool.labels.items()}
+    return LabelledPool(np.concatenate([pool.images, reconstruct(vae, pool.images)]), labels)
+
+
+def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Mild pixel noise of random strength, so the judge does not rely on perfectly flat colour."""
     return x + 0.05 * torch.rand(x.shape[0], 1, 1, 1, generator=gen) * torch.randn(x.shape, generator=gen)
 
 
 def train_evaluator(evaluator: Evaluator, pool: LabelledPool, steps: int, batch: int, lr: float,
-                    seed: int, vae=None, log=print) -> Evaluator:
+                    seed: int, log=print) -> Evaluator:
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     net = evaluator.net.train()
@@ -30,7 +42,7 @@ def train_evaluator(evaluator: Evaluator, pool: LabelledPool, steps: int, batch:
     t0 = time.time()
     for step in range(steps):
         idx = rng.integers(len(pool.images), size=batch)
-        logits = net(_augment(to_tensor(pool.images[idx]), vae, gen))
+        logits = net(_augment(to_tensor(pool.images[idx]), gen))
         loss = sum(F.cross_entropy(logits[k], torch.from_numpy(v[idx]), ignore_index=-1)
                    for k, v in pool.labels.items())
         opt.zero_grad(set_to_none=True)
