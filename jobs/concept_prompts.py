@@ -81,3 +81,12 @@ def concept_prompts(model: str, name: str, preserve: tuple[str, ...] = ()) -> Co
 
 
 
+
+
+def merged(parts: list[ConceptPrompts]) -> ConceptPrompts:
+    """Several concepts as one erasure target (the all-at-once baseline): union of targets, keep the rest."""
+    words = tuple(dict.fromkeys(w for p in parts for w in p.words))
+    keep = tuple(dict.fromkeys(p for part in parts for p in part.preserve
+                               if not any(w in p.split() for w in words)))
+    return ConceptPrompts(words, tuple(t for p in parts for t in p.target),
+                          tuple(a for p in parts for a in p.anchor), keep)
