@@ -1,0 +1,65 @@
+"""Each method, in a short run on the shipped toy pipeline, lowers the target and keeps an unrelated concept."""
+import numpy as np
+import pytest
+import torch
+
+from jobs import deltas
+from jobs.concept_prompts import toy_concept_prompts
+from jobs.methods import METHOD_NAMES, registry
+from jobs.methods.interface import EraseInputs
+from jobs.models import load_pipeline
+from jobs.toyworld.build import WEIGHTS
+from jobs.toyworld.evaluator import Evaluator
+from jobs.toyworld.world import load_world
+
+pytestmark = pytest.mark.e2e
+
+TARGET, UNRELATED = "square", "heart"
+SHORT = {"uce": {}, "esd-x": {"steps": 60}, "esd-u": {"steps": 60}, "fmn": {"steps": 35}, "ca": {"steps": 60},
+         "lora": {"steps": 80}}
+PROMPTS = {c: [f"a {col} {c}" for col in ("red", "green", "blue", "yellow")] for c in (TARGET, UNRELATED)}
+
+
+@pytest.fixture(scope="module")
+def world():
+    torch.set_num_threads(2)
+    return load_world()
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return load_pipeline("toyworld")
+
+
+@pytest.fixture(scope="module")
+def evaluator(world):
+    return Evaluator.load(world, WEIGHTS / "evaluator")
+
+
+def accuracy(pipe, evaluator, concept: str, seeds: int = 4) -> float:
+    prompts = [p for p in PROMPTS[concept] for _ in range(seeds)]
+    gens = [torch.Generator().manual_seed(1000 + i) for i in range(len(prompts))]
+    images = pipe(prompts, num_inference_steps=15, guidance_scale=5.0, height=32, width=32, generator=gens,
+                  output_type="np").images
+    shapes = evaluator.judge(np.clip(np.round(images * 255), 0, 255).astype(np.uint8)).top("shape")
+    return float(np.mean([s == concept for s in shapes]))
+
+
+@pytest.fixture(scope="module")
+def base_acc(pipe, evaluator):
+    return {c: accuracy(pipe, evaluator, c) for c in (TARGET, UNRELATED)}
+
+
+@pytest.mark.parametrize("method", METHOD_NAMES)
+def test_method_erases_the_target_and_keeps_an_unrelated_concept(world, pipe, evaluator, base_acc, method):
+    assert base_acc[TARGET] >= 0.75, "the base model must draw the target for erasure to mean anything"
+    prompts = toy_concept_prompts(world, TARGET)
+    out = registry.erase(method, pipe, EraseInputs(TARGET, prompts, SHORT[method], seed=0, log=lambda *a: None))
+    meta = deltas.DeltaMeta(kind=out.kind, method=method, concept=TARGET, rank=out.rank, alpha=out.alpha)
+    deltas.apply_delta(pipe, out.tensors, meta)
+    try:
+        after = {c: accuracy(pipe, evaluator, c) for c in (TARGET, UNRELATED)}
+    finally:
+        deltas.remove_delta(pipe, out.tensors, meta)
+    assert after[TARGET] <= base_acc[TARGET] - 0.25, (method, base_acc, after)
+    assert after[UNRELATED] >= base_acc[UNRELATED] - 0.25, (method, base_acc, after)
