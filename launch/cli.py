@@ -1,6 +1,12 @@
 """The `erase` command line. Every user error is one line on stderr and exit code 2.
 
-    erase run CAMPAIGN.yaml [key=value ...]     progressive campaign on an embedded local Ray
+    erase run CAMPAIGN.yaml [key=value ...]      progressive campaign on an embedded local Ray (exit 1 if halted)
+    erase resume RUNS_DIR|CAMPAIGN.yaml          continue a campaign from its journal
+    erase submit CAMPAIGN.yaml --address URL     run it as a Ray job on a cluster; prints the job id
+    erase status RUNS_DIR|CAMPAIGN.yaml|JOB_ID   per-concept table (local journal) or the job's status
+    erase logs JOB_ID [--follow]                 the job's output
+    erase cancel JOB_ID                          stop the job (resume continues it later)
+    erase list                                   jobs on the cluster
     erase toyworld showcase                      draw a few prompts with the embedded toy model
     erase toyworld train [--out DIR]             retrain the toy world from scratch (~30-40 min, 2 cores)
     erase step REQUEST.json                      one erasure step without Ray (what a worker runs)
@@ -8,7 +14,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -29,12 +37,11 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from orchestrator.errors import CampaignError
 
     errors: list[type[BaseException]] = [CampaignError, UnknownConceptError, ModelLoadError, FileNotFoundError]
-    try:
-        from jobs.deltas import DeltaError
-        from jobs.methods.interface import MethodConfigError
-        errors += [DeltaError, MethodConfigError]
-    except ImportError:  # torch missing: those errors cannot occur either
-        pass
+    # A module never imported raised nothing; importing jobs.deltas just to name its error would cost
+    # every one-line error a torch import (~1.5 s).
+    for module, name in (("jobs.deltas", "DeltaError"), ("jobs.methods.interface", "MethodConfigError")):
+        if module in sys.modules:
+            errors.append(getattr(sys.modules[module], name))
     return tuple(errors)
 
 
@@ -52,7 +59,88 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--scale", type=float, default=1.0, help="scale all step counts (0.01 = smoke run)")
     st = sub.add_parser("step", help="run one erasure step from a StepRequest JSON, without Ray")
     st.add_argument("request", type=Path, help="StepRequest JSON (as written beside every step)")
+    _campaign_parsers(sub)
+    _job_parsers(sub)
     return p
+
+
+OVERRIDES_HELP = "overrides of the campaign file, as dotted key=value (retry.max_attempts=5 gate.min_retain=0.9)"
+ADDRESS_HELP = "Ray dashboard / Jobs API address (default: $RAY_ADDRESS if it is an http address, else {})"
+TOKEN_NOTE = ("Token authentication: the token is read from RAY_AUTH_TOKEN, else the file RAY_AUTH_TOKEN_PATH, "
+              "else ~/.ray/auth_token, and sent with every request (RAY_AUTH_MODE=disabled sends none).")
+
+
+def _sub(sub, name: str, help: str, description: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help, description=description,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def _local_ray_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--num-cpus", type=int, default=None,
+                        help="CPUs of the embedded Ray (default: all of this machine's)")
+    parser.add_argument("--num-gpus", type=int, default=None,
+                        help="GPUs of the embedded Ray (default: those Ray detects)")
+    parser.add_argument("--schedule-timeout", type=float, default=None, metavar="SECONDS",
+                        help="fail when no node can hold a step for this long (default: 60)")
+
+
+def _campaign_parsers(sub) -> None:
+    run = _sub(sub, "run", "run a campaign to its end on an embedded local Ray (exit 0 finished, 1 halted)",
+               "Erase the campaign's concepts one after another, each erased, validated and gated before it is\n"
+               "committed to the journal on storage_path. Starts a private Ray on this machine (loopback only,\n"
+               "token auth on, no dashboard); inside a Ray job (RAY_ADDRESS set) it joins that cluster instead.\n"
+               "Running it again on the same campaign continues it, like `erase resume`.\n\n"
+               "exit status: 0 finished (every concept committed or skipped), 1 halted, 2 user error")
+    run.add_argument("campaign", type=Path, help="campaign YAML (e.g. configs/campaigns/toy.yaml)")
+    run.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDES_HELP)
+    _local_ray_options(run)
+    resume = _sub(sub, "resume", "continue a campaign from its journal: committed steps kept, interrupted ones redone",
+                  "Continue a campaign after a crash, a cancel or a halt. Committed steps are never redone (their\n"
+                  "deltas stay byte-identical); an attempt that was running when the driver died is redone with\n"
+                  "the same number and settings. TARGET is the campaign directory (storage_path, holding\n"
+                  "manifest.json) or the campaign YAML. Overrides may change resources/tracking; a change of\n"
+                  "anything that alters results is refused.\n\n"
+                  "exit status: 0 finished, 1 halted, 2 user error")
+    resume.add_argument("target", help="campaign directory (storage_path) or campaign YAML")
+    resume.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDES_HELP)
+    _local_ray_options(resume)
+
+
+def _job_parsers(sub) -> None:
+    from launch.jobs_api import DEFAULT_ADDRESS
+
+    def address(parser):
+        parser.add_argument("--address", default=None, help=ADDRESS_HELP.format(DEFAULT_ADDRESS))
+
+    submit = _sub(sub, "submit", "run a campaign as a Ray job on a cluster (Ray Jobs API); prints the job id",
+                  "Validate the campaign here, then submit `erase run` for it as a Ray job. The campaign file is\n"
+                  "uploaded with the job; the `erase` package must be installed on the cluster. A relative\n"
+                  "storage_path is made absolute here: it must be a path every node can reach (shared storage).\n"
+                  "The job id is <campaign>-<UTC time>.\n\n" + TOKEN_NOTE)
+    submit.add_argument("campaign", type=Path, help="campaign YAML")
+    submit.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDES_HELP)
+    submit.add_argument("--follow", action="store_true", help="stream the job's logs until it ends; "
+                        "exit 0 if it succeeded, 1 if not")
+    address(submit)
+    status = _sub(sub, "status", "where a campaign stands: a local journal's table, or a job's status",
+                  "TARGET is a campaign directory (storage_path) or campaign YAML: print the per-concept table\n"
+                  "from its journal, no Ray needed. Otherwise TARGET is a job id, asked of the cluster at\n"
+                  "--address.\n\n" + TOKEN_NOTE)
+    status.add_argument("target", help="campaign directory, campaign YAML, or job id")
+    address(status)
+    logs = _sub(sub, "logs", "print a job's output (progress lines and final table)",
+                "Print what the job's driver wrote so far; --follow streams it until the job ends.\n\n" + TOKEN_NOTE)
+    logs.add_argument("job_id", help="job id, as printed by `erase submit` or `erase list`")
+    logs.add_argument("--follow", "-f", action="store_true", help="stream new output until the job ends")
+    address(logs)
+    cancel = _sub(sub, "cancel", "stop a running job (the journal keeps every commit; resume continues it)",
+                  "Ask Ray to stop the job's driver. Committed steps stay committed; the attempt that was\n"
+                  "running is redone by `erase resume` or a new submit.\n\n" + TOKEN_NOTE)
+    cancel.add_argument("job_id", help="job id")
+    address(cancel)
+    listing = _sub(sub, "list", "list the jobs on the cluster", "One line per job: id, status, start time, "
+                   "entrypoint.\n\n" + TOKEN_NOTE)
+    address(listing)
 
 
 @command("toyworld")
@@ -80,6 +168,148 @@ def _step(args) -> int:
     r = result.report
     print(f"delta {result.delta.path}  forgetting {r.forgetting.value:.2f}  retain {r.retain.value:.2f}")
     return 0
+
+
+@command("run")
+def _run(args) -> int:
+    from orchestrator.spec import load_spec
+
+    return _drive(load_spec(str(args.campaign), args.overrides), args)
+
+
+@command("resume")
+def _resume(args) -> int:
+    return _drive(_resume_spec(args.target, args.overrides), args)
+
+
+def _drive(spec, args) -> int:
+    """Run the driver on Ray to the campaign's end; 0 finished, 1 halted."""
+    from launch import cluster
+
+    cluster.configure()   # before the runner imports ray: the embedded Ray must bind to loopback
+    from orchestrator import runner
+
+    runner.check_model(spec.model)   # a missing model fails before Ray starts
+    timeout = args.schedule_timeout if args.schedule_timeout is not None else runner.SCHEDULE_TIMEOUT_S
+    with cluster.session(args.num_cpus, args.num_gpus):
+        outcome = runner.run_campaign(spec, schedule_timeout_s=timeout)
+    return 0 if outcome.status == "finished" else 1
+
+
+def _resume_spec(target: str, overrides: list[str]):
+    """The spec of an existing campaign, from its directory's snapshot or from a campaign YAML."""
+    from orchestrator.errors import ManifestError
+    from orchestrator.manifest import SPEC_SNAPSHOT, Manifest
+    from orchestrator.spec import load_spec
+
+    path = Path(target)
+    if path.is_dir():
+        if not Manifest.exists(path) or not (path / SPEC_SNAPSHOT).is_file():
+            raise ManifestError(f"no campaign at {path}: no {path / 'manifest.json'} (start one with `erase run`)")
+        # storage_path is operational: pointing it here keeps the spec hash and works from any directory.
+        return load_spec(str(path / SPEC_SNAPSHOT), [*overrides, f"storage_path={path.resolve()}"])
+    if not path.is_file() and not target.endswith((".yaml", ".yml")):
+        raise ManifestError(f"no campaign at {target}: not a directory or a campaign YAML")
+    spec = load_spec(target, overrides)
+    if not Manifest.exists(spec.storage_path):
+        raise ManifestError(f"campaign {spec.name!r} has no journal at {spec.storage_path}; "
+                            f"start it with `erase run {target}`")
+    return spec
+
+
+@command("status")
+def _status(args) -> int:
+    local = _local_campaign(args.target)
+    if local is not None:
+        from orchestrator.manifest import Manifest
+        from orchestrator.progress import summary_table
+
+        spec, root = local
+        manifest = Manifest.open(root)
+        print(f"campaign {manifest.campaign}: {manifest.status}")
+        print(summary_table(spec, manifest.history, root))
+        return 0
+    from launch.jobs_api import Jobs
+
+    job = Jobs(args.address).status(args.target)
+    print(f"{job.id}: {job.status}" + (f"  ({job.message})" if job.message else ""))
+    print(f"  entrypoint: {job.entrypoint}")
+    print(f"  started {_when(job.start_time)}" + (f", ended {_when(job.end_time)}" if job.end_time else ""))
+    return 0
+
+
+def _local_campaign(target: str):
+    """(spec, storage_path) when target names a campaign directory or YAML; None for a job id."""
+    from orchestrator.errors import ManifestError
+    from orchestrator.manifest import SPEC_SNAPSHOT, Manifest
+    from orchestrator.spec import load_spec
+
+    path = Path(target)
+    if path.is_dir() or target.endswith((".yaml", ".yml")) or os.sep in target:
+        if path.is_dir():
+            if not Manifest.exists(path) or not (path / SPEC_SNAPSHOT).is_file():
+                raise ManifestError(f"no campaign at {path}: no {path / 'manifest.json'}")
+            return load_spec(str(path / SPEC_SNAPSHOT), [f"storage_path={path}"]), path
+        spec = load_spec(target)
+        if not Manifest.exists(spec.storage_path):
+            raise ManifestError(f"campaign {spec.name!r} has no journal at {spec.storage_path} yet")
+        return spec, Path(spec.storage_path)
+    return None
+
+
+@command("submit")
+def _submit(args) -> int:
+    from launch.jobs_api import Jobs
+    from orchestrator.spec import load_spec
+
+    spec = load_spec(str(args.campaign), args.overrides)   # config errors here, before the cluster is asked
+    jobs = Jobs(args.address)
+    job_id = jobs.submit(args.campaign, args.overrides, spec)
+    print(f"submitted {job_id} to {jobs.address}")
+    if not args.follow:
+        print(f"  erase status {job_id}    erase logs {job_id} --follow    erase cancel {job_id}")
+        return 0
+    jobs.follow(job_id, lambda chunk: print(chunk, end="", flush=True))
+    final = jobs.status(job_id)
+    print(f"{job_id}: {final.status}")
+    return 0 if final.status == "SUCCEEDED" else 1
+
+
+@command("logs")
+def _logs(args) -> int:
+    from launch.jobs_api import Jobs
+
+    jobs = Jobs(args.address)
+    if args.follow:
+        jobs.follow(args.job_id, lambda chunk: print(chunk, end="", flush=True))
+    else:
+        print(jobs.logs(args.job_id), end="")
+    return 0
+
+
+@command("cancel")
+def _cancel(args) -> int:
+    from launch.jobs_api import Jobs
+
+    stopped = Jobs(args.address).cancel(args.job_id)
+    print(f"stop requested for {args.job_id}" if stopped else f"{args.job_id} had already ended")
+    return 0
+
+
+@command("list")
+def _list(args) -> int:
+    from launch.jobs_api import Jobs
+
+    jobs = Jobs(args.address).list()
+    if not jobs:
+        print("no jobs")
+    for job in jobs:
+        print(f"{job.id:<40} {job.status:<10} {_when(job.start_time):<20} {job.entrypoint}")
+    return 0
+
+
+def _when(seconds: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds)) if seconds else "-"
 
 
 def main(argv: list[str] | None = None) -> int:
