@@ -1,0 +1,91 @@
+"""Every mistake a user can make at the `erase` command line: one `error:` line on stderr, exit 2, no traceback.
+
+Each case runs the real CLI in a subprocess (what a user sees); none of them needs Ray to start.
+"""
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+GOOD = {"name": "mistakes", "model": "toyworld", "concepts": ["star"], "method": "uce"}
+
+
+def erase(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "launch.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          check=False, timeout=120)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:
+    shown = result.stdout + result.stderr
+    assert result.returncode == 2, shown
+    assert "Traceback" not in shown, shown
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, shown
+    for word in words:
+        assert word in result.stderr, shown
+
+
+@pytest.fixture
+def campaign_file(tmp_path):
+    def write(**changes) -> Path:
+        doc = {**GOOD, "storage_path": str(tmp_path / "runs"), **changes}
+        path = tmp_path / "campaign.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        return path
+    return write
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"colour": "red"}, ["unknown key", "colour"]),
+    ({"retry": {"max_attempts": "many"}}, ["retry.max_attempts", "integer"]),
+    ({"method": "telepathy"}, ["unknown method", "telepathy"]),
+    ({"concepts": ["star", "unicorn"]}, ["unicorn"]),
+    ({"concepts": []}, ["concepts is empty"]),
+], ids=["unknown-key", "wrong-type", "unknown-method", "unknown-concept", "empty-list"])
+def test_bad_campaign_file(campaign_file, tmp_path, changes, words):
+    result = erase("run", str(campaign_file(**changes)))
+    assert_one_line_error(result, *words)
+    assert not (tmp_path / "runs").exists()   # nothing written for a campaign that never started
+
+
+def test_bad_override(campaign_file):
+    assert_one_line_error(erase("run", str(campaign_file()), "gate.min_retain=lots"), "gate.min_retain")
+
+
+def test_missing_campaign_file(tmp_path):
+    assert_one_line_error(erase("run", str(tmp_path / "nowhere.yaml")), "not found", "nowhere.yaml")
+
+
+def test_missing_model_directory(campaign_file, tmp_path):
+    result = erase("run", str(campaign_file(model=str(tmp_path / "no-model"), concepts=["car"])))
+    assert_one_line_error(result, "no such directory", "no-model")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_resume_without_a_campaign(tmp_path):
+    assert_one_line_error(erase("resume", str(tmp_path)), "no campaign at")
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]   # nothing listens once the socket is closed
+
+
+@pytest.mark.parametrize("args", [("status", "some-job"), ("logs", "some-job"), ("cancel", "some-job"), ("list",)],
+                         ids=["status", "logs", "cancel", "list"])
+def test_unreachable_address(args):
+    address = f"http://127.0.0.1:{closed_port()}"
+    assert_one_line_error(erase(*args, "--address", address), f"cannot reach Ray at {address}")
+
+
+def test_submit_to_unreachable_address(campaign_file):
+    address = f"http://127.0.0.1:{closed_port()}"
+    assert_one_line_error(erase("submit", str(campaign_file()), "--address", address), "cannot reach Ray")

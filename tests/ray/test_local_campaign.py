@@ -1,0 +1,149 @@
+"""The driver on one local Ray session: commits, concurrent campaigns, a killed worker, failing and stuck steps."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import ray
+
+from orchestrator.errors import CampaignError, ClusterError
+from orchestrator.manifest import Manifest, sha256_file
+from orchestrator.runner import driver_lock, run_campaign
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray(toy_world):
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024 * 1024, logging_level="WARNING")
+    yield
+    ray.shutdown()
+
+
+def in_thread(fn, *args, **kwargs):
+    """Run fn in a thread; returns (thread, box) where box holds 'value' or 'error' afterwards."""
+    box: dict = {}
+
+    def target():
+        try:
+            box["value"] = fn(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001 - re-raised by joined()
+            box["error"] = e
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread, box
+
+
+def joined(thread, box, timeout=180):
+    thread.join(timeout)
+    assert not thread.is_alive(), "campaign did not end"
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def test_campaign_finishes_and_commits_every_concept(campaign):
+    spec, _ = campaign("commits", ["star", "square"])
+    lines: list[str] = []
+    outcome = run_campaign(spec, echo=lines.append)
+
+    assert outcome.status == "finished" and outcome.committed == ("star", "square")
+    manifest = Manifest.open(spec.storage_path)
+    assert manifest.status == "finished"
+    for ref in manifest.committed_deltas():
+        assert sha256_file(Path(ref.path)) == ref.sha256
+    # The cumulative check: step 2 was asked to re-check star, and its report measured it.
+    request = json.loads((Path(spec.storage_path) / "steps/2-square/attempt-1/request.json").read_text())
+    assert request["erased_before"] == ["star"]
+    assert "star" in manifest.history.attempts_for(2)[0].report.cumulative
+    # One line per phase change, then the table and where the deltas are.
+    assert any(" 1/2 star " in line and " erase " in line for line in lines)
+    assert any(" 2/2 square " in line and " committed " in line for line in lines)
+    table = lines[-1]
+    assert "forgetting" in table and table.count("committed") >= 2
+    assert str(Path(spec.storage_path) / "steps/2-square/attempt-1/delta.safetensors") in table
+
+
+def test_two_campaigns_interleave_on_one_cluster(campaign):
+    specs = [campaign("left", ["star", "square"])[0], campaign("right", ["star", "square"])[0]]
+    stamps: dict[str, list[tuple[float, str]]] = {"left": [], "right": []}
+    runs = [in_thread(run_campaign, s, echo=lambda line, n=s.name: stamps[n].append((time.monotonic(), line)))
+            for s in specs]
+    outcomes = [joined(*run) for run in runs]
+
+    assert [o.status for o in outcomes] == ["finished", "finished"]
+    for spec in specs:
+        manifest = Manifest.open(spec.storage_path)
+        assert manifest.campaign == spec.name and len(manifest.history.commits) == 2
+        assert all(not Path(c.delta.path).is_absolute() for c in manifest.history.commits)
+        assert all(Path(ref.path).is_relative_to(spec.storage_path) for ref in manifest.committed_deltas())
+
+    def first(name, word):
+        return next(t for t, line in stamps[name] if f" {word} " in line or line.endswith(f" {word}"))
+    # Each campaign started its first erase before the other committed its first step: they ran together.
+    assert first("left", "erase") < first("right", "committed")
+    assert first("right", "erase") < first("left", "committed")
+
+
+def erase_header_count(log: Path) -> int:
+    return log.read_text().count("--- erase phase") if log.exists() else 0
+
+
+def test_killed_worker_is_retried_and_campaign_finishes(campaign):
+    spec, _ = campaign("crash", ["star"])
+    log = Path(spec.storage_path) / "steps/1-star/attempt-1/erase.log"
+    run = in_thread(run_campaign, spec, echo=lambda line: None)
+
+    deadline = time.monotonic() + 120
+    while erase_header_count(log) == 0:   # the phase has started inside its worker
+        assert time.monotonic() < deadline, "erase phase never started"
+        time.sleep(0.05)
+    worker = next(p for p in psutil.process_iter(["cmdline"])
+                  if (p.info["cmdline"] or [""])[0].startswith("ray::erase:crash:1.1"))
+    os.kill(worker.pid, signal.SIGKILL)   # a real process death, mid-step
+    outcome = joined(*run)
+
+    assert outcome.status == "finished" and outcome.committed == ("star",)
+    placement = json.loads((log.parent / "placement.json").read_text())
+    assert placement["erase"]["placement"]["pid"] != worker.pid      # Ray re-ran it in a new worker
+    assert erase_header_count(log) == 2
+    attempts = Manifest.open(spec.storage_path).history.attempts_for(1)
+    assert len(attempts) == 1 and attempts[0].restarts == 0           # ...without costing an attempt
+
+
+def test_failing_phase_is_a_failed_attempt_and_the_policy_goes_on(campaign):
+    spec, _ = campaign("broken", ["star"], hparams={"uce": {"no_such_knob": 1}},
+                       retry={"max_attempts": 2, "on_exhausted": "halt"})
+    outcome = run_campaign(spec, echo=lambda line: None)
+
+    assert outcome.status == "halted"
+    manifest = Manifest.open(spec.storage_path)
+    attempts = manifest.history.attempts_for(1)
+    assert [a.attempt for a in attempts] == [1, 2]                    # retried, then out of budget
+    for a in attempts:
+        assert a.decision.failed == ("error",)
+        assert a.decision.reasons[0].startswith("step failed: erase: MethodConfigError:")
+        assert "\n" not in a.decision.reasons[0]
+    assert manifest.status == "halted" and not manifest.history.commits
+
+
+def test_step_that_no_node_can_hold_fails_with_a_reason(campaign):
+    spec, _ = campaign("toobig", ["star"], resources={"gpus_per_step": 4})
+    t0 = time.monotonic()
+    with pytest.raises(ClusterError, match=r"asks for 1 CPU, 4 GPU but no node"):
+        run_campaign(spec, echo=lambda line: None, schedule_timeout_s=1)
+    assert time.monotonic() - t0 < 30
+    started = Manifest.open(spec.storage_path).history.attempts_for(1)
+    assert [a.status for a in started] == ["started"]   # left for `erase resume` once resources fit
+
+
+def test_second_driver_on_one_campaign_is_refused(campaign):
+    spec, _ = campaign("locked", ["star"])
+    with driver_lock(Path(spec.storage_path)), pytest.raises(CampaignError, match="already being run by driver pid"):
+        run_campaign(spec, echo=lambda line: None)
