@@ -82,6 +82,9 @@ def _local_ray_options(parser: argparse.ArgumentParser) -> None:
                         help="GPUs of the embedded Ray (default: those Ray detects)")
     parser.add_argument("--schedule-timeout", type=float, default=None, metavar="SECONDS",
                         help="fail when no node can hold a step for this long (default: 60)")
+    parser.add_argument("--allow-spec-change", action="store_true",
+                        help="continue a journal started from a different spec (e.g. a raised retry.max_attempts "
+                             "or concepts appended); the old spec is kept in the journal, commits stay")
 
 
 def _campaign_parsers(sub) -> None:
@@ -99,7 +102,7 @@ def _campaign_parsers(sub) -> None:
                   "deltas stay byte-identical); an attempt that was running when the driver died is redone with\n"
                   "the same number and settings. TARGET is the campaign directory (storage_path, holding\n"
                   "manifest.json) or the campaign YAML. Overrides may change resources/tracking; a change of\n"
-                  "anything that alters results is refused.\n\n"
+                  "anything that alters results is refused unless --allow-spec-change.\n\n"
                   "exit status: 0 finished, 1 halted, 2 user error")
     resume.add_argument("target", help="campaign directory (storage_path) or campaign YAML")
     resume.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDES_HELP)
@@ -192,7 +195,7 @@ def _drive(spec, args) -> int:
     runner.check_model(spec.model)   # a missing model fails before Ray starts
     timeout = args.schedule_timeout if args.schedule_timeout is not None else runner.SCHEDULE_TIMEOUT_S
     with cluster.session(args.num_cpus, args.num_gpus):
-        outcome = runner.run_campaign(spec, schedule_timeout_s=timeout)
+        outcome = runner.run_campaign(spec, schedule_timeout_s=timeout, allow_spec_change=args.allow_spec_change)
     return 0 if outcome.status == "finished" else 1
 
 

@@ -63,14 +63,18 @@ def _print(line: str) -> None:
 
 
 def run_campaign(spec: CampaignSpec, echo: Callable[[str], None] = _print,
-                 schedule_timeout_s: float = SCHEDULE_TIMEOUT_S) -> RunOutcome:
-    """Drive `spec` to its end on the connected Ray cluster, continuing whatever its journal holds."""
+                 schedule_timeout_s: float = SCHEDULE_TIMEOUT_S, allow_spec_change: bool = False) -> RunOutcome:
+    """Drive `spec` to its end on the connected Ray cluster, continuing whatever its journal holds.
+
+    A journal started from another spec is refused unless allow_spec_change (e.g. a raised retry
+    budget or new concepts at the end); committed steps stay committed either way.
+    """
     if not ray.is_initialized():
         raise ClusterError("not connected to Ray (call launch.cluster.start() first)")
     check_model(spec.model)
     root = Path(spec.storage_path)
     with driver_lock(root):
-        manifest = Manifest.create(root, spec)
+        manifest = Manifest.create(root, spec, allow_spec_change=allow_spec_change)
         return _Driver(spec, manifest, echo, schedule_timeout_s).run()
 
 
