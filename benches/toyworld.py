@@ -24,7 +24,8 @@ from jobs.toyworld.evaluator import Evaluator, to_tensor  # noqa: E402
 from jobs.toyworld.prompts import full_slot, single  # noqa: E402
 from jobs.toyworld.render import place_single, render  # noqa: E402
 from jobs.toyworld.world import ATTRIBUTE_KINDS, load_world  # noqa: E402
-from jobs.validation.validator import Suite, SuiteItem, generate  # noqa: E402
+from jobs.validation.suite import Suite, SuiteItem  # noqa: E402
+from jobs.validation.validator import generate  # noqa: E402
 from jobs.contracts import ValidationSpec  # noqa: E402
 
 TARGETS = {"evaluator.clean.object_acc": 0.98, "evaluator.clean.colour_acc": 0.98, "evaluator.vae.object_acc": 0.95,
