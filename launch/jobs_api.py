@@ -60,12 +60,25 @@ def default_address() -> str:
 
 
 def auth_token() -> tuple[str, str] | None:
-    """(token, where it came from), read as Ray reads it; None when there is none or auth is disabled."""
+    """(token, where it came from), read as Ray reads it; None when there is none or auth is disabled.
+
+    Like Ray, a RAY_AUTH_TOKEN_PATH that cannot be read is an error, not a reason to look elsewhere.
+    """
     if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
         return None
     if os.environ.get("RAY_AUTH_TOKEN", "").strip():
         return os.environ["RAY_AUTH_TOKEN"].strip(), "RAY_AUTH_TOKEN"
-    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token").expanduser()
+    if os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        path = Path(os.environ["RAY_AUTH_TOKEN_PATH"]).expanduser()
+        try:
+            token = path.read_text(encoding="utf-8").strip()
+        except OSError as e:
+            raise ClusterError(f"cannot read the Ray token file RAY_AUTH_TOKEN_PATH={path}: "
+                               f"{e.strerror or type(e).__name__}") from None
+        if not token:
+            raise ClusterError(f"the Ray token file RAY_AUTH_TOKEN_PATH={path} is empty")
+        return token, str(path)
+    path = Path.home() / ".ray" / "auth_token"
     try:
         token = path.read_text(encoding="utf-8").strip()
     except OSError:

@@ -122,23 +122,39 @@ def test_submit_poll_to_succeeded_and_read_logs(head, campaign):
     logs = erase(head, "logs", job_id, "--address", head.address)
     assert state == "SUCCEEDED", logs.stdout
     assert "finished: 1 committed" in logs.stdout and "committed model" in logs.stdout
+    followed = erase(head, "logs", job_id, "--follow", "--address", head.address)   # ends with the job
+    assert followed.returncode == 0 and "committed model" in followed.stdout
     listed = erase(head, "list", "--address", head.address)
     assert job_id in listed.stdout and "SUCCEEDED" in listed.stdout
     local = erase(head, "status", spec.storage_path)           # the journal the job wrote, read here
     assert local.returncode == 0 and "committed" in local.stdout
 
 
-def test_wrong_or_missing_token_is_one_line(head):
+def test_wrong_or_missing_token_is_one_line(head, tmp_path):
     wrong = erase(head, "list", "--address", head.address, env={**head.env, "RAY_AUTH_TOKEN": "0" * 32})
     assert wrong.returncode == 2 and wrong.stderr.startswith("error: Ray rejected the token")
-    none = {k: v for k, v in head.env.items() if k != "RAY_AUTH_TOKEN"}
-    missing = erase(head, "list", "--address", head.address, env={**none, "RAY_AUTH_TOKEN_PATH": "/nonexistent"})
+    # No token anywhere: not in the environment, and a home without ~/.ray/auth_token.
+    none = {**{k: v for k, v in head.env.items() if k != "RAY_AUTH_TOKEN"}, "HOME": str(tmp_path)}
+    missing = erase(head, "list", "--address", head.address, env=none)
     assert missing.returncode == 2 and missing.stderr.startswith("error: Ray at")
     assert "requires a token" in missing.stderr
-    for result in (wrong, missing):
+    unreadable = erase(head, "list", "--address", head.address, env={**none, "RAY_AUTH_TOKEN_PATH": "/nonexistent"})
+    assert unreadable.returncode == 2 and unreadable.stderr.startswith("error: cannot read the Ray token file")
+    for result in (wrong, missing, unreadable):
         assert result.stderr.count("\n") == 1 and "Traceback" not in result.stdout + result.stderr
 
 
 def test_unknown_job_is_one_line(head):
     result = erase(head, "status", "no-such-job", "--address", head.address)
     assert result.returncode == 2 and result.stderr.startswith("error: no job 'no-such-job'")
+
+
+def test_cancel_stops_a_running_job(head, campaign):
+    _, path = campaign("cancelled", ["star", "square"])
+    job_id = erase(head, "submit", str(path), "--address", head.address).stdout.split()[1]
+    cancel = erase(head, "cancel", job_id, "--address", head.address)
+    assert cancel.returncode == 0 and f"stop requested for {job_id}" in cancel.stdout
+    deadline = time.monotonic() + 60
+    while (state := erase(head, "status", job_id, "--address", head.address).stdout.split()[1]) != "STOPPED":
+        assert state in ("PENDING", "RUNNING") and time.monotonic() < deadline, state
+        time.sleep(1)
