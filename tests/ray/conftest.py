@@ -40,9 +40,12 @@ def _world_dir() -> Path | None:
     return None
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def toy_world():
-    """Point this process, its Ray workers and its subprocesses at a trained toy world (or skip)."""
+    """Point this process, its Ray workers and its subprocesses at a trained toy world (or skip).
+
+    Module-scoped, so nothing leaks into the test directories that run after this one.
+    """
     world = _world_dir()
     if world is None:
         pytest.skip("no trained toy world: neither jobs/toyworld/weights nor /tmp/tw (erase toyworld train)")
@@ -51,17 +54,19 @@ def toy_world():
         return
     saved = os.environ.get("ERASE_TOYWORLD_DIR")
     os.environ["ERASE_TOYWORLD_DIR"] = str(world)
-    build = sys.modules.get("jobs.toyworld.build")
-    old_weights = getattr(build, "WEIGHTS", None)
-    if build is not None:   # imported earlier by another test module, and WEIGHTS is read at import
-        build.WEIGHTS = world
+    _set_weights(world)   # WEIGHTS is read when jobs.toyworld.build is imported, maybe before this ran
     yield world
-    if build is not None:
-        build.WEIGHTS = old_weights
     if saved is None:
         os.environ.pop("ERASE_TOYWORLD_DIR", None)
     else:
         os.environ["ERASE_TOYWORLD_DIR"] = saved
+    _set_weights(Path(saved) if saved else SHIPPED)
+
+
+def _set_weights(path: Path) -> None:
+    build = sys.modules.get("jobs.toyworld.build")
+    if build is not None:
+        build.WEIGHTS = path
 
 
 @pytest.fixture(scope="session")
