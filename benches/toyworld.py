@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from jobs.models import load_pipeline  # noqa: E402
-from jobs.toyworld.build import WEIGHTS  # noqa: E402
+from jobs.toyworld.paths import WEIGHTS  # noqa: E402
 from jobs.toyworld.evaluator import Evaluator, to_tensor  # noqa: E402
 from jobs.toyworld.prompts import full_slot, single  # noqa: E402
 from jobs.toyworld.render import place_single, render  # noqa: E402

@@ -12,7 +12,7 @@ class ModelLoadError(RuntimeError):
 
 
 def toy_pipeline_dir() -> Path:
-    from jobs.toyworld.build import WEIGHTS
+    from jobs.toyworld.paths import WEIGHTS
 
     return WEIGHTS / "pipeline"
 

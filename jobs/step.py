@@ -75,7 +75,7 @@ def run_validation(request: StepRequest, candidate: DeltaRef, log=print) -> Gate
 
 
 def _toy_validator(request: StepRequest, log):
-    from jobs.toyworld.build import WEIGHTS
+    from jobs.toyworld.paths import WEIGHTS
     from jobs.toyworld.evaluator import Evaluator
     from jobs.toyworld.world import load_world
     from jobs.validation.suite import build_suite

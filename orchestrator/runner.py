@@ -37,6 +37,7 @@ from orchestrator.campaign import CommitAttempt, Finished, Halted, RunAttempt, S
 from orchestrator.errors import CampaignError, ClusterError
 from orchestrator.gate import GateDecision, decide, error_decision
 from orchestrator.manifest import Manifest
+from orchestrator.tracking import Tracker
 from orchestrator.progress import Clock, concepts_left, duration, event_line, metrics, phase_line, summary_table
 from orchestrator.ray_tasks import MAX_RETRIES, PhaseOutput
 from orchestrator.spec import CampaignSpec
@@ -75,7 +76,11 @@ def run_campaign(spec: CampaignSpec, echo: Callable[[str], None] = _print,
     root = Path(spec.storage_path)
     with driver_lock(root):
         manifest = Manifest.create(root, spec, allow_spec_change=allow_spec_change)
-        return _Driver(spec, manifest, echo, schedule_timeout_s).run()
+        tracker = Tracker.from_spec(spec, root)
+        try:
+            return _Driver(spec, manifest, echo, schedule_timeout_s, tracker).run()
+        finally:
+            tracker.close()
 
 
 def check_model(model: str) -> None:
@@ -121,8 +126,10 @@ def driver_lock(root: Path) -> Iterator[None]:
 class _Driver:
     """The loop of one campaign; everything it knows is in the manifest."""
 
-    def __init__(self, spec: CampaignSpec, manifest: Manifest, echo: Callable[[str], None], timeout_s: float):
+    def __init__(self, spec: CampaignSpec, manifest: Manifest, echo: Callable[[str], None], timeout_s: float,
+                 tracker: Tracker):
         self.spec, self.manifest, self.echo, self.timeout_s = spec, manifest, echo, timeout_s
+        self.tracker = tracker  # W&B: only the driver logs, one run per attempt and phase
         self.res = spec.resources
         self.clock = Clock(started=time.monotonic())
         self.current_started: float | None = None
@@ -149,6 +156,7 @@ class _Driver:
     def _attempt(self, a: RunAttempt) -> None:
         self.current_started = time.monotonic()
         self.manifest.record_start(a.step, a.concept, a.attempt, a.method, a.hparams)
+        self.tracker.attempt_started(a.step, a.concept, a.attempt, a.method, a.hparams)
         request = step_request(a, self.spec)
         phases = self._phases(a, request)
         _write_placement(Path(request.out_dir), phases)
@@ -170,13 +178,16 @@ class _Driver:
         host = ", ".join(f"{p.phase}@{p.placement.host}/{p.placement.node_id[:8]}" for p in phases if p.placement)
         failed = next((p for p in phases if p.error), None)
         if failed is not None:
-            self.manifest.record_result(a.step, a.attempt, error_decision(f"{failed.phase}: {failed.error}"),
-                                        host=host)
+            decision = error_decision(f"{failed.phase}: {failed.error}")
+            self.manifest.record_result(a.step, a.attempt, decision, host=host)
+            self.tracker.attempt_finished(None, decision, phase_seconds={p.phase: p.seconds for p in phases})
             self._line(a, f"{failed.phase} failed", failed.error + (f" (log {failed.log})" if failed.log else ""))
             return
         erase, validate = phases
         decision = decide(validate.value, self.spec.gate)
         self.manifest.record_result(a.step, a.attempt, decision, validate.value, erase.value, host)
+        self.tracker.attempt_finished(validate.value, decision, candidate=erase.value,
+                                      phase_seconds={p.phase: p.seconds for p in phases})
         self._line(a, "gate", f"{metrics(validate.value)} -> {_verdict(decision)}")
 
     def _phase(self, a: RunAttempt, phase: str, args: tuple, gpus: float) -> PhaseOutput:
@@ -213,6 +224,7 @@ class _Driver:
 
     def _commit(self, c: CommitAttempt) -> None:
         record = self.manifest.commit(c.step, c.attempt)
+        self.tracker.committed(c.step, c.concept, self.manifest.root / record.delta.path, record.delta.sha256)
         self._line(c, "committed", f"{self.manifest.root / record.delta.path} sha256 {record.delta.sha256[:12]}")
 
     # -- endings --

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -19,14 +18,14 @@ from jobs.toyworld.architecture import (ToyArchitecture, build_scheduler, build_
                                         build_vae)
 from jobs.toyworld.dataset import captioned_pool, labelled_pool
 from jobs.toyworld.evaluator import Evaluator
+from jobs.toyworld.paths import WEIGHTS
 from jobs.toyworld.tokenizer import build_tokenizer
 from jobs.toyworld.train_evaluator import train_evaluator, with_reconstructions
 from jobs.toyworld.train_pipeline import train_pipeline
 from jobs.toyworld.train_vae import train_vae
 from jobs.toyworld.world import World, load_world
 
-# ERASE_TOYWORLD_DIR points every command at another trained world (tests, retraining).
-WEIGHTS = Path(os.environ.get("ERASE_TOYWORLD_DIR") or Path(__file__).with_name("weights"))
+
 
 
 @dataclass(frozen=True)
@@ -40,10 +39,10 @@ class BuildConfig:
     evaluator_steps: int = 2000
     evaluator_batch: int = 64
     evaluator_lr: float = 2e-3
-    unet_steps: int = 3600
+    unet_steps: int = 4500
     unet_batch: int = 64
     unet_lr: float = 1e-3
-    arch: ToyArchitecture = ToyArchitecture(unet_channels=(48, 96), vae_channels=(16, 32, 32))
+    arch: ToyArchitecture = ToyArchitecture(unet_channels=(32, 64), vae_channels=(16, 32, 32))
 
     def scaled(self, s: float) -> "BuildConfig":
         """Same recipe with every count scaled by `s` (at least 2): for smoke tests."""

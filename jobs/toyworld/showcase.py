@@ -28,7 +28,7 @@ def grid(images: np.ndarray, cols: int, scale: int = 4) -> Image.Image:
 def showcase(prompts=DEFAULT_PROMPTS, seeds: int = 4, out: Path = Path("runs/showcase.png"), model: str = "toyworld",
              log=print) -> Path:
     from jobs.models import load_pipeline
-    from jobs.toyworld.build import WEIGHTS
+    from jobs.toyworld.paths import WEIGHTS
 
     world = load_world()
     for p in prompts:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -60,6 +62,17 @@ def stratified_keys(suite: Suite, seeds: int, seed: int = 0) -> list[Key]:
     return out
 
 
+def _fingerprint(model: str) -> list:
+    """Name, size and mtime of a local model's weight files: retrained weights never hit an old baseline."""
+    from jobs.models import resolve
+
+    root = Path(resolve(model))
+    if not root.is_dir():
+        return []  # a hub id: its revision is what the name says
+    return sorted([str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns]
+                  for p in root.rglob("*.safetensors"))
+
+
 class BaselineCache:
     """Base-model observations on disk, keyed by model + suite + generation settings."""
 
@@ -68,7 +81,7 @@ class BaselineCache:
 
     def key(self, model: str, suite: Suite, spec: ValidationSpec) -> str:
         settings = {k: v for k, v in asdict(spec).items() if k in ("seeds", "guidance_scale", "inference_steps")}
-        raw = json.dumps([model, suite.digest(), settings], sort_keys=True)
+        raw = json.dumps([model, _fingerprint(model), suite.digest(), settings], sort_keys=True)
         return hashlib.sha256(raw.encode()).hexdigest()[:20]
 
     def load(self, key: str) -> list[Observation] | None:
@@ -81,7 +94,7 @@ class BaselineCache:
         if self.dir is None:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.dir / f".base-{key}.json.tmp"
+        tmp = self.dir / f".base-{key}.{os.getpid()}.{threading.get_ident()}.tmp"  # writers never share a temp file
         tmp.write_text(json.dumps([[o.item, o.seed, o.hit, list(o.posterior)] for o in obs]))
         tmp.replace(self.dir / f"base-{key}.json")
 

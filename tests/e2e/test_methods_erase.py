@@ -8,7 +8,7 @@ from jobs.concept_prompts import toy_concept_prompts
 from jobs.methods import METHOD_NAMES, registry
 from jobs.methods.interface import EraseInputs
 from jobs.models import load_pipeline
-from jobs.toyworld.build import WEIGHTS
+from jobs.toyworld.paths import WEIGHTS
 from jobs.toyworld.evaluator import Evaluator
 from jobs.toyworld.world import load_world
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from jobs.models import ModelLoadError, load_pipeline
-from jobs.toyworld.build import WEIGHTS
+from jobs.toyworld.paths import WEIGHTS
 from jobs.toyworld.evaluator import Evaluator
 from jobs.toyworld.render import place_pair, place_single, render
 from jobs.toyworld.world import ObjectSpec, load_world

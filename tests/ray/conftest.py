@@ -54,7 +54,7 @@ def toy_world():
         return
     saved = os.environ.get("ERASE_TOYWORLD_DIR")
     os.environ["ERASE_TOYWORLD_DIR"] = str(world)
-    _set_weights(world)   # WEIGHTS is read when jobs.toyworld.build is imported, maybe before this ran
+    _set_weights(world)   # WEIGHTS is read when jobs.toyworld.paths is imported, maybe before this ran
     yield world
     if saved is None:
         os.environ.pop("ERASE_TOYWORLD_DIR", None)
@@ -64,9 +64,9 @@ def toy_world():
 
 
 def _set_weights(path: Path) -> None:
-    build = sys.modules.get("jobs.toyworld.build")
-    if build is not None:
-        build.WEIGHTS = path
+    paths = sys.modules.get("jobs.toyworld.paths")
+    if paths is not None:
+        paths.WEIGHTS = path
 
 
 @pytest.fixture(scope="session")
