@@ -7,6 +7,8 @@
     erase logs JOB_ID [--follow]                 the job's output
     erase cancel JOB_ID                          stop the job (resume continues it later)
     erase list                                   jobs on the cluster
+    erase export TARGET --format diffusers|lora|comfyui [--upto k]   the committed model
+    erase report TARGET [--out FILE]             self-contained HTML report
     erase toyworld showcase                      draw a few prompts with the embedded toy model
     erase toyworld train [--out DIR]             retrain the toy world from scratch (~30-40 min, 2 cores)
     erase step REQUEST.json                      one erasure step without Ray (what a worker runs)
@@ -61,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("request", type=Path, help="StepRequest JSON (as written beside every step)")
     _campaign_parsers(sub)
     _job_parsers(sub)
+    _artifact_parsers(sub)
     return p
 
 
@@ -107,6 +110,27 @@ def _campaign_parsers(sub) -> None:
     resume.add_argument("target", help="campaign directory (storage_path) or campaign YAML")
     resume.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDES_HELP)
     _local_ray_options(resume)
+
+
+def _artifact_parsers(sub) -> None:
+    ex = _sub(sub, "export", "write the committed model: merged diffusers pipeline, diffusers LoRA or ComfyUI LoRA",
+              "Export the campaign's committed deltas (only committed records, each sha256-checked):\n"
+              "  diffusers  a full merged pipeline directory (DiffusionPipeline.from_pretrained loads it)\n"
+              "  lora       a stacked diffusers LoRA directory (pipe.load_lora_weights)\n"
+              "  comfyui    one kohya-format .safetensors file (ComfyUI, A1111), alpha written per module\n"
+              "Dense deltas become LoRA at full rank (exact) unless --rank is given.")
+    ex.add_argument("target", help="campaign directory (storage_path) or campaign YAML")
+    ex.add_argument("--format", dest="fmt", required=True, choices=("diffusers", "lora", "comfyui"))
+    ex.add_argument("--upto", type=int, default=None, help="export the model after step k (default: every commit)")
+    ex.add_argument("--out", type=Path, default=None, help="output path (default: <storage_path>/exports/...)")
+    ex.add_argument("--rank", type=int, default=None, help="LoRA rank for dense deltas (default: exact full rank)")
+    ex.add_argument("--skip-non-2d", action="store_true",
+                    help="leave out changes LoRA cannot carry (biases, norms, convolutions: ESD-u) instead of failing")
+    rp = _sub(sub, "report", "write a self-contained HTML report of a campaign",
+              "Timeline of attempts and decisions, per-concept metrics with bounds, plots, image grids,\n"
+              "and the audit log (who ran what, when, which config and delta hashes).")
+    rp.add_argument("target", help="campaign directory (storage_path) or campaign YAML")
+    rp.add_argument("--out", type=Path, default=None, help="HTML file (default: <storage_path>/report.html)")
 
 
 def _job_parsers(sub) -> None:
@@ -218,6 +242,29 @@ def _resume_spec(target: str, overrides: list[str]):
         raise ManifestError(f"campaign {spec.name!r} has no journal at {spec.storage_path}; "
                             f"start it with `erase run {target}`")
     return spec
+
+
+@command("export")
+def _export(args) -> int:
+    from orchestrator.export import export_campaign
+
+    _, root = _local_campaign(args.target) or (None, None)
+    if root is None:
+        raise FileNotFoundError(f"no campaign directory or YAML named {args.target}")
+    out = export_campaign(root, args.fmt, out=args.out, upto=args.upto, rank=args.rank, skip_non_2d=args.skip_non_2d)
+    print(f"exported ({args.fmt}): {out}")
+    return 0
+
+
+@command("report")
+def _report(args) -> int:
+    from orchestrator.report import write_report
+
+    _, root = _local_campaign(args.target) or (None, None)
+    if root is None:
+        raise FileNotFoundError(f"no campaign directory or YAML named {args.target}")
+    print(f"report: {write_report(root, args.out)}")
+    return 0
 
 
 @command("status")
