@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-* && touch $@
 
 run: $(STAMP)
-	$(VENV)/bin/erase toyworld showcase
+	$(VENV)/bin/erase run configs/campaigns/toy.yaml
 
 test: $(STAMP)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
