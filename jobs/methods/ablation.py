@@ -10,7 +10,7 @@ from jobs.methods import esd
 from jobs.methods.interface import EraseInputs, MethodOutput, merge_hparams
 from jobs.methods.targets import cross_attention_params, denoiser
 
-DEFAULTS = {"steps": 150, "lr": 2e-4, "batch": 16, "preserve_weight": 1.0, "grad_accum": 1,
+DEFAULTS = {"steps": 150, "lr": 2e-3, "batch": 16, "preserve_weight": 1.0, "grad_accum": 1,
             "mixed_precision": "no"}
 
 
