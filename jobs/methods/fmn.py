@@ -15,7 +15,7 @@ from jobs.methods.interface import EraseInputs, MethodOutput, merge_hparams
 from jobs.methods.targets import cross_attention_modules, cross_attention_params, denoiser
 from jobs.text_embeddings import concept_positions, encode
 
-DEFAULTS = {"steps": 35, "lr": 1e-3, "batch": 8, "grad_accum": 1, "mixed_precision": "no"}
+DEFAULTS = {"steps": 35, "lr": 2e-3, "batch": 8, "grad_accum": 1, "mixed_precision": "no"}
 
 
 def attention_mass(probs: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
