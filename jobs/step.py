@@ -67,6 +67,7 @@ def run_validation(request: StepRequest, candidate: DeltaRef, log=print) -> Gate
         base = validator.baseline(pipe, request.model, suite)  # cached per (model, suite, settings)
         deltas.stack(pipe, tuple(request.parents) + (candidate,))
         report = validator.validate(pipe, suite, base)
+        Path(request.out_dir).mkdir(parents=True, exist_ok=True)
         (Path(request.out_dir) / "gate_report.json").write_text(to_json(report))
         return report
     finally:
