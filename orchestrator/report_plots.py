@@ -46,7 +46,8 @@ def _errorbars(ax, xs: Sequence[float], estimates: Sequence[Estimate | None], la
         return
     x = [p[0] for p in pts]
     y = [p[1].value for p in pts]
-    err = [[p[1].value - p[1].lower for p in pts], [p[1].upper - p[1].value for p in pts]]
+    # max(0, ...): a point estimate can sit a rounding error (or, for ratios, more) outside its bounds
+    err = [[max(0.0, p[1].value - p[1].lower) for p in pts], [max(0.0, p[1].upper - p[1].value) for p in pts]]
     ax.errorbar(x, y, yerr=err, fmt="o-", capsize=3, label=label, **style)
 
 
