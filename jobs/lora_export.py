@@ -100,7 +100,7 @@ def dense_to_lora(tensors: Mapping[str, torch.Tensor], rank: int, skip_non_2d: b
                 skipped.append(key)
                 continue
             raise LoraFormatError(f"cannot express {key!r} (shape {tuple(change.shape)}) as LoRA: only 2-D "
-                                  "Linear weights can be; pass skip_non_2d to leave such tensors out")
+                                  "Linear weights can be; leave such tensors out with skip_non_2d (erase export --skip-non-2d)")
         module = key[: -len(".weight")]
         a, b, errors[module] = _svd_factors(change, rank)
         out[module + LORA_A], out[module + LORA_B] = a, b

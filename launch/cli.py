@@ -367,8 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except user_errors() as e:
-        msg = e.args[0] if isinstance(e, FileNotFoundError) and e.args and isinstance(e.args[0], str) else str(e)
-        print(f"error: {' '.join(msg.split())}", file=sys.stderr)
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
