@@ -26,6 +26,7 @@ from jobs.models import TOY
 from orchestrator.errors import ConfigError, UnknownConceptError
 
 ON_EXHAUSTED = ("skip", "halt")
+STRATEGIES = ("ddp", "deepspeed")
 TRACKING_MODES = ("offline", "online", "disabled")
 # Fields that do not change what a campaign produces: they may differ on resume.
 OPERATIONAL_FIELDS = ("resources", "tracking", "storage_path")
@@ -54,10 +55,17 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class Resources:
+    """Where and how a step runs. cpus/gpus_per_step are the whole step's, split evenly over its workers."""
+
     cpus_per_step: float = 1.0
     gpus_per_step: float = 0.0
     validation_gpus: float = 0.0
-    num_workers: int = 1
+    num_workers: int = 1              # > 1: a fine-tune step is a Ray Train group on one node
+    strategy: str = "ddp"             # "ddp" | "deepspeed" (ZeRO stage and offload from deepspeed_config)
+    deepspeed_config: str = "configs/deepspeed/zero2.json"
+    gradient_checkpointing: bool = False
+    checkpoint_every: int = 50        # optimizer steps between a distributed step's own checkpoints
+    gpu_memory_gb: float = 80.0       # per GPU, what `erase plan` fits the step into
 
 
 @dataclass(frozen=True)
@@ -260,6 +268,12 @@ def _validate_numbers(spec: CampaignSpec, fail) -> None:
     res = spec.resources
     if min(res.cpus_per_step, res.gpus_per_step, res.validation_gpus) < 0 or res.num_workers < 1:
         fail("resources must be >= 0 and resources.num_workers >= 1")
+    if res.strategy not in STRATEGIES:
+        fail(f"resources.strategy must be one of {', '.join(STRATEGIES)}, got {res.strategy!r}")
+    if res.strategy == "deepspeed" and not Path(res.deepspeed_config).is_file():
+        fail(f"resources.deepspeed_config: no such file {res.deepspeed_config} (see configs/deepspeed/)")
+    if res.checkpoint_every < 1 or res.gpu_memory_gb <= 0:
+        fail("resources.checkpoint_every must be >= 1 and resources.gpu_memory_gb > 0")
     v = spec.validation
     if v.seeds < 1 or v.max_prompts_per_group < 1 or v.inference_steps < 1 or v.batch_size < 1:
         fail("validation.seeds, max_prompts_per_group, inference_steps and batch_size must be >= 1")
