@@ -39,6 +39,19 @@ class ValidationSpec:
 
 
 @dataclass(frozen=True)
+class ParallelSpec:
+    """How a fine-tune step is spread over workers (from the campaign's resources)."""
+
+    num_workers: int = 1
+    strategy: str = "ddp"                  # "ddp" | "deepspeed"
+    deepspeed_config: dict[str, Any] = field(default_factory=dict)   # the JSON of configs/deepspeed/*
+    gradient_checkpointing: bool = False
+    checkpoint_every: int = 50             # optimizer steps between the step's own checkpoints
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+
+
+@dataclass(frozen=True)
 class DeltaRef:
     """A committed (or candidate) delta file and its content hash."""
 
@@ -64,6 +77,7 @@ class StepRequest:
     validation: ValidationSpec = field(default_factory=ValidationSpec)
     cache_dir: str = ""            # base-model baselines cached here by hash
     seed: int = 0
+    parallel: ParallelSpec = field(default_factory=ParallelSpec)
 
 
 @dataclass(frozen=True)
@@ -109,7 +123,7 @@ def _build(cls, data):
     return cls(**kwargs)
 
 
-_TYPES = {"Estimate": Estimate, "ValidationSpec": ValidationSpec, "DeltaRef": DeltaRef,
+_TYPES = {"Estimate": Estimate, "ValidationSpec": ValidationSpec, "DeltaRef": DeltaRef, "ParallelSpec": ParallelSpec,
           "StepRequest": StepRequest, "GateReport": GateReport, "StepResult": StepResult}
 
 

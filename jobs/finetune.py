@@ -1,21 +1,34 @@
-"""The training loop every fine-tuning method shares: Accelerate, seeded, gradient accumulation.
+"""The training loop every fine-tuning method shares: Accelerate, seeded, gradient accumulation,
+one process or a data-parallel group (DDP, or DeepSpeed ZeRO 1-3 through Accelerate's plugin).
 
-Methods supply the parameters to train and a loss closure; this file owns devices, precision
-and the optimizer, so the math stays in the method files.
+Methods supply the parameters to train and a loss closure `loss_fn(step, model, shard)`: it must
+draw its randomness from the step number alone (so a resumed step replays the same batches), run
+the forward through `model` (the wrapped network: DDP and DeepSpeed hook their gradient exchange
+there) and keep only `shard.take(...)` of each global-batch tensor. This file owns devices,
+precision, the optimizer and checkpoints, so the math stays in the method files.
 """
 from __future__ import annotations
 
+import copy
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
+
+from jobs import distributed
+from jobs.distributed import Parallel, Shard
+
+LossFn = Callable[[int, torch.nn.Module, Shard], torch.Tensor]
 
 
 @dataclass(frozen=True)
 class FinetuneConfig:
     steps: int
     lr: float
+    batch: int = 1                  # the global batch (all workers together)
     grad_accum: int = 1
     mixed_precision: str = "no"     # "no" | "fp16" | "bf16" (GPU)
     max_grad_norm: float = 1.0
@@ -23,14 +36,50 @@ class FinetuneConfig:
     log_every: int = 50
 
 
-def _accelerator(cfg: FinetuneConfig):
+@dataclass
+class Trained:
+    values: dict[str, torch.Tensor]   # the trained parameters' final values (full, on CPU), by name
+    stats: dict[str, float]
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """The randomness of one training step: a function of (seed, step) only, so resuming replays it."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+def _accelerator(cfg: FinetuneConfig, parallel: Parallel):
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
     set_seed(cfg.seed)
     cpu = not torch.cuda.is_available()
-    return Accelerator(cpu=cpu, mixed_precision="no" if cpu else cfg.mixed_precision,
-                       gradient_accumulation_steps=cfg.grad_accum)
+    precision = "no" if cpu else cfg.mixed_precision
+    if parallel.strategy != "deepspeed":
+        return Accelerator(cpu=cpu, mixed_precision=precision, gradient_accumulation_steps=cfg.grad_accum)
+    from accelerate.utils import DeepSpeedPlugin, InitProcessGroupKwargs
+
+    # Accelerator(cpu=True) would silently drop DeepSpeed: on CPU, DeepSpeed's own accelerator picks gloo.
+    plugin = DeepSpeedPlugin(hf_ds_config=_deepspeed_config(parallel.spec.deepspeed_config, cfg, precision))
+    return Accelerator(deepspeed_plugin=plugin, mixed_precision=precision,
+                       gradient_accumulation_steps=cfg.grad_accum,
+                       kwargs_handlers=[InitProcessGroupKwargs(backend="gloo" if cpu else "nccl")])
+
+
+def _deepspeed_config(base: dict, cfg: FinetuneConfig, precision: str) -> dict:
+    """Fill the config's "auto" values from the method: no dataloader is prepared to infer them."""
+    ds = copy.deepcopy(base) or {"zero_optimization": {"stage": 2}}
+    ds["train_micro_batch_size_per_gpu"] = max(1, cfg.batch // distributed.world_size())
+    ds["gradient_accumulation_steps"] = cfg.grad_accum
+    ds["gradient_clipping"] = cfg.max_grad_norm
+    ds["bf16"] = {"enabled": precision == "bf16"}
+    ds["fp16"] = {"enabled": precision == "fp16"}
+    ds.setdefault("zero_allow_untested_optimizer", True)
+    return ds
+
+
+def _zero3(accelerator) -> bool:
+    plugin = accelerator.state.deepspeed_plugin
+    return plugin is not None and plugin.zero_stage == 3
 
 
 def _release(accelerator) -> None:
@@ -41,49 +90,123 @@ def _release(accelerator) -> None:
     AcceleratorState._reset_state(reset_partial_state=True)
 
 
-def finetune(model: torch.nn.Module, params: list[torch.nn.Parameter], loss_fn: Callable[[int], torch.Tensor],
-             cfg: FinetuneConfig, log=print) -> dict[str, float]:
-    """Train `params` (a subset of `model`) to minimise loss_fn(step); returns timing and final loss."""
-    accelerator = _accelerator(cfg)
+def finetune(model: torch.nn.Module, params: dict[str, torch.nn.Parameter], loss_fn: LossFn,
+             cfg: FinetuneConfig, parallel: Parallel = Parallel(), log=print) -> Trained:
+    """Train `params` (a subset of `model`) to minimise loss_fn; returns their final values and stats."""
+    shard = distributed.shard()
+    if cfg.batch % shard.world:
+        raise ValueError(f"batch {cfg.batch} does not split over {shard.world} workers; "
+                         f"make it a multiple of resources.num_workers")
     for p in model.parameters():
         p.requires_grad_(False)
-    for p in params:
+    for p in params.values():
         p.requires_grad_(True)
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
-    model, opt = accelerator.prepare(model, opt)
-    model.train()
+    if parallel.spec.gradient_checkpointing and hasattr(model, "enable_gradient_checkpointing"):
+        model.enable_gradient_checkpointing()
+    start, opt_state = _resume(parallel, params, log)
+    accelerator = _accelerator(cfg, parallel)
+    opt = torch.optim.AdamW(list(params.values()), lr=cfg.lr, weight_decay=0.0)
+    wrapped, opt = accelerator.prepare(model, opt)
+    log(f"  finetune: {accelerator.distributed_type.value} on {accelerator.device}, {len(params)} tensors "
+        f"({sum(p.numel() for p in params.values())} weights), {type(wrapped).__name__}, "
+        f"global batch {cfg.batch} = {shard.world} x {cfg.batch // shard.world}, steps {start}..{cfg.steps}")
+    if opt_state is not None and parallel.strategy != "deepspeed":
+        opt.load_state_dict(opt_state)
+    wrapped.train()
     t0, loss = time.time(), torch.tensor(0.0)
     try:
-        for step in range(cfg.steps * cfg.grad_accum):
-            with accelerator.accumulate(model):
-                loss = loss_fn(step)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
+        for step in range(start, cfg.steps):
+            loss = _optimizer_step(accelerator, wrapped, opt, params, loss_fn, step, cfg, shard)
             if step % cfg.log_every == 0:
                 log(f"  step {step} loss {loss.item():.4f}")
+            if _checkpoint_due(parallel, step, cfg.steps):
+                _checkpoint(parallel, accelerator, params, opt, step, float(loss.item()))
+        values = _final_values(accelerator, params)
     finally:
-        model.eval()
-        for p in params:
+        wrapped.eval()
+        for p in params.values():
             p.requires_grad_(False)
+        if parallel.spec.gradient_checkpointing and hasattr(model, "disable_gradient_checkpointing"):
+            model.disable_gradient_checkpointing()
         _release(accelerator)
-    return {"train_seconds": time.time() - t0, "final_loss": float(loss.item())}
+    return Trained(values, {"train_seconds": time.time() - t0, "final_loss": float(loss.item()),
+                            "resumed_from_step": float(start), "workers": float(shard.world)})
+
+
+def _optimizer_step(accelerator, wrapped, opt, params, loss_fn, step, cfg, shard) -> torch.Tensor:
+    """One optimizer step of cfg.grad_accum micro-steps (numbered so a resume replays them)."""
+    for micro in range(cfg.grad_accum):
+        with accelerator.accumulate(wrapped):
+            loss = loss_fn(step * cfg.grad_accum + micro, wrapped, shard)
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and accelerator.state.deepspeed_plugin is None:
+                accelerator.clip_grad_norm_(list(params.values()), cfg.max_grad_norm)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+    return loss.detach()
+
+
+def _final_values(accelerator, params) -> dict[str, torch.Tensor]:
+    """Full values of the trained parameters (ZeRO-3 holds only a partition of each: gather it)."""
+    if _zero3(accelerator):
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(list(params.values()), modifier_rank=None):
+            return {n: p.detach().cpu().clone() for n, p in params.items()}
+    return {n: p.detach().cpu().clone() for n, p in params.items()}
+
+
+# ---- the step's own checkpoints (a restarted worker group resumes from the last one) ------------
+
+def _checkpoint_due(parallel: Parallel, step: int, steps: int) -> bool:
+    every = parallel.spec.checkpoint_every
+    return parallel.checkpoints is not None and (step + 1) % every == 0 and step + 1 < steps
+
+
+def _checkpoint(parallel: Parallel, accelerator, params, opt, step: int, loss: float) -> None:
+    """Trained parameters (+ optimizer state, except under DeepSpeed: its moments restart) on rank 0."""
+    values = _final_values(accelerator, params)
+    if not distributed.is_main():
+        parallel.checkpoints.save(step, None, {"step": step, "loss": loss})
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        state = {"step": step, "params": values,
+                 "optimizer": opt.state_dict() if parallel.strategy != "deepspeed" else None}
+        torch.save(state, Path(tmp) / "finetune_state.pt")
+        parallel.checkpoints.save(step, Path(tmp), {"step": step, "loss": loss})
+
+
+def _resume(parallel: Parallel, params, log) -> tuple[int, dict | None]:
+    """(first step to run, optimizer state) from the last checkpoint, loading its parameters."""
+    latest = parallel.checkpoints.latest() if parallel.checkpoints is not None else None
+    if latest is None:
+        return 0, None
+    state = torch.load(Path(latest) / "finetune_state.pt", map_location="cpu", weights_only=False)
+    with torch.no_grad():
+        for n, p in params.items():
+            p.copy_(state["params"][n])
+    log(f"  resumed from checkpoint at step {state['step']} ({latest})")
+    return state["step"] + 1, state["optimizer"]
 
 
 def snapshot(params: dict[str, torch.nn.Parameter]) -> dict[str, torch.Tensor]:
-    return {n: p.detach().clone() for n, p in params.items()}
+    return {n: p.detach().cpu().clone() for n, p in params.items()}
 
 
-def diff_and_restore(component: str, params: dict[str, torch.nn.Parameter],
-                     before: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The trained change as a dense delta; the parameters are put back as they were."""
+def dense_delta(component: str, trained: dict[str, torch.Tensor], before: dict[str, torch.Tensor]
+                ) -> dict[str, torch.Tensor]:
+    """The trained change as a dense delta (parameters that did not move are left out)."""
     out = {}
+    for n, value in trained.items():
+        d = value - before[n]
+        if torch.any(d != 0):
+            out[f"{component}.{n}"] = d
+    return out
+
+
+def restore(params: dict[str, torch.nn.Parameter], before: dict[str, torch.Tensor]) -> None:
+    """Put the parameters back as they were (ZeRO-3 leaves them partitioned: the worker drops its model)."""
     with torch.no_grad():
         for n, p in params.items():
-            d = p.detach() - before[n]
-            if torch.any(d != 0):
-                out[f"{component}.{n}"] = d.clone()
-            p.copy_(before[n])
-    return out
+            if p.numel() == before[n].numel():
+                p.copy_(before[n].to(p.device))

@@ -23,6 +23,6 @@ def generate_latents(pipe, prompts, seed: int, steps: int = 20, guidance: float 
 def noised(scheduler, x0: torch.Tensor, gen: torch.Generator, t_max: int | None = None):
     """(x_t, noise, t) with t uniform over the training timesteps."""
     t_max = t_max or scheduler.config.num_train_timesteps
-    t = torch.randint(0, t_max, (x0.shape[0],), generator=gen)
-    noise = torch.randn(x0.shape, generator=gen)
+    t = torch.randint(0, t_max, (x0.shape[0],), generator=gen).to(x0.device)
+    noise = torch.randn(x0.shape, generator=gen).to(x0.device, x0.dtype)
     return scheduler.add_noise(x0, noise, t), noise, t

@@ -42,7 +42,10 @@ def configure() -> None:
     if os.environ.get("RAY_ADDRESS"):
         return   # joining a cluster: its own settings apply
     _bind_loopback()
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    if "ray" not in sys.modules:   # read once at import: set later, the client and the GCS would disagree
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+    # Ray Train's print patch echoes every worker line a second time into the phase's log file.
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
 
 
 def start(num_cpus: int | None = None, num_gpus: int | None = None) -> str:
@@ -54,8 +57,10 @@ def start(num_cpus: int | None = None, num_gpus: int | None = None) -> str:
         # The job's runtime_env (working_dir, env_vars) applies; passing another here would replace it.
         ray.init(address=os.environ["RAY_ADDRESS"], logging_level="WARNING")
         return "cluster"
+    # Workers' output goes to each phase's log file; forwarding it would also bring Ray Train's
+    # complaints that the State API (which needs the dashboard) is off.
     ray.init(num_cpus=num_cpus or os.cpu_count() or 1, num_gpus=num_gpus, include_dashboard=False,
-             object_store_memory=OBJECT_STORE_BYTES, logging_level="WARNING")
+             object_store_memory=OBJECT_STORE_BYTES, logging_level="WARNING", log_to_driver=False)
     return "embedded"
 
 

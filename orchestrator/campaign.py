@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
-from jobs.contracts import DeltaRef, StepRequest
+from jobs.contracts import DeltaRef, ParallelSpec, StepRequest
 from orchestrator.errors import ManifestError
 from orchestrator.manifest import STARTED, History, attempt_dir
 from orchestrator.policy import Exhausted, PastAttempt, next_attempt
-from orchestrator.spec import CampaignSpec
+from orchestrator.spec import CampaignSpec, Resources, read_deepspeed_config
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,16 @@ def step_request(action: RunAttempt, spec: CampaignSpec) -> StepRequest:
         parents=tuple(DeltaRef(str(root / p.path), p.sha256) for p in action.parents),
         out_dir=str(root / attempt_dir(action.step, action.concept, action.attempt)),
         erased_before=action.erased_before, preserve=tuple(spec.preserve), validation=validation,
-        cache_dir=str(root / "cache"), seed=spec.seed)
+        cache_dir=str(root / "cache"), seed=spec.seed, parallel=parallel_spec(spec.resources))
+
+
+def parallel_spec(res: Resources) -> ParallelSpec:
+    """How the worker group of a fine-tune step is laid out; the step's CPUs and GPUs split evenly."""
+    n = res.num_workers
+    return ParallelSpec(num_workers=n, strategy=res.strategy,
+                        deepspeed_config=read_deepspeed_config(res.deepspeed_config) if res.strategy == "deepspeed" else {},
+                        gradient_checkpointing=res.gradient_checkpointing, checkpoint_every=res.checkpoint_every,
+                        cpus_per_worker=res.cpus_per_step / n, gpus_per_worker=res.gpus_per_step / n)
 
 
 def _check_consistent(spec: CampaignSpec, history: History) -> None:

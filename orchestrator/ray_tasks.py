@@ -63,6 +63,19 @@ def erase_phase(request: StepRequest) -> PhaseOutput:
     return _run("erase", request, work)
 
 
+def erase_group_phase(request: StepRequest) -> PhaseOutput:
+    """The erase phase as a Ray Train worker group (request.parallel.num_workers > 1).
+
+    This task only launches and waits: it holds no resources; the group's workers hold them.
+    """
+    def work(log):
+        from orchestrator.ray_train import fit_erase
+        log(f"  launching {request.parallel.num_workers} workers ({request.parallel.strategy}); "
+            f"their logs: erase.rank<k>.log")
+        return fit_erase(request)
+    return _run("erase", request, work)
+
+
 def validate_phase(request: StepRequest, candidate: DeltaRef) -> PhaseOutput:
     """Measure base + parents + candidate; the value is the GateReport."""
     def work(log):
@@ -75,11 +88,11 @@ def validate_phase(request: StepRequest, candidate: DeltaRef) -> PhaseOutput:
 # the next phase starts. Ray does that by default only for GPUs asked in @ray.remote, not in
 # .options(), hence two remote functions per phase; a CPU phase may reuse a warm worker.
 _TASKS = {(fn.__name__, gpu): ray.remote(max_retries=MAX_RETRIES, **({"max_calls": 1} if gpu else {}))(fn)
-          for fn in (erase_phase, validate_phase) for gpu in (False, True)}
+          for fn in (erase_phase, erase_group_phase, validate_phase) for gpu in (False, True)}
 
 
 def remote(phase: str, gpus: float):
-    """The Ray remote function for `phase` ("erase" | "validate") asking for `gpus` GPUs."""
+    """The Ray remote function for `phase` ("erase" | "erase_group" | "validate") asking for `gpus` GPUs."""
     return _TASKS[f"{phase}_phase", gpus > 0]
 
 

@@ -32,6 +32,7 @@ import ray
 from ray.exceptions import NodeDiedError, ObjectLostError, OutOfMemoryError, RayTaskError, WorkerCrashedError
 
 from jobs.contracts import StepRequest
+from jobs.methods import CLOSED_FORM
 from orchestrator import ray_tasks
 from orchestrator.campaign import CommitAttempt, Finished, Halted, RunAttempt, SkipConcept, next_action, step_request
 from orchestrator.errors import CampaignError, ClusterError
@@ -167,7 +168,7 @@ class _Driver:
     def _phases(self, a: RunAttempt, request: StepRequest) -> list[PhaseOutput]:
         """Erase, then (if that worked) validate the candidate."""
         self._line(a, "erase", "redo of an interrupted attempt" if a.redo else _hparams(a.hparams))
-        erase = self._phase(a, "erase", (request,), self.res.gpus_per_step)
+        erase = self._phase(a, "erase", (request,), self.res.gpus_per_step, group=_is_group(request))
         if erase.error:
             return [erase]
         self._line(a, "validate", f"erase took {_where(erase)}")
@@ -190,10 +191,13 @@ class _Driver:
                                       phase_seconds={p.phase: p.seconds for p in phases})
         self._line(a, "gate", f"{metrics(validate.value)} -> {_verdict(decision)}")
 
-    def _phase(self, a: RunAttempt, phase: str, args: tuple, gpus: float) -> PhaseOutput:
+    def _phase(self, a: RunAttempt, phase: str, args: tuple, gpus: float, group: bool = False) -> PhaseOutput:
+        # A worker group must fit on one node (STRICT_PACK); its launcher task itself holds nothing.
         need = {"CPU": float(self.res.cpus_per_step), "GPU": float(gpus)}
+        task, held = (ray_tasks.remote("erase_group", 0), {"CPU": 0.0, "GPU": 0.0}) if group \
+            else (ray_tasks.remote(phase, gpus), need)
         # The name is the worker's process title while it runs (ray::erase:toy:1.1): ps shows who is who.
-        ref = ray_tasks.remote(phase, gpus).options(num_cpus=need["CPU"], num_gpus=need["GPU"],
+        ref = task.options(num_cpus=held["CPU"], num_gpus=held["GPU"],
                            name=f"{phase}:{self.spec.name}:{a.step}.{a.attempt}").remote(*args)
         try:
             return self._await(ref, phase, a, need)
@@ -253,6 +257,11 @@ class _Driver:
 
     def _event(self, text: str) -> None:
         self.echo(event_line(self.spec.name, time.monotonic() - self.clock.started, text))
+
+
+def _is_group(request: StepRequest) -> bool:
+    """A fine-tune with num_workers > 1 runs as a worker group; a closed-form edit is one process."""
+    return request.parallel.num_workers > 1 and request.method not in CLOSED_FORM
 
 
 def _alive_nodes() -> list[dict[str, float]]:

@@ -270,8 +270,8 @@ def _validate_numbers(spec: CampaignSpec, fail) -> None:
         fail("resources must be >= 0 and resources.num_workers >= 1")
     if res.strategy not in STRATEGIES:
         fail(f"resources.strategy must be one of {', '.join(STRATEGIES)}, got {res.strategy!r}")
-    if res.strategy == "deepspeed" and not Path(res.deepspeed_config).is_file():
-        fail(f"resources.deepspeed_config: no such file {res.deepspeed_config} (see configs/deepspeed/)")
+    if res.strategy == "deepspeed":
+        read_deepspeed_config(res.deepspeed_config)
     if res.checkpoint_every < 1 or res.gpu_memory_gb <= 0:
         fail("resources.checkpoint_every must be >= 1 and resources.gpu_memory_gb > 0")
     v = spec.validation
@@ -281,6 +281,21 @@ def _validate_numbers(spec: CampaignSpec, fail) -> None:
         fail(f"validation.confidence must be between 0 and 1 (exclusive), got {v.confidence}")
     if not spec.storage_path.strip():
         fail("storage_path is empty")
+
+
+def read_deepspeed_config(path: str) -> dict:
+    """The DeepSpeed JSON a campaign names (configs/deepspeed/*.json), or one ConfigError line."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"resources.deepspeed_config: no such file {path} (see configs/deepspeed/)")
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"resources.deepspeed_config: {path} is not valid JSON: {e}") from None
+    stage = data.get("zero_optimization", {}).get("stage") if isinstance(data, dict) else None
+    if stage not in (0, 1, 2, 3):
+        raise ConfigError(f"resources.deepspeed_config: {path} must set zero_optimization.stage to 0-3")
+    return data
 
 
 def _check_toy_concepts(names: list[str], where: str) -> None:

@@ -12,7 +12,7 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from jobs.finetune import FinetuneConfig, diff_and_restore, finetune, snapshot
+from jobs.finetune import FinetuneConfig, dense_delta, finetune, restore, snapshot, step_generator
 from jobs.latent_pool import generate_latents, noised
 from jobs.methods.interface import EraseInputs, MethodOutput, merge_hparams
 from jobs.methods.targets import cross_attention_params, denoiser, non_cross_attention_params
@@ -29,24 +29,27 @@ def esd_target(eps_cond: torch.Tensor, eps_anchor: torch.Tensor, eta: float) -> 
     return eps_anchor - eta * (eps_cond - eps_anchor)
 
 
-def guided_loss(net, frozen, x0, cond, anchor, eta, gen, scheduler):
-    """ESD loss on a batch; with eta = 0 and anchor images it is Concept Ablation's loss."""
+def guided_loss(model, frozen, x0, cond, anchor, eta, gen, scheduler, shard):
+    """ESD loss on this worker's shard of a batch; with eta = 0 and anchor images it is CA's loss."""
     xt, _, t = noised(scheduler, x0, gen)
+    xt, t, cond, anchor = (shard.take(v) for v in (xt, t, cond, anchor))
     with torch.no_grad():
         target = esd_target(frozen(xt, t, cond).sample, frozen(xt, t, anchor).sample, eta)
-    return F.mse_loss(net(xt, t, cond).sample, target)
+    return F.mse_loss(model(xt, t, cond).sample, target)
 
 
-def preserve_loss(net, frozen, x0, cond, gen, scheduler):
+def preserve_loss(model, frozen, x0, cond, gen, scheduler, shard):
     """Keep other concepts' predictions where the frozen model had them."""
     xt, _, t = noised(scheduler, x0, gen)
+    xt, t, cond = (shard.take(v) for v in (xt, t, cond))
     with torch.no_grad():
         target = frozen(xt, t, cond).sample
-    return F.mse_loss(net(xt, t, cond).sample, target)
+    return F.mse_loss(model(xt, t, cond).sample, target)
 
 
 def batch_index(n: int, size: int, gen: torch.Generator) -> torch.Tensor:
-    return torch.randint(0, n, (min(size, n),), generator=gen)
+    """A global batch of `size` prompt indices (with replacement, so every worker count divides it)."""
+    return torch.randint(0, n, (size,), generator=gen)
 
 
 def run(pipe, inputs: EraseInputs, hp: dict, params: dict, x0: torch.Tensor, eta: float) -> MethodOutput:
@@ -57,22 +60,27 @@ def run(pipe, inputs: EraseInputs, hp: dict, params: dict, x0: torch.Tensor, eta
     keep = encode(pipe, cp.preserve) if cp.preserve and hp["preserve_weight"] > 0 else None
     keep_x0 = generate_latents(pipe, cp.preserve, inputs.seed + 1) if keep is not None else None
     frozen = copy.deepcopy(net).eval().requires_grad_(False)
-    gen = torch.Generator().manual_seed(inputs.seed)
     before = snapshot(params)
 
-    def loss_fn(step: int) -> torch.Tensor:
+    def loss_fn(step: int, model, shard) -> torch.Tensor:
+        gen = step_generator(inputs.seed, step)
         i = batch_index(len(cond), hp["batch"], gen)
-        loss = guided_loss(net, frozen, x0[i], cond[i], anchor[i], eta, gen, pipe.scheduler)
+        loss = guided_loss(model, frozen, x0[i], cond[i], anchor[i], eta, gen, pipe.scheduler, shard)
         if keep is not None:
             j = batch_index(len(keep), hp["batch"], gen)
-            loss = loss + hp["preserve_weight"] * preserve_loss(net, frozen, keep_x0[j], keep[j], gen, pipe.scheduler)
+            loss = loss + hp["preserve_weight"] * preserve_loss(model, frozen, keep_x0[j], keep[j], gen,
+                                                                pipe.scheduler, shard)
         return loss
 
-    cfg = FinetuneConfig(steps=int(hp["steps"]), lr=hp["lr"], grad_accum=hp["grad_accum"],
-                         mixed_precision=hp["mixed_precision"], seed=inputs.seed)
-    stats = finetune(net, list(params.values()), loss_fn, cfg, inputs.log)
+    trained = finetune(net, params, loss_fn, finetune_config(hp, inputs.seed), inputs.parallel, inputs.log)
     del frozen
-    return MethodOutput("dense", diff_and_restore(comp, params, before), stats=stats)
+    restore(params, before)
+    return MethodOutput("dense", dense_delta(comp, trained.values, before), stats=trained.stats)
+
+
+def finetune_config(hp: dict, seed: int, log_every: int = 50) -> FinetuneConfig:
+    return FinetuneConfig(steps=int(hp["steps"]), lr=hp["lr"], batch=int(hp["batch"]), grad_accum=hp["grad_accum"],
+                          mixed_precision=hp["mixed_precision"], seed=seed, log_every=log_every)
 
 
 def erase_variant(name: str, pipe, inputs: EraseInputs) -> MethodOutput:

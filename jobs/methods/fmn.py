@@ -8,9 +8,9 @@ from __future__ import annotations
 import torch
 
 from jobs import attention_probe
-from jobs.finetune import FinetuneConfig, diff_and_restore, finetune, snapshot
+from jobs.finetune import dense_delta, finetune, restore, snapshot, step_generator
 from jobs.latent_pool import generate_latents, noised
-from jobs.methods.esd import batch_index
+from jobs.methods.esd import batch_index, finetune_config
 from jobs.methods.interface import EraseInputs, MethodOutput, merge_hparams
 from jobs.methods.targets import cross_attention_modules, cross_attention_params, denoiser
 from jobs.text_embeddings import concept_positions, encode
@@ -38,20 +38,21 @@ def erase(pipe, inputs: EraseInputs) -> MethodOutput:
     modules = cross_attention_modules(net)
     store: list[torch.Tensor] = []
     previous = attention_probe.install(modules, store)
-    gen = torch.Generator().manual_seed(inputs.seed)
     before = snapshot(params)
 
-    def loss_fn(step: int) -> torch.Tensor:
+    def loss_fn(step: int, model, shard) -> torch.Tensor:
         store.clear()
+        gen = step_generator(inputs.seed, step)
         i = batch_index(len(cond), hp["batch"], gen)
         xt, _, t = noised(pipe.scheduler, x0[i], gen)
-        net(xt, t, cond[i])
-        return attention_mass(store, mask[i])
+        xt, t, c, m = (shard.take(v) for v in (xt, t, cond[i], mask[i]))
+        model(xt, t, c)
+        return attention_mass(store, m)
 
-    cfg = FinetuneConfig(steps=int(hp["steps"]), lr=hp["lr"], grad_accum=hp["grad_accum"],
-                         mixed_precision=hp["mixed_precision"], seed=inputs.seed, log_every=10)
     try:
-        stats = finetune(net, list(params.values()), loss_fn, cfg, inputs.log)
+        trained = finetune(net, params, loss_fn, finetune_config(hp, inputs.seed, log_every=10),
+                           inputs.parallel, inputs.log)
     finally:
         attention_probe.restore(modules, previous)
-    return MethodOutput("dense", diff_and_restore(comp, params, before), stats=stats)
+    restore(params, before)
+    return MethodOutput("dense", dense_delta(comp, trained.values, before), stats=trained.stats)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jobs.concept_prompts import ConceptPrompts
+from jobs.distributed import Parallel
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,7 @@ class EraseInputs:
     hparams: dict[str, Any]
     seed: int = 0
     log: Any = print
+    parallel: Parallel = Parallel()   # one process unless the step runs as a worker group
 
 
 @dataclass

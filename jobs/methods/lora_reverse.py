@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from jobs.finetune import FinetuneConfig, finetune
+from jobs.finetune import finetune, step_generator
 from jobs.latent_pool import generate_latents, noised
-from jobs.methods.esd import batch_index
+from jobs.methods.esd import batch_index, finetune_config
 from jobs.methods.interface import EraseInputs, MethodOutput, merge_hparams
 from jobs.methods.targets import denoiser
 from jobs.text_embeddings import encode
@@ -22,14 +22,12 @@ DEFAULTS = {"rank": 8, "alpha": 16, "steps": 200, "lr": 1e-3, "batch": 16, "supp
 ADAPTER = "erase"
 
 
-def _factors(net, component: str) -> dict[str, torch.Tensor]:
+def _factors(trained: dict[str, torch.Tensor], component: str) -> dict[str, torch.Tensor]:
     """LoRA A/B weights under delta keys: '<component>.<module>.lora_A.weight'."""
     out = {}
-    for name, p in net.named_parameters():
-        if ".lora_A." in name or ".lora_B." in name:
-            module, _, rest = name.partition(".lora_")
-            ab = rest.split(".")[0]
-            out[f"{component}.{module}.lora_{ab}.weight"] = p.detach().clone()
+    for name, value in trained.items():
+        module, _, rest = name.partition(".lora_")
+        out[f"{component}.{module}.lora_{rest.split('.')[0]}.weight"] = value
     return out
 
 
@@ -45,27 +43,27 @@ def erase(pipe, inputs: EraseInputs) -> MethodOutput:
     keep_x0 = generate_latents(pipe, cp.preserve or cp.anchor, inputs.seed + 1)
     net.add_adapter(LoraConfig(r=hp["rank"], lora_alpha=hp["alpha"], init_lora_weights="gaussian",
                                target_modules=list(hp["target_modules"])), adapter_name=ADAPTER)
-    gen = torch.Generator().manual_seed(inputs.seed)
-    params = [p for n, p in net.named_parameters() if ".lora_" in n]
+    params = {n: p for n, p in net.named_parameters() if ".lora_" in n}
 
-    def loss_fn(step: int) -> torch.Tensor:
+    def loss_fn(step: int, model, shard) -> torch.Tensor:
+        gen = step_generator(inputs.seed, step)
         i, j = batch_index(len(cond), hp["batch"], gen), batch_index(len(keep), hp["batch"], gen)
         xt, _, t = noised(pipe.scheduler, x0[i], gen)
         kt, noise, tk = noised(pipe.scheduler, keep_x0[j], gen)
+        xt, t, c, a = (shard.take(v) for v in (xt, t, cond[i], anchor[i]))
+        kt, noise, tk, k = (shard.take(v) for v in (kt, noise, tk, keep[j]))
         with torch.no_grad():
-            net.disable_adapters()
-            target = net(xt, t, anchor[i]).sample
-            keep_target = net(kt, tk, keep[j]).sample if hp["retain_target"] == "frozen" else noise
+            net.disable_adapters()   # the adapter switch lives on the inner network
+            target = model(xt, t, a).sample
+            keep_target = model(kt, tk, k).sample if hp["retain_target"] == "frozen" else noise
             net.enable_adapters()
-        suppress = F.mse_loss(net(xt, t, cond[i]).sample, target)
-        retain = F.mse_loss(net(kt, tk, keep[j]).sample, keep_target)
+        suppress = F.mse_loss(model(xt, t, c).sample, target)
+        retain = F.mse_loss(model(kt, tk, k).sample, keep_target)
         return retain + hp["suppress_weight"] * suppress
 
-    cfg = FinetuneConfig(steps=int(hp["steps"]), lr=hp["lr"], grad_accum=hp["grad_accum"],
-                         mixed_precision=hp["mixed_precision"], seed=inputs.seed)
     try:
-        stats = finetune(net, params, loss_fn, cfg, inputs.log)
-        factors = _factors(net, comp)
+        trained = finetune(net, params, loss_fn, finetune_config(hp, inputs.seed), inputs.parallel, inputs.log)
     finally:
         net.unload_lora()  # removes the peft wrappers: the network is as it was
-    return MethodOutput("lora", factors, rank=hp["rank"], alpha=float(hp["alpha"]), stats=stats)
+    return MethodOutput("lora", _factors(trained.values, comp), rank=hp["rank"], alpha=float(hp["alpha"]),
+                        stats=trained.stats)
