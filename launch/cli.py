@@ -12,6 +12,7 @@
     erase toyworld showcase                      draw a few prompts with the embedded toy model
     erase toyworld train [--out DIR]             retrain the toy world from scratch (~30-40 min, 2 cores)
     erase step REQUEST.json                      one erasure step without Ray (what a worker runs)
+    erase plan CAMPAIGN.yaml [key=value ...]     per-GPU memory of each step, and settings that fit
 """
 from __future__ import annotations
 
@@ -110,6 +111,23 @@ def _campaign_parsers(sub) -> None:
     resume.add_argument("target", help="campaign directory (storage_path) or campaign YAML")
     resume.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDES_HELP)
     _local_ray_options(resume)
+    plan = _sub(sub, "plan", "estimate each step's per-GPU memory and pick settings that fit resources.gpu_memory_gb",
+                "Before a campaign starts: count the model's parameters from its configs (no weights are loaded;\n"
+                "a hub id is read from the Hugging Face cache or the hub), estimate the per-GPU memory of a step\n"
+                "of every method the campaign may run (method and ladder) term by term (weights, frozen copy,\n"
+                "gradients, optimizer, buffers, activations, overhead), and compare it with 90% of\n"
+                "resources.gpu_memory_gb (GiB). If a step does not fit, the cheapest combination of changes that\n"
+                "makes every step fit is printed as overrides to add: gradient checkpointing, a DeepSpeed ZeRO\n"
+                "config from configs/deepspeed/, bf16, or a smaller batch with more gradient accumulation (same\n"
+                "samples per optimizer step). If nothing fits, it says which term is the largest. The formula is\n"
+                "in orchestrator/memory_plan.py and the README. Works on a machine without a GPU: it plans as if\n"
+                "each worker had one GPU of resources.gpu_memory_gb.\n\n"
+                "exit status: 0 a plan fits (as configured or with the printed overrides), 1 nothing fits,\n"
+                "2 user error")
+    plan.add_argument("campaign", type=Path, help="campaign YAML (e.g. configs/campaigns/toy.yaml)")
+    plan.add_argument("overrides", nargs="*", metavar="key=value",
+                      help=OVERRIDES_HELP + "; e.g. resources.gpu_memory_gb=24 resources.num_workers=4")
+    plan.add_argument("--json", action="store_true", help="print the plan and the model's inventory as JSON")
 
 
 def _artifact_parsers(sub) -> None:
@@ -202,6 +220,43 @@ def _run(args) -> int:
     from orchestrator.spec import load_spec
 
     return _drive(load_spec(str(args.campaign), args.overrides), args)
+
+
+@command("plan")
+def _plan(args) -> int:
+    import json
+
+    from orchestrator import memory_plan
+    from orchestrator.spec import load_spec
+
+    spec = load_spec(str(args.campaign), args.overrides)   # config errors before torch is imported
+    from jobs.methods import registry
+    from jobs.methods.interface import merge_hparams
+    from jobs.model_inventory import LORA_TARGETS, inventory
+
+    res = spec.resources
+    strategy = memory_plan.strategy_of(res.strategy, res.deepspeed_config)
+    methods = list(dict.fromkeys([spec.method, *spec.ladder]))
+    hparams = {}
+    for name in methods:
+        module = registry.get(name)
+        defaults = {**module.DEFAULTS, **getattr(module, "VARIANT_DEFAULTS", {}).get(name, {})}
+        hparams[name] = merge_hparams(name, defaults, spec.hparams.get(name, {}))
+    inv = inventory(spec.model, tuple(hparams.get("lora", {}).get("target_modules", LORA_TARGETS)))
+    steps = [memory_plan.StepSettings(
+        method=name, batch=int(hp.get("batch", 1)), grad_accum=int(hp.get("grad_accum", 1)),
+        precision=str(hp.get("mixed_precision", "no")), rank=int(hp.get("rank", 0)), num_workers=res.num_workers,
+        strategy=strategy, gradient_checkpointing=res.gradient_checkpointing,
+        tunable_precision="mixed_precision" in hp) for name, hp in hparams.items()]
+    result = memory_plan.plan(inv, steps, res.gpu_memory_gb)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=1))
+    else:
+        if res.gpus_per_step == 0:
+            print(f"note: resources.gpus_per_step is 0 (steps run on CPU): planned as if each worker had a GPU "
+                  f"of {res.gpu_memory_gb:g} GiB")
+        print(memory_plan.format_plan(result))
+    return 0 if result.fits else 1
 
 
 @command("resume")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 PURE = ["orchestrator.errors", "orchestrator.spec", "orchestrator.gate", "orchestrator.policy",
-        "orchestrator.manifest", "orchestrator.campaign"]
+        "orchestrator.manifest", "orchestrator.campaign", "orchestrator.memory_plan"]
 HEAVY = ["torch", "ray", "diffusers", "transformers", "accelerate", "deepspeed", "wandb"]
 
 
