@@ -5,20 +5,23 @@ campaign's resources), dataclasses out; no torch, no Ray. `erase plan CAMPAIGN` 
 
 The estimate, per GPU, of one step on N workers (one GPU each). b = ceil(batch / N) samples per
 worker and micro-step (`batch` is the method's; gradient accumulation does not change memory);
-w = bytes per weight and a = bytes per activation element: 4 for mixed_precision "no", 2 for
-"fp16"/"bf16" (the pipeline is assumed held in the half dtype, with fp32 master weights of the
-trained parameters in the optimizer, as DeepSpeed's bf16/fp16 modes do); D = the denoiser's
-parameters, P = the parameters the method trains (LoRA: rank x sum of in+out features).
+w = bytes per weight as the step holds it: the step loads the pipeline in fp32 (4), and only
+DeepSpeed under fp16/bf16 converts the trained denoiser to the half dtype (2, with fp32 master
+weights of the trained parameters in its optimizer); Accelerate's DDP mixed precision keeps fp32
+weights and gradients and only computes in half. a = bytes per activation element: 4 for
+mixed_precision "no", 2 for "fp16"/"bf16". Frozen components (text encoders, VAE, the frozen
+copy, made before DeepSpeed converts) stay fp32. D = the denoiser's parameters, P = the
+parameters the method trains (LoRA: rank x sum of in+out features).
 
-  weights      every frozen component on the GPU (text encoders, VAE): params x w
+  weights      every frozen component on the GPU (text encoders, VAE): params x 4
                the denoiser (with LoRA factors, D + P): x w; ZeRO-3: / N, plus 2 x its largest
                checkpointed block x w (the block being gathered and the next, prefetched; at most
                the whole denoiser);
                ZeRO-3 with parameter offload: only those 2 gathered blocks
-               a frozen copy of the denoiser (ESD-x, ESD-u and CA keep one to make targets): D x w,
+               a frozen copy of the denoiser (ESD-x, ESD-u and CA keep one to make targets): D x 4,
                on every GPU, never sharded
   gradients    P x w; ZeRO-2/3: / N; optimizer offload: none on the GPU (reduced and moved to CPU)
-  optimizer    AdamW's two moments, P x 8, plus fp32 master weights P x 4 under fp16/bf16;
+  optimizer    AdamW's two moments, P x 8, plus fp32 master weights P x 4 under DeepSpeed fp16/bf16;
                ZeRO-1/2/3: / N; optimizer offload: none on the GPU (in CPU memory)
   buffers      DDP with N > 1: its gradient buckets, a second copy of the gradients, P x w;
                DeepSpeed: its gradient reduce bucket, min(P, 5e8) x w
@@ -60,6 +63,7 @@ USABLE = 0.9
 CONTEXT_GIB, NCCL_GIB = 1.0, 0.5
 REDUCE_BUCKET = 5e8                      # DeepSpeed's default reduce_bucket_size (elements)
 PRECISION_BYTES = {"no": 4, "fp16": 2, "bf16": 2}
+LOADED_BYTES = 4   # jobs/step.py loads every component in fp32
 GRAPH_FORWARDS = {"uce": 0, "esd-x": 2, "esd-u": 2, "ca": 2, "lora": 2, "fmn": 1}
 KEEPS_FROZEN_COPY = ("esd-x", "esd-u", "ca")
 TRAINS = ("esd-x", "esd-u", "ca", "lora", "fmn")
@@ -172,7 +176,8 @@ def estimate(inv: ModelInventory, s: StepSettings, gpu_memory_gb: float) -> Esti
     n = max(1, s.num_workers)
     trains = s.method in TRAINS
     st = s.strategy if trains else DDP
-    w = a = PRECISION_BYTES[s.precision]
+    a = PRECISION_BYTES[s.precision]
+    w = a if trains and st.config else LOADED_BYTES   # only DeepSpeed holds the denoiser in half
     p = trainable_params(inv, s)
     d = inv.components[inv.denoiser]
     own = d + (p if s.method == "lora" else 0)
@@ -183,10 +188,10 @@ def estimate(inv: ModelInventory, s: StepSettings, gpu_memory_gb: float) -> Esti
     else:
         terms[f"weights: {inv.denoiser}"] = own * w
     if s.method in KEEPS_FROZEN_COPY:
-        terms[f"weights: frozen {inv.denoiser} copy"] = d * w
+        terms[f"weights: frozen {inv.denoiser} copy"] = d * LOADED_BYTES
     for name, count in inv.components.items():
         if name != inv.denoiser:
-            terms[f"weights: {name}"] = count * w
+            terms[f"weights: {name}"] = count * LOADED_BYTES
     grads = p * w
     optim = p * (8 + (4 if w == 2 else 0))
     host = 0.0

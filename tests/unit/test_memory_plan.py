@@ -50,13 +50,21 @@ def test_fp32_ddp_one_worker_term_by_term():
     assert e.total == sum(t.values()) and e.budget == 0.9 * 80 * GIB and e.fits
 
 
-def test_half_precision_halves_weights_and_activations_and_adds_fp32_masters():
-    t = terms("esd-u", precision="bf16")
-    assert t["weights: unet"] == 1e9 * 2 and t["weights: text_encoder"] == 1e8 * 2
+def test_ddp_mixed_precision_halves_only_activations():
+    """Accelerate's autocast keeps the loaded fp32 weights, gradients and optimizer; it computes in half."""
+    t, full = terms("esd-u", precision="bf16"), terms("esd-u")
+    assert {k: v for k, v in t.items() if k != "activations"} == {k: v for k, v in full.items() if k != "activations"}
+    assert t["activations"] == 2 * 2 * 1e8 * 2
+    assert terms("esd-u", precision="fp16") == t
+
+
+def test_deepspeed_half_precision_halves_the_denoiser_and_adds_fp32_masters():
+    t = terms("esd-u", precision="bf16", strategy=ZERO["zero1"])
+    assert t["weights: unet"] == 1e9 * 2                       # DeepSpeed converts the trained network
+    assert t["weights: text_encoder"] == 1e8 * 4 and t["weights: frozen unet copy"] == 1e9 * 4   # loaded fp32
     assert t["gradients"] == 9e8 * 2
     assert t["optimizer"] == 9e8 * 12                          # m, v and the fp32 master weights
     assert t["activations"] == 2 * 2 * 1e8 * 2
-    assert terms("esd-u", precision="fp16") == t
 
 
 def test_method_shapes():
