@@ -4,7 +4,7 @@
 
 The orchestrator runs the two phases as separate Ray tasks (validation may sit on other devices);
 each writes into the request's out_dir: request.json, delta.safetensors, gate_report.json,
-result.json. Never imports Ray.
+grid.png + grid.json (before/after images, jobs/validation/grids.py), result.json. Never imports Ray.
 """
 from __future__ import annotations
 
@@ -65,14 +65,63 @@ def run_validation(request: StepRequest, candidate: DeltaRef, log=print) -> Gate
     pipe = load_pipeline(request.model, device=_device())
     try:
         base = validator.baseline(pipe, request.model, suite)  # cached per (model, suite, settings)
+        grid = _GridDraft(suite, request.validation, log)
+        grid.draw_base(pipe, validator.cache, request.model)    # before any delta is stacked
         deltas.stack(pipe, tuple(request.parents) + (candidate,))
         report = validator.validate(pipe, suite, base)
         Path(request.out_dir).mkdir(parents=True, exist_ok=True)
         (Path(request.out_dir) / "gate_report.json").write_text(to_json(report))
+        grid.finish(pipe, request.out_dir)
         return report
     finally:
         del pipe
         _release()
+
+class _GridDraft:
+    """The before/after grid of one gate (jobs/validation/grids.py). Never fails the gate: a failure is one log line."""
+
+    def __init__(self, suite, spec, log):
+        from jobs.validation import grids
+
+        self.suite, self.spec, self.log = suite, spec, log
+        self.keys = grids.pick(suite)
+        self.before = None
+        self.seconds = 0.0
+
+    def draw_base(self, pipe, cache, model: str) -> None:
+        """The base model's images of the grid's keys, cached like the baseline (the same on every gate)."""
+        import hashlib
+
+        from jobs.validation.validator import generate
+
+        t0 = time.time()
+        try:
+            name = f"grid-{cache.key(model, self.suite, self.spec)}-" \
+                   f"{hashlib.sha256(repr(self.keys).encode()).hexdigest()[:8]}"
+            self.before = cache.load_images(name)
+            if self.before is None or len(self.before) != len(self.keys):
+                self.before = generate(pipe, self.suite, self.keys, self.spec)
+                cache.save_images(name, self.before)
+        except Exception as e:   # noqa: BLE001 - a grid is a picture, not a gate input
+            self.log(f"grid: base images failed, no grid for this attempt ({type(e).__name__}: {e})")
+        self.seconds += time.time() - t0
+
+    def finish(self, pipe, out_dir) -> None:
+        from jobs.validation import grids
+        from jobs.validation.validator import generate
+
+        if self.before is None:
+            return
+        t0 = time.time()
+        try:
+            after = generate(pipe, self.suite, self.keys, self.spec)
+            path = grids.write_grid(out_dir, self.suite, self.keys, self.before, after)
+        except Exception as e:   # noqa: BLE001
+            self.log(f"grid: not written ({type(e).__name__}: {e})")
+            return
+        self.seconds += time.time() - t0
+        self.log(f"grid: {len(self.keys)} prompts, base and erased, {self.seconds:.1f}s -> {path}")
+
 
 
 def _toy_validator(request: StepRequest, log):

@@ -6,7 +6,9 @@ Layout (one W&B project per spec.tracking.project):
   (campaign, step, attempt, phase) and resume="allow": a redone attempt resumes its run.
 - the erase run logs the candidate delta to "<campaign>-candidates" (type "candidate-delta",
   by reference: the file stays on storage_path); the validate run logs the gate metrics,
-  the decision and the image grids (wandb.Table), and, online, use_artifact(candidate) for
+  the decision and the image grids (wandb.Table "grids", one row per prompt: group, prompt, base,
+  erased, read from the grid.png/grid.json the validator wrote in the attempt directory),
+  and, online, use_artifact(candidate) for
   lineage (wandb refuses use_artifact offline: there the candidate's name and sha256 go in
   the validate run's config instead).
 - each commit is a version of "<campaign>-deltas" (type "model-delta", the file uploaded)
@@ -30,7 +32,7 @@ from typing import Any
 
 from jobs.contracts import DeltaRef, Estimate, GateReport
 from orchestrator.gate import GateDecision
-from orchestrator.manifest import slug
+from orchestrator.manifest import attempt_dir, slug
 from orchestrator.spec import TRACKING_MODES, CampaignSpec, spec_hash
 
 ENV_DIRS = ("WANDB_DIR", "WANDB_DATA_DIR", "WANDB_CACHE_DIR")
@@ -83,7 +85,8 @@ class Tracker:
         if mode not in TRACKING_MODES:
             raise ValueError(f"tracking mode must be one of {', '.join(TRACKING_MODES)}, got {mode!r}")
         self.campaign, self.mode, self.project = campaign, mode, project
-        self.dir = Path(storage_path) / "wandb"
+        self.root = Path(storage_path)
+        self.dir = self.root / "wandb"
         self.config = dict(config or {})
         self._run = None                       # the one open run
         self._open: tuple[int, int, str] | None = None
@@ -124,6 +127,7 @@ class Tracker:
 
         report None (a phase failed) logs the decision in the erase run and opens no validate run.
         The validate run stays open until committed() or the next attempt, so a commit is logged by it.
+        No images given: the pairs of the grid the validator wrote in the attempt directory, if any.
         """
         if not self.enabled or self._attempt is None:
             return
@@ -144,6 +148,7 @@ class Tracker:
             candidate_artifact.wait()   # its version must exist before another run can use it
             run.use_artifact(candidate_artifact)
         data: dict[str, Any] = dict(gate_metrics(report, decision))
+        images = images or self._grid_pairs(step, concept, attempt)
         if images:
             data["grids"] = self._table(images)
         run.log(data)
@@ -205,6 +210,17 @@ class Tracker:
     def _summarise(self, run, decision: GateDecision) -> None:
         run.summary.update({"verdict": decision.verdict, "reasons": list(decision.reasons),
                             "failed": list(decision.failed)})
+
+    def _grid_pairs(self, step: int, concept: str, attempt: int) -> list[ImagePair]:
+        """The validator's grid for this attempt as image pairs; none when it wrote none or it cannot be read."""
+        # numpy and PIL, no torch; imported only by an enabled tracker
+        from jobs.validation.grids import read_grid
+
+        try:
+            rows = read_grid(self.root / attempt_dir(step, concept, attempt))
+        except (OSError, ValueError, KeyError, TypeError):   # a damaged grid costs its table, not the campaign
+            return []
+        return [ImagePair(r.group, r.prompt, r.base, r.erased) for r in rows]
 
     def _table(self, images: Sequence[ImagePair]):
         wandb = self._wandb

@@ -98,6 +98,22 @@ class BaselineCache:
         tmp.write_text(json.dumps([[o.item, o.seed, o.hit, list(o.posterior)] for o in obs]))
         tmp.replace(self.dir / f"base-{key}.json")
 
+    def load_images(self, name: str) -> np.ndarray | None:
+        """Base-model images stored under `name` (e.g. the before half of a grid), or None."""
+        path = self.dir / f"{name}.npy" if self.dir is not None else None
+        try:
+            return np.load(path) if path is not None and path.is_file() else None
+        except (OSError, ValueError):   # a damaged file is a miss: drawn again and rewritten
+            return None
+
+    def save_images(self, name: str, images: np.ndarray) -> None:
+        if self.dir is None:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.dir / f".{name}.{os.getpid()}.{threading.get_ident()}.tmp.npy"
+        np.save(tmp, images)
+        tmp.replace(self.dir / f"{name}.npy")
+
 
 class Validator:
     def __init__(self, world, evaluator: Evaluator, spec: ValidationSpec, cache: BaselineCache, log=print):
