@@ -35,18 +35,38 @@ def _release() -> None:
         torch.cuda.empty_cache()
 
 
-def run_erase(request: StepRequest, log=print) -> DeltaRef:
-    """Erase the concept from base + parents; write and return the candidate delta."""
+def _check_released(log) -> None:
+    """A phase in a reused worker process must start clean; say what an earlier phase left behind."""
+    if distributed.world_size() > 1:
+        return   # inside a worker group the process group is this step's own
+    for leftover in distributed.leftovers():
+        log(f"  warning: an earlier step left {leftover}; releasing it")
+    distributed.release_all()
+
+
+def run_erase(request: StepRequest, log=print, checkpoints=None) -> DeltaRef | None:
+    """Erase the concept from base + parents; write and return the candidate delta.
+
+    As one worker of a group (Ray Train sets RANK/WORLD_SIZE), every worker trains and rank 0
+    alone writes the delta; the others return None.
+    """
     out = Path(request.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "request.json").write_text(to_json(request))
+    if distributed.is_main():
+        (out / "request.json").write_text(to_json(request))
+    log(f"  worker: {distributed.describe()}")
+    _check_released(log)
     torch.manual_seed(request.seed)
     pipe = load_pipeline(request.model, device=_device())
     try:
         deltas.stack(pipe, request.parents)
-        prompts = concept_prompts(request.model, request.concept, request.preserve)
-        inputs = EraseInputs(request.concept, prompts, dict(request.hparams), request.seed, log)
+        prompts = concept_prompts(request.model, request.concept, request.preserve, request.validation.judge)
+        inputs = EraseInputs(request.concept, prompts, dict(request.hparams), request.seed, log,
+                             distributed.Parallel(request.parallel, checkpoints))
         output = registry.erase(request.method, pipe, inputs)
+        _write_stats(out, output.stats)
+        if not distributed.is_main():
+            return None
         parent = request.parents[-1].sha256 if request.parents else ""
         meta = deltas.DeltaMeta(kind=output.kind, method=request.method, concept=request.concept,
                                 config=dict(request.hparams), parent_sha256=parent, rank=output.rank,
@@ -76,6 +96,7 @@ def run_validation(request: StepRequest, candidate: DeltaRef, log=print) -> Gate
     finally:
         del pipe
         _release()
+
 
 class _GridDraft:
     """The before/after grid of one gate (jobs/validation/grids.py). Never fails the gate: a failure is one log line."""
@@ -121,7 +142,6 @@ class _GridDraft:
             return
         self.seconds += time.time() - t0
         self.log(f"grid: {len(self.keys)} prompts, base and erased, {self.seconds:.1f}s -> {path}")
-
 
 
 def _toy_validator(request: StepRequest, log):

@@ -33,8 +33,9 @@ def local_ray(toy_world):
     ray.shutdown()
 
 
-def request(out: Path, workers: int, strategy: str = "ddp", hparams=HPARAMS, every: int = 50) -> StepRequest:
-    ds = json.loads((REPO / "configs" / "deepspeed" / "zero2.json").read_text()) if strategy == "deepspeed" else {}
+def request(out: Path, workers: int, strategy: str = "ddp", hparams=HPARAMS, every: int = 50,
+            ds_file: str = "zero2.json") -> StepRequest:
+    ds = json.loads((REPO / "configs" / "deepspeed" / ds_file).read_text()) if strategy == "deepspeed" else {}
     return StepRequest(campaign="dist", step=1, attempt=1, concept="star", method="esd-x", hparams=dict(hparams),
                        model="toyworld", parents=(), out_dir=str(out),
                        parallel=ParallelSpec(num_workers=workers, strategy=strategy, deepspeed_config=ds,
@@ -66,6 +67,14 @@ def test_two_workers_train_the_same_delta_as_one(tmp_path, strategy):
         assert ("DEEPSPEED" if strategy == "deepspeed" else "MULTI_CPU") in text
         assert "global batch 8 = 2 x 4" in text
     assert not (tmp_path / "two" / "erase.rank1.log").read_text().count("delta.safetensors")
+
+
+def test_zero3_partitions_the_weights_and_still_trains_the_same_delta(tmp_path):
+    """ZeRO-3 holds a shard of each weight per worker: the delta is gathered before it is written."""
+    one = fit(request(tmp_path / "one", 1))
+    zero3 = fit(request(tmp_path / "zero3", 2, "deepspeed", ds_file="zero3.json"))
+    assert max_rel_diff(one, zero3) < 1e-2
+    assert "DEEPSPEED" in (tmp_path / "zero3" / "erase.rank1.log").read_text()
 
 
 def test_a_worker_killed_mid_step_resumes_from_the_steps_checkpoint(tmp_path):
