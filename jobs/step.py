@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from jobs import deltas
+from jobs import deltas, distributed
 from jobs.concept_prompts import concept_prompts
 from jobs.contracts import DeltaRef, GateReport, StepRequest, StepResult, from_json, to_json
 from jobs.methods import registry
@@ -25,7 +25,7 @@ from jobs.models import TOY, load_pipeline
 
 
 def _device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(distributed.device())
 
 
 def _release() -> None:
@@ -77,10 +77,20 @@ def run_erase(request: StepRequest, log=print, checkpoints=None) -> DeltaRef | N
         _release()
 
 
+def _write_stats(out: Path, stats: dict) -> None:
+    """What this worker's erase cost: the method's timings and the process's peak memory."""
+    import resource
+
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # Linux reports KiB
+    name = f"erase_stats.rank{distributed.rank()}.json" if distributed.world_size() > 1 else "erase_stats.json"
+    (out / name).write_text(json.dumps({**stats, "peak_rss_mb": round(peak_mb, 1), "device": _device()}, indent=1))
+
+
 def run_validation(request: StepRequest, candidate: DeltaRef, log=print) -> GateReport:
     """Measure base + parents + candidate against the cached base model; write gate_report.json."""
     if request.model != TOY:
         raise NotImplementedError("validating a real model needs a VQA judge, which this build lacks")
+    _check_released(log)
     validator, suite = _toy_validator(request, log)
     pipe = load_pipeline(request.model, device=_device())
     try:
