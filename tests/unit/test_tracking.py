@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -98,6 +99,7 @@ def test_a_redone_attempt_resumes_its_run_and_a_failed_one_has_no_validate_run(o
     first = Tracker("toy", offline, mode="offline")
     first.attempt_started(2, "square", 1, "uce", {})
     first.close()                                     # the driver dies here
+    time.sleep(1.1)   # wandb names offline run dirs by the second: two sessions in one second would share one
     again = Tracker("toy", offline, mode="offline")
     again.attempt_started(2, "square", 1, "uce", {})
     assert again._run.id == run_id("toy", 2, 1, "erase")
