@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
-import time
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
