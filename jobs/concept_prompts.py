@@ -71,11 +71,12 @@ def text_concept_prompts(name: str, preserve: tuple[str, ...] = ()) -> ConceptPr
     return ConceptPrompts((name,), target, tuple(strip_words(t, (name,)) for t in target), keep)
 
 
-def concept_prompts(model: str, name: str, preserve: tuple[str, ...] = ()) -> ConceptPrompts:
-    from jobs.models import TOY
+def concept_prompts(model: str, name: str, preserve: tuple[str, ...] = (), judge: str = "auto") -> ConceptPrompts:
+    """The toy world's prompts for a model that draws it (the toy model, or judge "toyworld"), else text templates."""
+    from jobs.contracts import judge_for
     from jobs.toyworld.world import load_world
 
-    if model == TOY:
+    if judge_for(model, judge) == "toyworld":
         return toy_concept_prompts(load_world(), name, preserve)
     return text_concept_prompts(name, preserve)
 

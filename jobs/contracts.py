@@ -36,6 +36,21 @@ class ValidationSpec:
     # the orchestrator copies them from the campaign's gate thresholds.
     stop_forgetting: float = 0.9
     stop_retain: float = 0.95
+    # Who judges the images: "auto" is the toy world's evaluator for the toy model and none for any
+    # other; "toyworld" also for another pipeline that draws the toy world (e.g. SDXL trained on it).
+    judge: str = "auto"
+
+
+JUDGES = ("auto", "toyworld")
+
+
+def judge_for(model: str, judge: str) -> str | None:
+    """The judge a campaign's gates use ("toyworld"), or None when this build has none for the model."""
+    from jobs.models import TOY
+
+    if judge == "auto":
+        return "toyworld" if model == TOY else None
+    return judge
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,12 @@
-"""Latents of images the frozen model draws for given prompts: the x0 that methods noise and train on."""
+"""Latents of images the frozen model draws for given prompts: the x0 that methods noise and train on.
+
+Noising them is the family's business (family_adapters: DDPM add_noise, or flow matching).
+"""
 from __future__ import annotations
 
 import torch
+
+from jobs.family_adapters import image_size
 
 
 @torch.no_grad()
@@ -10,7 +15,7 @@ def generate_latents(pipe, prompts, seed: int, steps: int = 20, guidance: float 
     """One latent per prompt, deterministic per (prompt index, seed)."""
     out = []
     prompts = list(prompts)
-    size = pipe.unet.config.sample_size * pipe.vae_scale_factor if hasattr(pipe, "unet") else None
+    size = image_size(pipe)
     for i in range(0, len(prompts), batch):
         chunk = prompts[i:i + batch]
         gens = [torch.Generator().manual_seed(seed * 100003 + i + j) for j in range(len(chunk))]
@@ -19,10 +24,3 @@ def generate_latents(pipe, prompts, seed: int, steps: int = 20, guidance: float 
         out.append(res.images)
     return torch.cat(out)
 
-
-def noised(scheduler, x0: torch.Tensor, gen: torch.Generator, t_max: int | None = None):
-    """(x_t, noise, t) with t uniform over the training timesteps."""
-    t_max = t_max or scheduler.config.num_train_timesteps
-    t = torch.randint(0, t_max, (x0.shape[0],), generator=gen).to(x0.device)
-    noise = torch.randn(x0.shape, generator=gen).to(x0.device, x0.dtype)
-    return scheduler.add_noise(x0, noise, t), noise, t

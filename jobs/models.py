@@ -1,6 +1,7 @@
 """One loader for every model reference: the embedded toy world, a local diffusers directory, or a hub id."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -24,6 +25,24 @@ def resolve(model: str) -> str:
     return model
 
 
+def _absent_components(index: Path) -> dict:
+    """Components a local pipeline was saved without, passed as None so diffusers does not ask for them.
+
+    A safety checker is never loaded; an SD3 saved without T5 lists text_encoder_3/tokenizer_3 as
+    [null, null], which from_pretrained refuses unless they are given explicitly.
+    """
+    if not index.is_file():
+        return {}
+    try:
+        entries = json.loads(index.read_text())
+    except (OSError, ValueError):
+        return {}   # from_pretrained reports the unreadable file
+    absent = {k: None for k, v in entries.items() if not k.startswith("_") and v in ([None, None], None)}
+    if "safety_checker" in entries:
+        absent.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    return absent
+
+
 def load_pipeline(model: str = TOY, device: str = "cpu", dtype=None):
     """Load a text-to-image diffusers pipeline; raise ModelLoadError with one clear line."""
     import torch
@@ -36,9 +55,7 @@ def load_pipeline(model: str = TOY, device: str = "cpu", dtype=None):
     looks_local = local.exists() or ref.startswith((".", "/", "~")) or ref.count("/") != 1
     if looks_local and not local.exists():
         raise ModelLoadError(f"model {model!r}: no such directory {ref}")
-    kwargs = {"dtype": dtype or torch.float32}
-    if (local / "model_index.json").is_file() and "safety_checker" in (local / "model_index.json").read_text():
-        kwargs.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    kwargs = {"dtype": dtype or torch.float32, **_absent_components(local / "model_index.json")}
     try:
         pipe = DiffusionPipeline.from_pretrained(ref, local_files_only=looks_local or bool(os.environ.get("HF_HUB_OFFLINE")),
                                                  **kwargs)

@@ -18,10 +18,10 @@ import torch
 
 from jobs import deltas, distributed
 from jobs.concept_prompts import concept_prompts
-from jobs.contracts import DeltaRef, GateReport, StepRequest, StepResult, from_json, to_json
+from jobs.contracts import DeltaRef, GateReport, StepRequest, StepResult, from_json, judge_for, to_json
 from jobs.methods import registry
 from jobs.methods.interface import EraseInputs
-from jobs.models import TOY, load_pipeline
+from jobs.models import load_pipeline
 
 
 def _device() -> str:
@@ -88,7 +88,7 @@ def _write_stats(out: Path, stats: dict) -> None:
 
 def run_validation(request: StepRequest, candidate: DeltaRef, log=print) -> GateReport:
     """Measure base + parents + candidate against the cached base model; write gate_report.json."""
-    if request.model != TOY:
+    if judge_for(request.model, request.validation.judge) != "toyworld":   # spec.check_judge refuses this first
         raise NotImplementedError("validating a real model needs a VQA judge, which this build lacks")
     _check_released(log)
     validator, suite = _toy_validator(request, log)

@@ -1,17 +1,21 @@
-"""Prompt embeddings as the denoiser's cross-attention sees them, and where a concept's tokens sit."""
+"""Prompt embeddings as the denoiser's attention sees them, and where a concept's tokens sit."""
 from __future__ import annotations
 
 import torch
 
 
-@torch.no_grad()
 def encode(pipe, prompts: list[str] | tuple[str, ...]) -> torch.Tensor:
-    """(N, L, D) text-encoder states for the prompts (no classifier-free guidance pairing)."""
-    emb, _ = pipe.encode_prompt(list(prompts), pipe.device, 1, False)
-    return emb
+    """(N, L, D) text states for the prompts (no classifier-free guidance pairing), in any family.
+
+    Methods that also need pooled embeddings or size ids use family_adapters.adapter(pipe).encode.
+    """
+    from jobs.family_adapters import adapter
+
+    return adapter(pipe).encode(prompts).states
 
 
 def token_ids(pipe, prompts) -> torch.Tensor:
+    # SDXL's second tokenizer shares the first's vocabulary: positions found here hold for both halves.
     tok = pipe.tokenizer
     return tok(list(prompts), padding="max_length", max_length=tok.model_max_length, truncation=True,
                return_tensors="pt").input_ids

@@ -41,7 +41,7 @@ from orchestrator.manifest import Manifest
 from orchestrator.tracking import Tracker
 from orchestrator.progress import Clock, concepts_left, duration, event_line, metrics, phase_line, summary_table
 from orchestrator.ray_tasks import MAX_RETRIES, PhaseOutput
-from orchestrator.spec import CampaignSpec
+from orchestrator.spec import CampaignSpec, check_judge
 
 SCHEDULE_TIMEOUT_S = 60.0   # how long a phase may wait for a node that could hold it, when none exists
 POLL_S = 1.0
@@ -74,6 +74,7 @@ def run_campaign(spec: CampaignSpec, echo: Callable[[str], None] = _print,
     if not ray.is_initialized():
         raise ClusterError("not connected to Ray (call launch.cluster.start() first)")
     check_model(spec.model)
+    check_judge(spec)   # before the journal: a gate without a judge would fail every attempt
     root = Path(spec.storage_path)
     with driver_lock(root):
         manifest = Manifest.create(root, spec, allow_spec_change=allow_spec_change)

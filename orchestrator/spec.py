@@ -20,7 +20,8 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import (ConfigKeyError, InterpolationResolutionError, MissingMandatoryValue,
                               OmegaConfBaseException, ValidationError)
 
-from jobs.contracts import ValidationSpec
+from jobs import families
+from jobs.contracts import JUDGES, ValidationSpec, judge_for
 from jobs.methods import METHOD_NAMES
 from jobs.models import TOY
 from orchestrator.errors import ConfigError, UnknownConceptError
@@ -119,6 +120,9 @@ def resolved_yaml(spec: CampaignSpec) -> str:
 def spec_hash(spec: CampaignSpec) -> str:
     """sha256 of the canonical JSON of every field that changes results (not resources/tracking/storage_path)."""
     data = {k: v for k, v in dataclasses.asdict(spec).items() if k not in OPERATIONAL_FIELDS}
+    # Fields added after journals were first written hash only when set, so those journals keep their hash.
+    if data["validation"]["judge"] == "auto":
+        del data["validation"]["judge"]
     return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -246,8 +250,38 @@ def _validate(spec: CampaignSpec, where: str) -> None:
         if name not in METHOD_NAMES:
             fail(f"{key}: unknown method {name!r}; known methods: {', '.join(METHOD_NAMES)}")
     _validate_numbers(spec, fail)
-    if spec.model == TOY:
+    _check_family(spec, fail)
+    if judge_for(spec.model, spec.validation.judge) == "toyworld":
         _check_toy_concepts(list(spec.concepts) + list(spec.preserve), where)
+
+
+def _check_family(spec: CampaignSpec, fail) -> None:
+    """Refuse a method (or ladder entry) that cannot apply to the model's family, naming why.
+
+    Read from model_index.json when it is on this machine (a local directory, the toy world, a hub id
+    in the Hugging Face cache); otherwise the loader reports a missing model before any step runs.
+    """
+    cls = families.pipeline_class(spec.model)
+    if cls is None:
+        return
+    family = families.family_of(cls)
+    if family is None:
+        fail(families.unsupported_pipeline(cls, spec.model))
+    for key, name in [("method", spec.method)] + [(f"ladder[{i}]", m) for i, m in enumerate(spec.ladder)]:
+        reason = families.why_not(name, family)
+        if reason:
+            fail(f"{key}: method {name!r} does not apply to {family} models ({cls}): {reason}")
+
+
+def check_judge(spec: CampaignSpec) -> None:
+    """ConfigError unless every gate of this campaign has a judge (checked before a campaign starts).
+
+    Not part of load_spec: a spec without a judge still plans (`erase plan`) and exports.
+    """
+    if judge_for(spec.model, spec.validation.judge) is None:
+        raise ConfigError(f"validation.judge: model {spec.model!r} has no judge in this build (gates of a real "
+                          f"model need a VQA judge, not implemented); validation.judge=toyworld is for "
+                          f"pipelines that draw the toy world")
 
 
 def _validate_numbers(spec: CampaignSpec, fail) -> None:
@@ -277,6 +311,8 @@ def _validate_numbers(spec: CampaignSpec, fail) -> None:
     v = spec.validation
     if v.seeds < 1 or v.max_prompts_per_group < 1 or v.inference_steps < 1 or v.batch_size < 1:
         fail("validation.seeds, max_prompts_per_group, inference_steps and batch_size must be >= 1")
+    if v.judge not in JUDGES:
+        fail(f"validation.judge must be one of {', '.join(JUDGES)}, got {v.judge!r}")
     if not 0.0 < v.confidence < 1.0:
         fail(f"validation.confidence must be between 0 and 1 (exclusive), got {v.confidence}")
     if not spec.storage_path.strip():

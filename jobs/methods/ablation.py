@@ -1,7 +1,7 @@
 """Concept Ablation (Kumari et al., arXiv 2303.13516): map the target to an anchor concept.
 
 Minimise MSE(eps(x_t, c_target), stopgrad eps*(x_t, c_anchor)) on noised images of the anchor,
-training cross-attention K/V. The anchor is the prompt without the concept (see concept_prompts).
+training text-facing K/V (UNet attn2 to_k/to_v; SD3's joint-attention add_k_proj/add_v_proj). The anchor is the prompt without the concept (see concept_prompts).
 """
 from __future__ import annotations
 

@@ -1,19 +1,21 @@
 """Forget-Me-Not (Zhang et al., arXiv 2303.17591): attention re-steering.
 
 Minimise the squared cross-attention probability mass on the concept's tokens, on noised images
-of the concept, training cross-attention. Small and fast; known to be weak on objects.
+of the concept, training cross-attention. Small and fast; known to be weak on objects. UNet families
+only (SD, SDXL): the probe reads attn2's maps (jobs/families.py says why not SD3).
 """
 from __future__ import annotations
 
 import torch
 
 from jobs import attention_probe
+from jobs.family_adapters import adapter
 from jobs.finetune import dense_delta, finetune, restore, snapshot, step_generator
-from jobs.latent_pool import generate_latents, noised
+from jobs.latent_pool import generate_latents
 from jobs.methods.esd import batch_index, finetune_config
 from jobs.methods.interface import EraseInputs, MethodOutput, merge_hparams
 from jobs.methods.targets import cross_attention_modules, cross_attention_params, denoiser
-from jobs.text_embeddings import concept_positions, encode
+from jobs.text_embeddings import concept_positions
 
 DEFAULTS = {"steps": 35, "lr": 2e-3, "batch": 8, "grad_accum": 1, "mixed_precision": "no"}
 
@@ -31,8 +33,8 @@ def attention_mass(probs: list[torch.Tensor], mask: torch.Tensor) -> torch.Tenso
 def erase(pipe, inputs: EraseInputs) -> MethodOutput:
     hp = merge_hparams("fmn", DEFAULTS, inputs.hparams)
     comp, net = denoiser(pipe)
-    cp = inputs.prompts
-    cond, mask = encode(pipe, cp.target), concept_positions(pipe, cp.target, cp.words)
+    fam, cp = adapter(pipe), inputs.prompts
+    cond, mask = fam.encode(cp.target), concept_positions(pipe, cp.target, cp.words)
     x0 = generate_latents(pipe, cp.target, inputs.seed)
     params = cross_attention_params(net, projections=("to_k", "to_v"))
     modules = cross_attention_modules(net)
@@ -44,9 +46,9 @@ def erase(pipe, inputs: EraseInputs) -> MethodOutput:
         store.clear()
         gen = step_generator(inputs.seed, step)
         i = batch_index(len(cond), hp["batch"], gen)
-        xt, _, t = noised(pipe.scheduler, x0[i], gen)
+        xt, _, t = fam.noised(x0[i], gen)
         xt, t, c, m = (shard.take(v) for v in (xt, t, cond[i], mask[i]))
-        model(xt, t, c)
+        fam.predict(model, xt, t, c)
         return attention_mass(store, m)
 
     try:

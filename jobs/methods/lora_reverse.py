@@ -3,19 +3,20 @@
 Loss = retain term on retain prompts + suppress_weight * MSE(eps(x_t, c_target), eps*(x_t, c_anchor)),
 where eps* is the same network with the adapter switched off. The retain term is the plain denoising
 loss (retain_target "noise", as published) or, by default, a match to eps* ("frozen"): on the toy
-world the denoising loss on generated images cost 15% retain at lr 3e-4. Output: the LoRA factors.
+world the denoising loss on generated images cost 15% retain at lr 3e-4. "noise" means the family's denoising target
+(noise for SD/SDXL, velocity noise - x0 for SD3). Output: the LoRA factors.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
+from jobs.family_adapters import adapter
 from jobs.finetune import finetune, step_generator
-from jobs.latent_pool import generate_latents, noised
+from jobs.latent_pool import generate_latents
 from jobs.methods.esd import batch_index, finetune_config
 from jobs.methods.interface import EraseInputs, MethodOutput, merge_hparams
 from jobs.methods.targets import denoiser
-from jobs.text_embeddings import encode
 
 DEFAULTS = {"rank": 8, "alpha": 16, "steps": 200, "lr": 1e-3, "batch": 16, "suppress_weight": 1.0, "retain_target": "frozen",
             "target_modules": ["to_q", "to_k", "to_v"], "grad_accum": 1, "mixed_precision": "no"}
@@ -36,9 +37,9 @@ def erase(pipe, inputs: EraseInputs) -> MethodOutput:
 
     hp = merge_hparams("lora", DEFAULTS, inputs.hparams)
     comp, net = denoiser(pipe)
-    cp = inputs.prompts
-    cond, anchor = encode(pipe, cp.target), encode(pipe, cp.anchor)
-    keep = encode(pipe, cp.preserve) if cp.preserve else encode(pipe, cp.anchor)
+    fam, cp = adapter(pipe), inputs.prompts
+    cond, anchor = fam.encode(cp.target), fam.encode(cp.anchor)
+    keep = fam.encode(cp.preserve) if cp.preserve else fam.encode(cp.anchor)
     x0 = generate_latents(pipe, cp.target, inputs.seed)
     keep_x0 = generate_latents(pipe, cp.preserve or cp.anchor, inputs.seed + 1)
     net.add_adapter(LoraConfig(r=hp["rank"], lora_alpha=hp["alpha"], init_lora_weights="gaussian",
@@ -48,17 +49,17 @@ def erase(pipe, inputs: EraseInputs) -> MethodOutput:
     def loss_fn(step: int, model, shard) -> torch.Tensor:
         gen = step_generator(inputs.seed, step)
         i, j = batch_index(len(cond), hp["batch"], gen), batch_index(len(keep), hp["batch"], gen)
-        xt, _, t = noised(pipe.scheduler, x0[i], gen)
-        kt, noise, tk = noised(pipe.scheduler, keep_x0[j], gen)
+        xt, _, t = fam.noised(x0[i], gen)
+        kt, denoised, tk = fam.noised(keep_x0[j], gen)
         xt, t, c, a = (shard.take(v) for v in (xt, t, cond[i], anchor[i]))
-        kt, noise, tk, k = (shard.take(v) for v in (kt, noise, tk, keep[j]))
+        kt, denoised, tk, k = (shard.take(v) for v in (kt, denoised, tk, keep[j]))
         with torch.no_grad():
             net.disable_adapters()   # the adapter switch lives on the inner network
-            target = model(xt, t, a).sample
-            keep_target = model(kt, tk, k).sample if hp["retain_target"] == "frozen" else noise
+            target = fam.predict(model, xt, t, a)
+            keep_target = fam.predict(model, kt, tk, k) if hp["retain_target"] == "frozen" else denoised
             net.enable_adapters()
-        suppress = F.mse_loss(model(xt, t, c).sample, target)
-        retain = F.mse_loss(model(kt, tk, k).sample, keep_target)
+        suppress = F.mse_loss(fam.predict(model, xt, t, c), target)
+        retain = F.mse_loss(fam.predict(model, kt, tk, k), keep_target)
         return retain + hp["suppress_weight"] * suppress
 
     try:

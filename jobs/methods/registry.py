@@ -16,5 +16,13 @@ def get(name: str):
 
 
 def erase(name: str, pipe, inputs):
+    """Run method `name` on `pipe`; MethodConfigError when it cannot apply to the pipeline's family."""
+    from jobs.families import family_of, why_not
+    from jobs.methods.interface import MethodConfigError
+
+    family = family_of(type(pipe).__name__)
+    reason = why_not(name, family) if family else None
+    if reason:   # config time refuses this first (orchestrator.spec); this guards direct callers
+        raise MethodConfigError(f"method {name!r} does not apply to {family} models ({type(pipe).__name__}): {reason}")
     module = get(name)
     return module.erase_variant(name, pipe, inputs) if hasattr(module, "erase_variant") else module.erase(pipe, inputs)

@@ -4,6 +4,8 @@ For each K/V projection W: W' = (lam W + s_e sum v* c^T + s_p sum W c_j c_j^T)(l
 + s_p sum c_j c_j^T)^-1, where c are the target prompts' text states at and after the concept's
 tokens, v* = W c_guide the same positions in the anchor prompt (the prompt without the concept),
 and c_j the states of prompts to preserve (and the target prompts' own words before the concept).
+UNet families only (SD, SDXL: there the states enter attn2's K/V as they are); jobs/families.py says
+why not SD3.
 """
 from __future__ import annotations
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from jobs.contracts import Estimate, GateReport, ValidationSpec
+from jobs.family_adapters import image_size
 from jobs.toyworld.evaluator import Evaluator
 from jobs.validation import statistics as st
 from jobs.validation.judge import Observation, drift_kl, observe
@@ -30,7 +31,7 @@ Key = tuple[int, int]
 def generate(pipe, suite: Suite, keys: list[Key], spec: ValidationSpec) -> np.ndarray:
     """uint8 images for (item, seed) keys; each image's noise depends only on its seed and prompt."""
     images = []
-    size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    size = image_size(pipe)   # any family: the denoiser's sample size x the VAE's factor
     for i in range(0, len(keys), spec.batch_size):
         chunk = keys[i:i + spec.batch_size]
         prompts = [suite.items[k].prompt.text for k, _ in chunk]
