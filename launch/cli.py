@@ -270,8 +270,10 @@ def _drive(spec, args) -> int:
 
     cluster.configure()   # before the runner imports ray: the embedded Ray must bind to loopback
     from orchestrator import runner
+    from orchestrator.spec import check_judge
 
     runner.check_model(spec.model)   # a missing model fails before Ray starts
+    check_judge(spec)                # so does a model whose gates nothing could judge
     timeout = args.schedule_timeout if args.schedule_timeout is not None else runner.SCHEDULE_TIMEOUT_S
     with cluster.session(args.num_cpus, args.num_gpus):
         outcome = runner.run_campaign(spec, schedule_timeout_s=timeout, allow_spec_change=args.allow_spec_change)
@@ -365,9 +367,10 @@ def _local_campaign(target: str):
 @command("submit")
 def _submit(args) -> int:
     from launch.jobs_api import Jobs
-    from orchestrator.spec import load_spec
+    from orchestrator.spec import check_judge, load_spec
 
     spec = load_spec(str(args.campaign), args.overrides)   # config errors here, before the cluster is asked
+    check_judge(spec)
     jobs = Jobs(args.address)
     job_id = jobs.submit(args.campaign, args.overrides, spec)
     print(f"submitted {job_id} to {jobs.address}")

@@ -69,6 +69,23 @@ def test_missing_model_directory(campaign_file, tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_method_the_models_family_cannot_take(campaign_file, tmp_path):
+    model = tmp_path / "sd3"
+    model.mkdir()
+    (model / "model_index.json").write_text('{"_class_name": "StableDiffusion3Pipeline"}')
+    result = erase("run", str(campaign_file(model=str(model), concepts=["car"], method="fmn")))
+    assert_one_line_error(result, "method 'fmn' does not apply to sd3 models", "joint attention")
+
+
+def test_a_model_nothing_can_judge(campaign_file, tmp_path):
+    model = tmp_path / "sdxl"
+    model.mkdir()
+    (model / "model_index.json").write_text('{"_class_name": "StableDiffusionXLPipeline"}')
+    result = erase("run", str(campaign_file(model=str(model), concepts=["car"])))
+    assert_one_line_error(result, "validation.judge", "has no judge")
+    assert not (tmp_path / "runs").exists()
+
+
 def test_resume_without_a_campaign(tmp_path):
     assert_one_line_error(erase("resume", str(tmp_path)), "no campaign at")
 
