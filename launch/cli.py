@@ -243,11 +243,8 @@ def _plan(args) -> int:
         defaults = {**module.DEFAULTS, **getattr(module, "VARIANT_DEFAULTS", {}).get(name, {})}
         hparams[name] = merge_hparams(name, defaults, spec.hparams.get(name, {}))
     inv = inventory(spec.model, tuple(hparams.get("lora", {}).get("target_modules", LORA_TARGETS)))
-    steps = [memory_plan.StepSettings(
-        method=name, batch=int(hp.get("batch", 1)), grad_accum=int(hp.get("grad_accum", 1)),
-        precision=str(hp.get("mixed_precision", "no")), rank=int(hp.get("rank", 0)), num_workers=res.num_workers,
-        strategy=strategy, gradient_checkpointing=res.gradient_checkpointing,
-        tunable_precision="mixed_precision" in hp) for name, hp in hparams.items()]
+    steps = [memory_plan.step_settings(name, hp, res.num_workers, strategy, res.gradient_checkpointing)
+             for name, hp in hparams.items()]
     result = memory_plan.plan(inv, steps, res.gpu_memory_gb)
     if args.json:
         print(json.dumps(result.to_dict(), indent=1))

@@ -151,6 +151,15 @@ class StepSettings:
     tunable_precision: bool = True       # the method has a mixed_precision hyperparameter
 
 
+def step_settings(method: str, hp: dict, num_workers: int = 1, strategy: Strategy | None = None,
+                  gradient_checkpointing: bool = False) -> StepSettings:
+    """A method's step as planned, from its merged hyperparameters (DEFAULTS + the campaign's)."""
+    return StepSettings(method=method, batch=int(hp.get("batch", 1)), grad_accum=int(hp.get("grad_accum", 1)),
+                        precision=str(hp.get("mixed_precision", "no")), rank=int(hp.get("rank", 0)),
+                        num_workers=num_workers, strategy=strategy or DDP,
+                        gradient_checkpointing=gradient_checkpointing, tunable_precision="mixed_precision" in hp)
+
+
 @dataclass(frozen=True)
 class Estimate:
     """Per-GPU bytes of one step, term by term."""
