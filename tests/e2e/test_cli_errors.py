@@ -5,31 +5,17 @@ Each case runs the real CLI in a subprocess (what a user sees); none of them nee
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.e2e.cli_runner import assert_one_line_error, erase
+
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 GOOD = {"name": "mistakes", "model": "toyworld", "concepts": ["star"], "method": "uce"}
-
-
-def erase(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "launch.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          check=False, timeout=120)
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:
-    shown = result.stdout + result.stderr
-    assert result.returncode == 2, shown
-    assert "Traceback" not in shown, shown
-    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, shown
-    for word in words:
-        assert word in result.stderr, shown
 
 
 @pytest.fixture

@@ -2,21 +2,16 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.e2e.cli_runner import assert_one_line_error, erase
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 TOY = "configs/campaigns/toy.yaml"
-
-
-def erase(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "launch.cli", *args], cwd=REPO, capture_output=True, text=True,
-                          check=False, timeout=300)
 
 
 def test_plan_of_the_toy_campaign():
@@ -59,15 +54,6 @@ def test_nothing_fits_exits_1_with_the_reason():
     result = erase("plan", TOY, "resources.gpu_memory_gb=0.5")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "no settings fit 0.5 GiB GPUs" in result.stdout and "largest term: overhead" in result.stdout
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:
-    shown = result.stdout + result.stderr
-    assert result.returncode == 2, shown
-    assert "Traceback" not in shown, shown
-    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, shown
-    for word in words:
-        assert word in result.stderr, shown
 
 
 @pytest.mark.parametrize("args, words", [
