@@ -74,7 +74,6 @@ def run(pipe, inputs: EraseInputs, hp: dict, params: dict, x0: torch.Tensor, eta
         return loss
 
     trained = finetune(net, params, loss_fn, finetune_config(hp, inputs.seed), inputs.parallel, inputs.log)
-    del frozen
     restore(params, before)
     return MethodOutput("dense", dense_delta(comp, trained.values, before), stats=trained.stats)
 

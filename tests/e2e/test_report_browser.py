@@ -3,7 +3,6 @@ and takes a screenshot (kept in the test's tmp dir; its path is printed)."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 

@@ -3,7 +3,6 @@ worker dies, runs inside a campaign and leaves nothing behind."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import threading
 import time
