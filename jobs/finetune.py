@@ -9,6 +9,7 @@ precision, the optimizer and checkpoints, so the math stays in the method files.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import tempfile
 import time
@@ -137,13 +138,22 @@ def _optimizer_step(accelerator, wrapped, opt, params, loss_fn, step, cfg, shard
     """One optimizer step of cfg.grad_accum micro-steps (numbered so a resume replays them)."""
     for micro in range(cfg.grad_accum):
         with accelerator.accumulate(wrapped):
-            loss = loss_fn(step * cfg.grad_accum + micro, wrapped, shard)
+            with _autocast(accelerator, cfg):
+                loss = loss_fn(step * cfg.grad_accum + micro, wrapped, shard)
             accelerator.backward(loss)
             if accelerator.sync_gradients and accelerator.state.deepspeed_plugin is None:
                 accelerator.clip_grad_norm_(list(params.values()), cfg.max_grad_norm)
             opt.step()
             opt.zero_grad(set_to_none=True)
     return loss.detach()
+
+
+def _autocast(accelerator, cfg: FinetuneConfig):
+    """DeepSpeed holds the trained net in the half dtype but, unlike Accelerate's DDP, casts no inputs."""
+    if accelerator.state.deepspeed_plugin is None or cfg.mixed_precision == "no" or accelerator.device.type == "cpu":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if cfg.mixed_precision == "bf16" else torch.float16
+    return torch.autocast(accelerator.device.type, dtype=dtype)
 
 
 def _final_values(accelerator, params) -> dict[str, torch.Tensor]:
