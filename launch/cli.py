@@ -230,18 +230,11 @@ def _plan(args) -> int:
     from orchestrator.spec import load_spec
 
     spec = load_spec(str(args.campaign), args.overrides)   # config errors before torch is imported
-    from jobs.methods import registry
-    from jobs.methods.interface import merge_hparams
     from jobs.model_inventory import LORA_TARGETS, inventory
 
     res = spec.resources
     strategy = memory_plan.strategy_of(res.strategy, res.deepspeed_config)
-    methods = list(dict.fromkeys([spec.method, *spec.ladder]))
-    hparams = {}
-    for name in methods:
-        module = registry.get(name)
-        defaults = {**module.DEFAULTS, **getattr(module, "VARIANT_DEFAULTS", {}).get(name, {})}
-        hparams[name] = merge_hparams(name, defaults, spec.hparams.get(name, {}))
+    hparams = _method_hparams(spec)
     inv = inventory(spec.model, tuple(hparams.get("lora", {}).get("target_modules", LORA_TARGETS)))
     steps = [memory_plan.step_settings(name, hp, res.num_workers, strategy, res.gradient_checkpointing)
              for name, hp in hparams.items()]
@@ -261,6 +254,33 @@ def _resume(args) -> int:
     return _drive(_resume_spec(args.target, args.overrides), args)
 
 
+def _method_hparams(spec) -> dict[str, dict]:
+    """Each method the campaign may run (method, then ladder) -> its DEFAULTS merged with the campaign's hparams."""
+    from jobs.methods import registry
+    from jobs.methods.interface import merge_hparams
+
+    out = {}
+    for name in dict.fromkeys([spec.method, *spec.ladder]):
+        module = registry.get(name)
+        defaults = {**module.DEFAULTS, **getattr(module, "VARIANT_DEFAULTS", {}).get(name, {})}
+        out[name] = merge_hparams(name, defaults, spec.hparams.get(name, {}))
+    return out
+
+
+def _check_worker_batches(spec) -> None:
+    """A worker group splits each fine-tune's global batch evenly: refuse one that does not split, up front."""
+    from jobs.methods import CLOSED_FORM
+    from orchestrator.errors import ConfigError
+
+    n = spec.resources.num_workers
+    if n == 1:
+        return   # no torch import for the common case
+    for name, hp in _method_hparams(spec).items():
+        if name not in CLOSED_FORM and int(hp.get("batch", n)) % n:
+            raise ConfigError(f"hparams.{name}.batch is {hp['batch']}, which does not split over "
+                              f"resources.num_workers={n}; use a multiple of {n}")
+
+
 def _drive(spec, args) -> int:
     """Run the driver on Ray to the campaign's end; 0 finished, 1 halted."""
     from launch import cluster
@@ -271,6 +291,7 @@ def _drive(spec, args) -> int:
 
     runner.check_model(spec.model)   # a missing model fails before Ray starts
     check_judge(spec)                # so does a model whose gates nothing could judge
+    _check_worker_batches(spec)      # and a batch a worker group cannot split
     timeout = args.schedule_timeout if args.schedule_timeout is not None else runner.SCHEDULE_TIMEOUT_S
     with cluster.session(args.num_cpus, args.num_gpus):
         outcome = runner.run_campaign(spec, schedule_timeout_s=timeout, allow_spec_change=args.allow_spec_change)
@@ -368,6 +389,7 @@ def _submit(args) -> int:
 
     spec = load_spec(str(args.campaign), args.overrides)   # config errors here, before the cluster is asked
     check_judge(spec)
+    _check_worker_batches(spec)
     jobs = Jobs(args.address)
     job_id = jobs.submit(args.campaign, args.overrides, spec)
     print(f"submitted {job_id} to {jobs.address}")

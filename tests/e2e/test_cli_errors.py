@@ -63,6 +63,12 @@ def test_a_method_the_models_family_cannot_take(campaign_file, tmp_path):
     assert_one_line_error(result, "method 'fmn' does not apply to sd3 models", "joint attention")
 
 
+def test_a_batch_a_worker_group_cannot_split(campaign_file, tmp_path):
+    path = campaign_file(method="esd-x", hparams={"esd-x": {"batch": 10}}, resources={"num_workers": 4})
+    assert_one_line_error(erase("run", str(path)), "hparams.esd-x.batch is 10", "num_workers=4")
+    assert not (tmp_path / "runs").exists()
+
+
 def test_a_model_nothing_can_judge(campaign_file, tmp_path):
     model = tmp_path / "sdxl"
     model.mkdir()
