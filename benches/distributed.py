@@ -24,9 +24,9 @@ from launch import cluster  # noqa: E402
 
 cluster.configure()  # before anything imports ray
 
-from jobs.contracts import ParallelSpec, StepRequest  # noqa: E402
-from jobs.deltas import load_delta  # noqa: E402
-from orchestrator.ray_train import fit_erase  # noqa: E402
+from orchestrator.core.contracts import ParallelSpec, StepRequest  # noqa: E402
+from jobs.deltas.delta import load_delta  # noqa: E402
+from orchestrator.ray.train import fit_erase  # noqa: E402
 
 LAYOUTS = [("ddp", 1), ("ddp", 2), ("deepspeed-zero2", 1), ("deepspeed-zero2", 2)]
 

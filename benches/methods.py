@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from jobs.contracts import StepRequest, ValidationSpec  # noqa: E402
-from jobs.methods import METHOD_NAMES  # noqa: E402
+from orchestrator.core.contracts import StepRequest, ValidationSpec  # noqa: E402
+from orchestrator.core.catalog import METHOD_NAMES  # noqa: E402
 from jobs.step import run_step, run_validation  # noqa: E402
 
 GATE = {"forgetting": 0.90, "retain": 0.95}

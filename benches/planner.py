@@ -17,18 +17,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from jobs.families import family_of, why_not  # noqa: E402
-from jobs.methods import registry  # noqa: E402
-from jobs.model_inventory import REFERENCE_INVENTORIES, ModelInventory  # noqa: E402
-from orchestrator import memory_plan as mp  # noqa: E402
+from orchestrator.core.catalog import why_not  # noqa: E402
+from orchestrator.core.families import family_of  # noqa: E402
+from orchestrator.core import catalog  # noqa: E402
+from orchestrator.core.inventory import REFERENCE_INVENTORIES, ModelInventory  # noqa: E402
+from orchestrator.planning import memory_plan as mp  # noqa: E402
 
 METHODS = ("uce", "esd-x", "esd-u", "lora")
 GPUS = (24, 80)
 
 
 def defaults(method: str) -> dict:
-    module = registry.get(method)
-    return {**module.DEFAULTS, **getattr(module, "VARIANT_DEFAULTS", {}).get(method, {})}
+    return catalog.get(method).defaults()
 
 
 def verdict(inv: ModelInventory, s: mp.StepSettings, gb: float) -> tuple[str, float | None]:

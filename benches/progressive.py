@@ -19,12 +19,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from jobs import deltas  # noqa: E402
-from jobs.concept_prompts import merged, toy_concept_prompts  # noqa: E402
-from jobs.contracts import StepRequest, ValidationSpec  # noqa: E402
+from jobs.deltas import delta as deltas  # noqa: E402
+from jobs.training.concept_prompts import merged, toy_concept_prompts  # noqa: E402
+from orchestrator.core.contracts import StepRequest, ValidationSpec  # noqa: E402
 from jobs.methods import registry  # noqa: E402
 from jobs.methods.interface import EraseInputs  # noqa: E402
-from jobs.models import load_pipeline  # noqa: E402
+from jobs.models.loader import load_pipeline  # noqa: E402
 from jobs.step import run_step, run_validation  # noqa: E402
 from jobs.toyworld.world import load_world  # noqa: E402
 

@@ -1,34 +1,129 @@
-"""One erasure step on a worker: erase (setup -> erase -> save) then validate (setup -> measure).
+"""One erasure step on a worker, as two recipes the orchestrator runs as separate Ray tasks:
+
+    erase:     setup (load base + parents, the concept's prompts) -> erase (the catalog method)
+               -> save (delta.safetensors, rank 0) -> cleanup
+    validate:  setup (the suite, the judge, the cached baseline) -> measure (base + parents +
+               candidate) -> save (gate_report.json, grid.png + grid.json) -> cleanup
 
     python -m jobs.step REQUEST.json      # both phases, without Ray
 
-The orchestrator runs the two phases as separate Ray tasks (validation may sit on other devices);
-each writes into the request's out_dir: request.json, delta.safetensors, gate_report.json,
-grid.png + grid.json (before/after images, jobs/validation/grids.py), result.json. Never imports Ray.
+Each writes into the request's out_dir: request.json, delta.safetensors, erase_stats.json,
+gate_report.json, grid.png + grid.json, result.json. The request arrives settled by the
+orchestrator's preflight (its judge and parallel layout resolved). Never imports Ray.
 """
 from __future__ import annotations
 
 import gc
 import json
+import resource
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from jobs import deltas, distributed
-from jobs.concept_prompts import concept_prompts
-from jobs.contracts import DeltaRef, GateReport, StepRequest, StepResult, from_json, judge_for, to_json
+from jobs.deltas import delta as deltas
 from jobs.methods import registry
-from jobs.methods.interface import EraseInputs
-from jobs.models import load_pipeline
+from jobs.methods.interface import EraseInputs, MethodOutput
+from jobs.models.loader import load_pipeline
+from jobs.training import distributed
+from jobs.training.concept_prompts import concept_prompts
+from jobs.validation.grid_draft import GridDraft
+from jobs.validation.validator import for_request
+from orchestrator.core.codec import from_json, to_json
+from orchestrator.core.contracts import DeltaRef, GateReport, StepRequest, StepResult
+from orchestrator.core.errors import ConfigError
+
+
+# ---- erase --------------------------------------------------------------------------------------
+
+def run_erase(request: StepRequest, log=print, checkpoints=None) -> DeltaRef | None:
+    """Erase the concept from base + parents; write and return the candidate delta.
+
+    As one worker of a group (Ray Train sets RANK/WORLD_SIZE), every worker trains and rank 0
+    alone writes the delta; the others return None.
+    """
+    out = _setup(request, log)
+    if distributed.is_main():
+        (out / "request.json").write_text(to_json(request))
+    torch.manual_seed(request.seed)   # before loading: the seeded state every method starts from
+    pipe = load_pipeline(request.model, device=_device())
+    try:
+        deltas.stack(pipe, request.parents)
+        output = _erase(pipe, request, log, checkpoints)
+        _write_stats(out, output.stats)
+        return _save(request, output, out) if distributed.is_main() else None
+    finally:
+        del pipe
+        _cleanup()
+
+
+def _erase(pipe, request: StepRequest, log, checkpoints) -> MethodOutput:
+    prompts = concept_prompts(request.concept, request.preserve, _judge(request))
+    inputs = EraseInputs(request.concept, prompts, dict(request.hparams), request.seed, log,
+                         distributed.Parallel(request.parallel, checkpoints))
+    return registry.erase(request.method, pipe, inputs)
+
+
+def _save(request: StepRequest, output: MethodOutput, out: Path) -> DeltaRef:
+    parent = request.parents[-1].sha256 if request.parents else ""
+    meta = deltas.DeltaMeta(kind=output.kind, method=request.method, concept=request.concept,
+                            config=dict(request.hparams), parent_sha256=parent, rank=output.rank,
+                            alpha=output.alpha)
+    return deltas.save_delta(output.tensors, meta, out / "delta.safetensors")
+
+
+def _write_stats(out: Path, stats: dict) -> None:
+    """What this worker's erase cost: the method's timings and the process's peak memory."""
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # Linux reports KiB
+    name = f"erase_stats.rank{distributed.rank()}.json" if distributed.world_size() > 1 else "erase_stats.json"
+    (out / name).write_text(json.dumps({**stats, "peak_rss_mb": round(peak_mb, 1), "device": _device()}, indent=1))
+
+
+# ---- validate -----------------------------------------------------------------------------------
+
+def run_validation(request: StepRequest, candidate: DeltaRef, log=print) -> GateReport:
+    """Measure base + parents + candidate against the cached base model; write gate_report.json."""
+    out = _setup(request, log)
+    validator, suite = for_request(request, _judge(request), log)
+    pipe = load_pipeline(request.model, device=_device())
+    try:
+        base = validator.baseline(pipe, request.model, suite)  # cached per (model, suite, settings)
+        grid = GridDraft(suite, request.validation, log)
+        grid.draw_base(pipe, validator.cache, request.model)    # before any delta is stacked
+        deltas.stack(pipe, tuple(request.parents) + (candidate,))
+        report = validator.validate(pipe, suite, base)
+        (out / "gate_report.json").write_text(to_json(report))
+        grid.finish(pipe, out)
+        return report
+    finally:
+        del pipe
+        _cleanup()
+
+
+# ---- setup and cleanup, shared by both phases ---------------------------------------------------
+
+def _setup(request: StepRequest, log) -> Path:
+    out = Path(request.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    log(f"  worker: {distributed.describe()}")
+    _check_released(log)
+    return out
+
+
+def _judge(request: StepRequest) -> str:
+    """The judge preflight settled into the request ("auto" means the request skipped preflight)."""
+    if request.validation.judge == "auto":
+        raise ConfigError("the step request's validation.judge is 'auto': build requests through the "
+                          "orchestrator's preflight (erase run), which settles the judge")
+    return request.validation.judge
 
 
 def _device() -> str:
     return str(distributed.device())
 
 
-def _release() -> None:
+def _cleanup() -> None:
     """Free what the step held so the next step finds its device empty."""
     gc.collect()
     if torch.cuda.is_available():
@@ -44,129 +139,7 @@ def _check_released(log) -> None:
     distributed.release_all()
 
 
-def run_erase(request: StepRequest, log=print, checkpoints=None) -> DeltaRef | None:
-    """Erase the concept from base + parents; write and return the candidate delta.
-
-    As one worker of a group (Ray Train sets RANK/WORLD_SIZE), every worker trains and rank 0
-    alone writes the delta; the others return None.
-    """
-    out = Path(request.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if distributed.is_main():
-        (out / "request.json").write_text(to_json(request))
-    log(f"  worker: {distributed.describe()}")
-    _check_released(log)
-    torch.manual_seed(request.seed)
-    pipe = load_pipeline(request.model, device=_device())
-    try:
-        deltas.stack(pipe, request.parents)
-        prompts = concept_prompts(request.model, request.concept, request.preserve, request.validation.judge)
-        inputs = EraseInputs(request.concept, prompts, dict(request.hparams), request.seed, log,
-                             distributed.Parallel(request.parallel, checkpoints))
-        output = registry.erase(request.method, pipe, inputs)
-        _write_stats(out, output.stats)
-        if not distributed.is_main():
-            return None
-        parent = request.parents[-1].sha256 if request.parents else ""
-        meta = deltas.DeltaMeta(kind=output.kind, method=request.method, concept=request.concept,
-                                config=dict(request.hparams), parent_sha256=parent, rank=output.rank,
-                                alpha=output.alpha)
-        return deltas.save_delta(output.tensors, meta, out / "delta.safetensors")
-    finally:
-        del pipe
-        _release()
-
-
-def _write_stats(out: Path, stats: dict) -> None:
-    """What this worker's erase cost: the method's timings and the process's peak memory."""
-    import resource
-
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # Linux reports KiB
-    name = f"erase_stats.rank{distributed.rank()}.json" if distributed.world_size() > 1 else "erase_stats.json"
-    (out / name).write_text(json.dumps({**stats, "peak_rss_mb": round(peak_mb, 1), "device": _device()}, indent=1))
-
-
-def run_validation(request: StepRequest, candidate: DeltaRef, log=print) -> GateReport:
-    """Measure base + parents + candidate against the cached base model; write gate_report.json."""
-    if judge_for(request.model, request.validation.judge) != "toyworld":   # spec.check_judge refuses this first
-        raise NotImplementedError("validating a real model needs a VQA judge, which this build lacks")
-    _check_released(log)
-    validator, suite = _toy_validator(request, log)
-    pipe = load_pipeline(request.model, device=_device())
-    try:
-        base = validator.baseline(pipe, request.model, suite)  # cached per (model, suite, settings)
-        grid = _GridDraft(suite, request.validation, log)
-        grid.draw_base(pipe, validator.cache, request.model)    # before any delta is stacked
-        deltas.stack(pipe, tuple(request.parents) + (candidate,))
-        report = validator.validate(pipe, suite, base)
-        Path(request.out_dir).mkdir(parents=True, exist_ok=True)
-        (Path(request.out_dir) / "gate_report.json").write_text(to_json(report))
-        grid.finish(pipe, request.out_dir)
-        return report
-    finally:
-        del pipe
-        _release()
-
-
-class _GridDraft:
-    """The before/after grid of one gate (jobs/validation/grids.py). Never fails the gate: a failure is one log line."""
-
-    def __init__(self, suite, spec, log):
-        from jobs.validation import grids
-
-        self.suite, self.spec, self.log = suite, spec, log
-        self.keys = grids.pick(suite)
-        self.before = None
-        self.seconds = 0.0
-
-    def draw_base(self, pipe, cache, model: str) -> None:
-        """The base model's images of the grid's keys, cached like the baseline (the same on every gate)."""
-        import hashlib
-
-        from jobs.validation.validator import generate
-
-        t0 = time.time()
-        try:
-            name = f"grid-{cache.key(model, self.suite, self.spec)}-" \
-                   f"{hashlib.sha256(repr(self.keys).encode()).hexdigest()[:8]}"
-            self.before = cache.load_images(name)
-            if self.before is None or len(self.before) != len(self.keys):
-                self.before = generate(pipe, self.suite, self.keys, self.spec)
-                cache.save_images(name, self.before)
-        except Exception as e:   # noqa: BLE001 - a grid is a picture, not a gate input
-            self.log(f"grid: base images failed, no grid for this attempt ({type(e).__name__}: {e})")
-        self.seconds += time.time() - t0
-
-    def finish(self, pipe, out_dir) -> None:
-        from jobs.validation import grids
-        from jobs.validation.validator import generate
-
-        if self.before is None:
-            return
-        t0 = time.time()
-        try:
-            after = generate(pipe, self.suite, self.keys, self.spec)
-            path = grids.write_grid(out_dir, self.suite, self.keys, self.before, after)
-        except Exception as e:   # noqa: BLE001
-            self.log(f"grid: not written ({type(e).__name__}: {e})")
-            return
-        self.seconds += time.time() - t0
-        self.log(f"grid: {len(self.keys)} prompts, base and erased, {self.seconds:.1f}s -> {path}")
-
-
-def _toy_validator(request: StepRequest, log):
-    from jobs.toyworld.paths import WEIGHTS
-    from jobs.toyworld.evaluator import Evaluator
-    from jobs.toyworld.world import load_world
-    from jobs.validation.suite import build_suite
-    from jobs.validation.validator import BaselineCache, Validator
-
-    world = load_world()
-    v = request.validation
-    suite = build_suite(world, request.concept, request.erased_before, v.max_prompts_per_group)
-    cache = BaselineCache(request.cache_dir or Path(request.out_dir) / "baseline-cache")
-    return Validator(world, Evaluator.load(world, WEIGHTS / "evaluator"), v, cache, log), suite
-
+# ---- both phases in one process -----------------------------------------------------------------
 
 def run_step(request: StepRequest, log=print) -> StepResult:
     """Both phases in this process (standalone use and benchmarks)."""

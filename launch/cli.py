@@ -35,17 +35,9 @@ def command(name: str):
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean 'the input was wrong', printed as one line."""
-    from jobs.models import ModelLoadError
-    from jobs.toyworld.world import UnknownConceptError
-    from orchestrator.errors import CampaignError
+    from orchestrator.core.errors import CampaignError
 
-    errors: list[type[BaseException]] = [CampaignError, UnknownConceptError, ModelLoadError, FileNotFoundError]
-    # A module never imported raised nothing; importing jobs.deltas just to name its error would cost
-    # every one-line error a torch import (~1.5 s).
-    for module, name in (("jobs.deltas", "DeltaError"), ("jobs.methods.interface", "MethodConfigError")):
-        if module in sys.modules:
-            errors.append(getattr(sys.modules[module], name))
-    return tuple(errors)
+    return (CampaignError, FileNotFoundError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -204,7 +196,7 @@ def _toyworld(args) -> int:
 
 @command("step")
 def _step(args) -> int:
-    from jobs.contracts import StepRequest, from_json
+    from orchestrator.core.contracts import StepRequest, from_json
     from jobs.step import run_step
 
     if not args.request.is_file():
@@ -226,18 +218,19 @@ def _run(args) -> int:
 def _plan(args) -> int:
     import json
 
-    from orchestrator import memory_plan
+    from orchestrator.planning import memory_plan
+    from orchestrator.preflight import preflight
     from orchestrator.spec import load_spec
 
-    spec = load_spec(str(args.campaign), args.overrides)   # config errors before torch is imported
-    from jobs.model_inventory import LORA_TARGETS, inventory
+    settled = preflight(load_spec(str(args.campaign), args.overrides), run=False)   # before torch is imported
+    from jobs.models.inventory import inventory
+    from orchestrator.core.inventory import LORA_TARGETS
 
-    res = spec.resources
-    strategy = memory_plan.strategy_of(res.strategy, res.deepspeed_config)
-    hparams = _method_hparams(spec)
-    inv = inventory(spec.model, tuple(hparams.get("lora", {}).get("target_modules", LORA_TARGETS)))
+    res = settled.spec.resources
+    strategy = memory_plan.strategy_of(res.strategy, res.deepspeed_config, settled.parallel.deepspeed_config)
+    inv = inventory(settled.spec.model, tuple(settled.hparams.get("lora", {}).get("target_modules", LORA_TARGETS)))
     steps = [memory_plan.step_settings(name, hp, res.num_workers, strategy, res.gradient_checkpointing)
-             for name, hp in hparams.items()]
+             for name, hp in settled.hparams.items()]
     result = memory_plan.plan(inv, steps, res.gpu_memory_gb)
     if args.json:
         print(json.dumps(result.to_dict(), indent=1))
@@ -254,53 +247,25 @@ def _resume(args) -> int:
     return _drive(_resume_spec(args.target, args.overrides), args)
 
 
-def _method_hparams(spec) -> dict[str, dict]:
-    """Each method the campaign may run (method, then ladder) -> its DEFAULTS merged with the campaign's hparams."""
-    from jobs.methods import registry
-    from jobs.methods.interface import merge_hparams
-
-    out = {}
-    for name in dict.fromkeys([spec.method, *spec.ladder]):
-        module = registry.get(name)
-        defaults = {**module.DEFAULTS, **getattr(module, "VARIANT_DEFAULTS", {}).get(name, {})}
-        out[name] = merge_hparams(name, defaults, spec.hparams.get(name, {}))
-    return out
-
-
-def _check_worker_batches(spec) -> None:
-    """A worker group splits each fine-tune's global batch evenly: refuse one that does not split, up front."""
-    from jobs.methods import CLOSED_FORM
-    from orchestrator.errors import ConfigError
-
-    n = spec.resources.num_workers
-    if n == 1:
-        return   # no torch import for the common case
-    for name, hp in _method_hparams(spec).items():
-        if name not in CLOSED_FORM and int(hp.get("batch", n)) % n:
-            raise ConfigError(f"hparams.{name}.batch is {hp['batch']}, which does not split over "
-                              f"resources.num_workers={n}; use a multiple of {n}")
-
-
 def _drive(spec, args) -> int:
     """Run the driver on Ray to the campaign's end; 0 finished, 1 halted."""
     from launch import cluster
 
-    cluster.configure()   # before the runner imports ray: the embedded Ray must bind to loopback
-    from orchestrator import runner
-    from orchestrator.spec import check_judge
+    from orchestrator.preflight import preflight
 
-    runner.check_model(spec.model)   # a missing model fails before Ray starts
-    check_judge(spec)                # so does a model whose gates nothing could judge
-    _check_worker_batches(spec)      # and a batch a worker group cannot split
+    settled = preflight(spec)   # every mistake the campaign names is one line before Ray starts
+    cluster.configure()         # before the driver imports ray: the embedded Ray must bind to loopback
+    from orchestrator.ray import driver as runner
+
     timeout = args.schedule_timeout if args.schedule_timeout is not None else runner.SCHEDULE_TIMEOUT_S
     with cluster.session(args.num_cpus, args.num_gpus):
-        outcome = runner.run_campaign(spec, schedule_timeout_s=timeout, allow_spec_change=args.allow_spec_change)
+        outcome = runner.run_campaign(settled, schedule_timeout_s=timeout, allow_spec_change=args.allow_spec_change)
     return 0 if outcome.status == "finished" else 1
 
 
 def _resume_spec(target: str, overrides: list[str]):
     """The spec of an existing campaign, from its directory's snapshot or from a campaign YAML."""
-    from orchestrator.errors import ManifestError
+    from orchestrator.core.errors import ManifestError
     from orchestrator.manifest import SPEC_SNAPSHOT, Manifest
     from orchestrator.spec import load_spec
 
@@ -321,7 +286,7 @@ def _resume_spec(target: str, overrides: list[str]):
 
 @command("export")
 def _export(args) -> int:
-    from orchestrator.export import export_campaign
+    from orchestrator.outputs.export import export_campaign
 
     _, root = _local_campaign(args.target) or (None, None)
     if root is None:
@@ -333,7 +298,7 @@ def _export(args) -> int:
 
 @command("report")
 def _report(args) -> int:
-    from orchestrator.report import write_report
+    from orchestrator.outputs.report import write_report
 
     _, root = _local_campaign(args.target) or (None, None)
     if root is None:
@@ -365,7 +330,7 @@ def _status(args) -> int:
 
 def _local_campaign(target: str):
     """(spec, storage_path) when target names a campaign directory or YAML; None for a job id."""
-    from orchestrator.errors import ManifestError
+    from orchestrator.core.errors import ManifestError
     from orchestrator.manifest import SPEC_SNAPSHOT, Manifest
     from orchestrator.spec import load_spec
 
@@ -385,11 +350,10 @@ def _local_campaign(target: str):
 @command("submit")
 def _submit(args) -> int:
     from launch.jobs_api import Jobs
-    from orchestrator.spec import check_judge, load_spec
+    from orchestrator.preflight import preflight
+    from orchestrator.spec import load_spec
 
-    spec = load_spec(str(args.campaign), args.overrides)   # config errors here, before the cluster is asked
-    check_judge(spec)
-    _check_worker_batches(spec)
+    spec = preflight(load_spec(str(args.campaign), args.overrides)).spec   # before the cluster is asked
     jobs = Jobs(args.address)
     job_id = jobs.submit(args.campaign, args.overrides, spec)
     print(f"submitted {job_id} to {jobs.address}")
@@ -433,6 +397,30 @@ def _list(args) -> int:
     for job in jobs:
         print(f"{job.id:<40} {job.status:<10} {_when(job.start_time):<20} {job.entrypoint}")
     return 0
+
+
+def _read_request(path: Path):
+    """A StepRequest JSON as written beside every step, its judge settled; one ConfigError line otherwise."""
+    import dataclasses
+    import json
+
+    from orchestrator.core.codec import from_json
+    from orchestrator.core.contracts import StepRequest
+    from orchestrator.core.errors import ConfigError
+    from orchestrator.core.judges import judge_for
+
+    if not path.is_file():
+        raise ConfigError(f"no such request file: {path}")
+    try:
+        request = from_json(StepRequest, path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path} is not a step request (JSON as written beside every step): {e}") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ConfigError(f"{path} is not a step request: {type(e).__name__}: {e}") from None
+    judge = judge_for(request.model, request.validation.judge)
+    if judge is None:
+        raise ConfigError(f"{path}: model {request.model!r} has no judge in this build")
+    return dataclasses.replace(request, validation=dataclasses.replace(request.validation, judge=judge))
 
 
 def _when(seconds: float | None) -> str:

@@ -20,17 +20,17 @@ and settings (at-least-once); a committed step is never redone (exactly-once com
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
-from jobs.contracts import DeltaRef, ParallelSpec, StepRequest
-from orchestrator.errors import ManifestError
+from orchestrator.core.contracts import DeltaRef, StepRequest
+from orchestrator.core.errors import ManifestError
 from orchestrator.manifest import STARTED, History, attempt_dir
 from orchestrator.policy import Exhausted, PastAttempt, next_attempt
-from orchestrator.spec import CampaignSpec, Resources, read_deepspeed_config
+from orchestrator.preflight import Settled, with_settled_validation
+from orchestrator.spec import CampaignSpec
 
 
 @dataclass(frozen=True)
@@ -145,28 +145,18 @@ def concept_states(spec: CampaignSpec, history: History) -> tuple[ConceptState, 
     return tuple(states)
 
 
-def step_request(action: RunAttempt, spec: CampaignSpec) -> StepRequest:
+def step_request(action: RunAttempt, settled: Settled) -> StepRequest:
     """The worker's instructions for a RunAttempt; every path absolute (Ray workers run elsewhere)."""
+    spec = settled.spec
     root = Path(os.path.abspath(spec.storage_path))
-    # The validator's early stop uses the gate's own thresholds (see ValidationSpec).
-    validation = dataclasses.replace(spec.validation, stop_forgetting=spec.gate.min_forgetting,
-                                     stop_retain=spec.gate.min_retain)
     return StepRequest(
         campaign=spec.name, step=action.step, attempt=action.attempt, concept=action.concept,
         method=action.method, hparams=dict(action.hparams), model=spec.model,
         parents=tuple(DeltaRef(str(root / p.path), p.sha256) for p in action.parents),
         out_dir=str(root / attempt_dir(action.step, action.concept, action.attempt)),
-        erased_before=action.erased_before, preserve=tuple(spec.preserve), validation=validation,
-        cache_dir=str(root / "cache"), seed=spec.seed, parallel=parallel_spec(spec.resources))
-
-
-def parallel_spec(res: Resources) -> ParallelSpec:
-    """How the worker group of a fine-tune step is laid out; the step's CPUs and GPUs split evenly."""
-    n = res.num_workers
-    return ParallelSpec(num_workers=n, strategy=res.strategy,
-                        deepspeed_config=read_deepspeed_config(res.deepspeed_config) if res.strategy == "deepspeed" else {},
-                        gradient_checkpointing=res.gradient_checkpointing, checkpoint_every=res.checkpoint_every,
-                        cpus_per_worker=res.cpus_per_step / n, gpus_per_worker=res.gpus_per_step / n)
+        erased_before=action.erased_before, preserve=tuple(spec.preserve),
+        validation=with_settled_validation(settled), cache_dir=str(root / "cache"), seed=spec.seed,
+        parallel=settled.parallel)
 
 
 def _check_consistent(spec: CampaignSpec, history: History) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from jobs.contracts import Estimate, GateReport
+from orchestrator.core.contracts import Estimate, GateReport
 from orchestrator.spec import GateThresholds
 
 COMMIT = "commit"

@@ -20,8 +20,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from jobs.contracts import DeltaRef, GateReport, from_json
-from orchestrator.errors import CommitError, ManifestError, SpecMismatchError
+from orchestrator.core.codec import from_dict
+from orchestrator.core.contracts import DeltaRef, GateReport
+from orchestrator.core.errors import CommitError, ManifestError, SpecMismatchError
 from orchestrator.gate import GateDecision
 from orchestrator.spec import CampaignSpec, resolved_yaml, spec_hash
 
@@ -255,7 +256,7 @@ class Manifest:
             doc["attempts"].remove(old)
         doc["attempts"].append(record)
         self._write(doc)
-        return _attempt(record)
+        return from_dict(AttemptRecord, record)
 
     def record_result(self, step: int, attempt: int, decision: GateDecision, report: GateReport | None = None,
                       candidate: DeltaRef | None = None, host: str = "") -> AttemptRecord:
@@ -269,7 +270,7 @@ class Manifest:
                       decision=dataclasses.asdict(decision),
                       candidate=dataclasses.asdict(self._relative(candidate)) if candidate else None)
         self._write(doc)
-        return _attempt(record)
+        return from_dict(AttemptRecord, record)
 
     def commit(self, step: int, attempt: int, delta: DeltaRef | None = None) -> CommitRecord:
         """Publish an accepted attempt's delta, exactly once per step, after checking its sha256.
@@ -296,7 +297,7 @@ class Manifest:
         doc["outcomes"].append({"step": step, "concept": record["concept"], "outcome": COMMITTED,
                                 "reason": f"attempt {attempt} ({record['method']}) passed the gate", "at": now})
         self._write(doc)
-        return _commit(commit)
+        return from_dict(CommitRecord, commit)
 
     def skip(self, step: int, concept: str, reason: str) -> OutcomeRecord:
         """Journal that a concept is given up; the campaign goes on without it."""
@@ -305,7 +306,7 @@ class Manifest:
         outcome = {"step": step, "concept": concept, "outcome": SKIPPED, "reason": reason, "at": _now()}
         doc["outcomes"].append(outcome)
         self._write(doc)
-        return OutcomeRecord(**outcome)
+        return from_dict(OutcomeRecord, outcome)
 
     def set_status(self, status: str) -> None:
         if status not in STATUSES:
@@ -386,27 +387,11 @@ def _find_attempt(doc: dict[str, Any], step: int, attempt: int) -> dict[str, Any
 
 
 def _report(data: dict | None) -> GateReport | None:
-    return from_json(GateReport, json.dumps(data)) if data else None
-
-
-def _decision(data: dict | None) -> GateDecision | None:
-    if not data:
-        return None
-    return GateDecision(data["verdict"], tuple(data["reasons"]), tuple(data.get("failed", ())))
+    return from_dict(GateReport, data) if data else None
 
 
 def _delta(data: dict | None) -> DeltaRef | None:
-    return DeltaRef(data["path"], data["sha256"]) if data else None
-
-
-def _attempt(data: dict) -> AttemptRecord:
-    fields = {**data, "report": _report(data["report"]), "decision": _decision(data["decision"]),
-              "candidate": _delta(data["candidate"])}
-    return AttemptRecord(**fields)
-
-
-def _commit(data: dict) -> CommitRecord:
-    return CommitRecord(**{**data, "delta": _delta(data["delta"])})
+    return from_dict(DeltaRef, data) if data else None
 
 
 def _parse(doc: Any, path: Path) -> History:
@@ -417,9 +402,9 @@ def _parse(doc: Any, path: Path) -> History:
         if doc["status"] not in STATUSES:
             raise ManifestError(f"manifest {path} has unknown status {doc['status']!r}")
         return History(campaign=doc["campaign"], spec_hash=doc["spec_hash"], status=doc["status"],
-                       attempts=tuple(_attempt(a) for a in doc["attempts"]),
-                       commits=tuple(_commit(c) for c in doc["commits"]),
-                       outcomes=tuple(OutcomeRecord(**o) for o in doc["outcomes"]))
+                       attempts=tuple(from_dict(AttemptRecord, a) for a in doc["attempts"]),
+                       commits=tuple(from_dict(CommitRecord, c) for c in doc["commits"]),
+                       outcomes=tuple(from_dict(OutcomeRecord, o) for o in doc["outcomes"]))
     except ManifestError:
         raise
     except (AttributeError, KeyError, TypeError, ValueError) as e:

@@ -2,8 +2,8 @@
 
 The rule (pure, no I/O):
 - Attempt 1 runs `spec.method` with `spec.hparams[method]`.
-- A rejected attempt is retried with the same method and its strength knob (STRENGTH_KEYS)
-  changed by `retry.strength_step`, starting from the attempt's value or DEFAULT_STRENGTH:
+- A rejected attempt is retried with the same method and its strength knob (the catalog entry's
+  `strength`) changed by `retry.strength_step`, starting from the attempt's value or its default:
   multiplied when forgetting failed (under-erased), divided when only collateral checks
   failed (over-erased: retain, leakage, kl, cumulative). A step that errored is retried unchanged.
 - After ATTEMPTS_PER_METHOD rejected attempts of one method, escalate to the next method of
@@ -17,16 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from orchestrator.core import catalog
 from orchestrator.gate import ERROR, GateDecision
 from orchestrator.spec import CampaignSpec
 
-# The one hyperparameter per method that sets how hard it erases.
-# (esd-x/esd-u also take "steps", fmn/ca "steps" is their strength; uce "erase_scale".)
-STRENGTH_KEYS: dict[str, str] = {"uce": "erase_scale", "esd-x": "eta", "esd-u": "eta",
-                                 "fmn": "steps", "ca": "steps", "lora": "suppress_weight"}
-# The knob's value when spec.hparams does not set it; must match the methods' own defaults.
-DEFAULT_STRENGTH: dict[str, float | int] = {"uce": 1.0, "esd-x": 1.0, "esd-u": 1.0,
-                                            "fmn": 35, "ca": 150, "lora": 1.0}
 ATTEMPTS_PER_METHOD = 2
 
 
@@ -108,11 +102,12 @@ def _adjusted(last: PastAttempt, step: float) -> dict[str, Any]:
     hparams = dict(last.hparams)
     if ERROR in last.decision.failed:
         return hparams   # the step broke; its settings were not judged
-    key = STRENGTH_KEYS[last.method]
-    current = hparams.get(key, DEFAULT_STRENGTH[last.method])
+    entry = catalog.get(last.method)
+    key, default = entry.strength, entry.default_strength
+    current = hparams.get(key, default)
     under_erased = "forgetting" in last.decision.failed or not last.decision.failed
     value = current * step if under_erased else current / step
-    if isinstance(DEFAULT_STRENGTH[last.method], int):
+    if isinstance(default, int):
         value = max(1, round(value))   # step counts stay integers
     hparams[key] = value
     return hparams

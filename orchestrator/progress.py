@@ -2,19 +2,24 @@
 
     [  1m05s] toy 2/3 square  attempt 1 uce  validate done  forgetting 0.97 retain 0.99 leakage 0.00  ETA 1m10s
 
-Times are passed in (seconds), never read here, so every line is a function of its inputs.
+Times are passed in (seconds) or read through an injected clock (ProgressLines), so every line
+is a function of its inputs.
 The ETA is the mean time of the attempts finished so far times the concepts still to do,
 less the time the current attempt has already run.
 """
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jobs.contracts import GateReport
-from orchestrator.campaign import concept_states
-from orchestrator.manifest import MANIFEST, History
+from orchestrator.campaign import CommitAttempt, RunAttempt, concept_states
+from orchestrator.core.contracts import GateReport
+from orchestrator.gate import GateDecision
+from orchestrator.loop import Callbacks, PhaseOutput, RunOutcome
+from orchestrator.manifest import MANIFEST, History, Manifest
 from orchestrator.spec import CampaignSpec
 
 DONE = ("committed", "skipped")
@@ -115,3 +120,69 @@ def _num(value: float | None) -> str:
 def _columns(rows: list[tuple[str, ...]]) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
+
+
+class ProgressLines(Callbacks):
+    """The loop's progress as lines: one per phase change, and the per-concept table at the end."""
+
+    def __init__(self, spec: CampaignSpec, manifest: Manifest, echo: Callable[[str], None],
+                 now: Callable[[], float] = time.monotonic):
+        self.spec, self.manifest, self.echo, self.now = spec, manifest, echo, now
+        self.clock = Clock(started=now())
+        self.current_started: float | None = None
+
+    def attempt_started(self, a: RunAttempt, request) -> None:
+        self.current_started = self.now()
+
+    def phase_started(self, a: RunAttempt, phase: str, before: PhaseOutput | None) -> None:
+        if before is None:
+            detail = "redo of an interrupted attempt" if a.redo else _hparams(a.hparams)
+        else:
+            detail = f"{before.phase} took {where(before)}"
+        self._line(a, phase, detail)
+
+    def attempt_finished(self, a: RunAttempt, phases: Sequence[PhaseOutput], decision: GateDecision,
+                         report: GateReport | None, candidate) -> None:
+        failed = next((p for p in phases if p.error), None)
+        if failed is not None:
+            self._line(a, f"{failed.phase} failed", failed.error + (f" (log {failed.log})" if failed.log else ""))
+        else:
+            self._line(a, "gate", f"{metrics(report)} -> {verdict(decision)}")
+        if self.current_started is not None:
+            self.clock.attempt_done(self.now() - self.current_started)
+        self.current_started = None
+
+    def committed(self, c: CommitAttempt, record, path: Path) -> None:
+        self._line(c, "committed", f"{path} sha256 {record.delta.sha256[:12]}")
+
+    def event(self, text: str) -> None:
+        self.echo(event_line(self.spec.name, self.now() - self.clock.started, text))
+
+    def ended(self, outcome: RunOutcome, manifest: Manifest) -> None:
+        self.echo(summary_table(self.spec, manifest.history, manifest.root))
+
+    def _line(self, a: RunAttempt | CommitAttempt, phase: str, detail: str) -> None:
+        now = self.now()
+        history = self.manifest.history
+        method = next(r.method for r in history.attempts_for(a.step) if r.attempt == a.attempt)
+        eta = self.clock.eta(now, concepts_left(self.spec, history), self.current_started)
+        self.echo(phase_line(self.spec.name, a.step, len(self.spec.concepts), a.concept, a.attempt, method,
+                             phase, detail, now - self.clock.started, eta))
+
+
+def where(p: PhaseOutput) -> str:
+    """How long a phase took and where it ran."""
+    if p.placement is None:
+        return duration(p.seconds)
+    gpus = f" gpus {','.join(p.placement.gpu_ids)}" if p.placement.gpu_ids else ""
+    return f"{duration(p.seconds)} on {p.placement.host} node {p.placement.node_id[:8]}{gpus}"
+
+
+def verdict(decision: GateDecision) -> str:
+    if decision.committed:
+        return f"accepted ({len(decision.reasons)} checks pass)"
+    return "rejected: " + "; ".join(decision.reasons[:len(decision.failed)])
+
+
+def _hparams(hparams: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in sorted(hparams.items())) or "default hparams"

@@ -2,7 +2,11 @@
 
 load_spec() is the only way in: every mistake a user can make in a campaign file or an
 override comes out as one ConfigError line naming the key to fix. What leaves this module
-is plain frozen dataclasses (never DictConfig), safe to send to workers.
+is plain frozen dataclasses (never DictConfig), safe to send to workers. What needs more than
+the file (the model on disk, its family, the judge, the DeepSpeed JSON, method hyperparameters)
+is settled once by orchestrator/preflight.py. What needs more than
+the file (the model on disk, its family, the judge, the DeepSpeed JSON, method hyperparameters)
+is settled once by orchestrator/preflight.py.
 """
 from __future__ import annotations
 
@@ -20,11 +24,11 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import (ConfigKeyError, InterpolationResolutionError, MissingMandatoryValue,
                               OmegaConfBaseException, ValidationError)
 
-from jobs import families
-from jobs.contracts import JUDGES, ValidationSpec, judge_for
-from jobs.methods import METHOD_NAMES
-from jobs.models import TOY
-from orchestrator.errors import ConfigError, UnknownConceptError
+from orchestrator.core.catalog import METHOD_NAMES
+from orchestrator.core.contracts import ValidationSpec
+from orchestrator.core.errors import ConfigError
+from orchestrator.core.judges import JUDGES
+from orchestrator.core.models import TOY
 
 ON_EXHAUSTED = ("skip", "halt")
 STRATEGIES = ("ddp", "deepspeed")
@@ -250,38 +254,6 @@ def _validate(spec: CampaignSpec, where: str) -> None:
         if name not in METHOD_NAMES:
             fail(f"{key}: unknown method {name!r}; known methods: {', '.join(METHOD_NAMES)}")
     _validate_numbers(spec, fail)
-    _check_family(spec, fail)
-    if judge_for(spec.model, spec.validation.judge) == "toyworld":
-        _check_toy_concepts(list(spec.concepts) + list(spec.preserve), where)
-
-
-def _check_family(spec: CampaignSpec, fail) -> None:
-    """Refuse a method (or ladder entry) that cannot apply to the model's family, naming why.
-
-    Read from model_index.json when it is on this machine (a local directory, the toy world, a hub id
-    in the Hugging Face cache); otherwise the loader reports a missing model before any step runs.
-    """
-    cls = families.pipeline_class(spec.model)
-    if cls is None:
-        return
-    family = families.family_of(cls)
-    if family is None:
-        fail(families.unsupported_pipeline(cls, spec.model))
-    for key, name in [("method", spec.method)] + [(f"ladder[{i}]", m) for i, m in enumerate(spec.ladder)]:
-        reason = families.why_not(name, family)
-        if reason:
-            fail(f"{key}: method {name!r} does not apply to {family} models ({cls}): {reason}")
-
-
-def check_judge(spec: CampaignSpec) -> None:
-    """ConfigError unless every gate of this campaign has a judge (checked before a campaign starts).
-
-    Not part of load_spec: a spec without a judge still plans (`erase plan`) and exports.
-    """
-    if judge_for(spec.model, spec.validation.judge) is None:
-        raise ConfigError(f"validation.judge: model {spec.model!r} has no judge in this build (gates of a real "
-                          f"model need a VQA judge, not implemented); validation.judge=toyworld is for "
-                          f"pipelines that draw the toy world")
 
 
 def _validate_numbers(spec: CampaignSpec, fail) -> None:
@@ -300,12 +272,12 @@ def _validate_numbers(spec: CampaignSpec, fail) -> None:
     if spec.tracking.mode not in TRACKING_MODES:
         fail(f"tracking.mode must be one of {', '.join(TRACKING_MODES)}, got {spec.tracking.mode!r}")
     res = spec.resources
-    if min(res.cpus_per_step, res.gpus_per_step, res.validation_gpus) < 0 or res.num_workers < 1:
-        fail("resources must be >= 0 and resources.num_workers >= 1")
+    if res.cpus_per_step <= 0:
+        fail(f"resources.cpus_per_step must be > 0 (a step needs a CPU to run on), got {res.cpus_per_step:g}")
+    if min(res.gpus_per_step, res.validation_gpus) < 0 or res.num_workers < 1:
+        fail("resources.gpus_per_step and validation_gpus must be >= 0 and resources.num_workers >= 1")
     if res.strategy not in STRATEGIES:
         fail(f"resources.strategy must be one of {', '.join(STRATEGIES)}, got {res.strategy!r}")
-    if res.strategy == "deepspeed":
-        read_deepspeed_config(res.deepspeed_config)
     if res.checkpoint_every < 1 or res.gpu_memory_gb <= 0:
         fail("resources.checkpoint_every must be >= 1 and resources.gpu_memory_gb > 0")
     v = spec.validation
@@ -317,29 +289,3 @@ def _validate_numbers(spec: CampaignSpec, fail) -> None:
         fail(f"validation.confidence must be between 0 and 1 (exclusive), got {v.confidence}")
     if not spec.storage_path.strip():
         fail("storage_path is empty")
-
-
-def read_deepspeed_config(path: str) -> dict:
-    """The DeepSpeed JSON a campaign names (configs/deepspeed/*.json), or one ConfigError line."""
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"resources.deepspeed_config: no such file {path} (see configs/deepspeed/)")
-    try:
-        data = json.loads(file.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConfigError(f"resources.deepspeed_config: {path} is not valid JSON: {e}") from None
-    stage = data.get("zero_optimization", {}).get("stage") if isinstance(data, dict) else None
-    if stage not in (0, 1, 2, 3):
-        raise ConfigError(f"resources.deepspeed_config: {path} must set zero_optimization.stage to 0-3")
-    return data
-
-
-def _check_toy_concepts(names: list[str], where: str) -> None:
-    from jobs.toyworld.world import UnknownConceptError as ToyUnknown, load_world
-
-    world = load_world()
-    for name in names:
-        try:
-            world.concept(name)
-        except ToyUnknown as e:
-            raise UnknownConceptError(f"{where}: {e}") from None

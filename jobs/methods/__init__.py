@@ -1,6 +1,5 @@
-"""Erasure methods, one file each. Importing this package does not import torch.
+"""Erasure methods, one pure math file each; orchestrator/core/catalog.py lists them and their facts.
 
-METHOD_NAMES is what configs may name; registry.get(name) loads the implementation.
+A method file holds its loss or closed form and picks its inputs; the fine-tune loop, batching,
+anchors and delta plumbing come from jobs/training/, never from another method.
 """
-METHOD_NAMES = ("uce", "esd-x", "esd-u", "fmn", "ca", "lora")
-CLOSED_FORM = ("uce",)   # no training loop: always one process, whatever resources.num_workers says

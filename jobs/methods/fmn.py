@@ -2,22 +2,19 @@
 
 Minimise the squared cross-attention probability mass on the concept's tokens, on noised images
 of the concept, training cross-attention. Small and fast; known to be weak on objects. UNet families
-only (SD, SDXL): the probe reads attn2's maps (jobs/families.py says why not SD3).
+only (SD, SDXL): the probe reads attn2's maps (the catalog says why not SD3).
 """
 from __future__ import annotations
 
 import torch
 
-from jobs import attention_probe
-from jobs.family_adapters import adapter
-from jobs.finetune import dense_delta, finetune, restore, snapshot, step_generator
-from jobs.latent_pool import generate_latents
-from jobs.methods.esd import batch_index, finetune_config
-from jobs.methods.interface import EraseInputs, MethodOutput, merge_hparams
-from jobs.methods.targets import cross_attention_modules, cross_attention_params, denoiser
-from jobs.text_embeddings import concept_positions
-
-DEFAULTS = {"steps": 35, "lr": 2e-3, "batch": 8, "grad_accum": 1, "mixed_precision": "no"}
+from jobs.models import attention_probe
+from jobs.models.adapters import adapter
+from jobs.training.finetune import batch_index, dense_delta, finetune, finetune_config, restore, snapshot, step_generator
+from jobs.training.latent_pool import generate_latents
+from jobs.methods.interface import EraseInputs, MethodOutput
+from jobs.models.targets import cross_attention_modules, denoiser, trained_params
+from jobs.models.text_embeddings import concept_positions
 
 
 def attention_mass(probs: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
@@ -31,12 +28,12 @@ def attention_mass(probs: list[torch.Tensor], mask: torch.Tensor) -> torch.Tenso
 
 
 def erase(pipe, inputs: EraseInputs) -> MethodOutput:
-    hp = merge_hparams("fmn", DEFAULTS, inputs.hparams)
+    hp = inputs.hparams
     comp, net = denoiser(pipe)
     fam, cp = adapter(pipe), inputs.prompts
     cond, mask = fam.encode(cp.target), concept_positions(pipe, cp.target, cp.words)
     x0 = generate_latents(pipe, cp.target, inputs.seed)
-    params = cross_attention_params(net, projections=("to_k", "to_v"))
+    params = trained_params(net, inputs.method.trains)
     modules = cross_attention_modules(net)
     store: list[torch.Tensor] = []
     previous = attention_probe.install(modules, store)

@@ -11,15 +11,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from jobs.family_adapters import adapter
-from jobs.finetune import finetune, step_generator
-from jobs.latent_pool import generate_latents
-from jobs.methods.esd import batch_index, finetune_config
-from jobs.methods.interface import EraseInputs, MethodOutput, merge_hparams
-from jobs.methods.targets import denoiser
+from jobs.models.adapters import adapter
+from jobs.training.finetune import batch_index, finetune, finetune_config, step_generator
+from jobs.training.latent_pool import generate_latents
+from jobs.methods.interface import EraseInputs, MethodOutput
+from jobs.models.targets import denoiser
 
-DEFAULTS = {"rank": 8, "alpha": 16, "steps": 200, "lr": 1e-3, "batch": 16, "suppress_weight": 1.0, "retain_target": "frozen",
-            "target_modules": ["to_q", "to_k", "to_v"], "grad_accum": 1, "mixed_precision": "no"}
 ADAPTER = "erase"
 
 
@@ -35,7 +32,7 @@ def _factors(trained: dict[str, torch.Tensor], component: str) -> dict[str, torc
 def erase(pipe, inputs: EraseInputs) -> MethodOutput:
     from peft import LoraConfig
 
-    hp = merge_hparams("lora", DEFAULTS, inputs.hparams)
+    hp = inputs.hparams
     comp, net = denoiser(pipe)
     fam, cp = adapter(pipe), inputs.prompts
     cond, anchor = fam.encode(cp.target), fam.encode(cp.anchor)

@@ -1,28 +1,30 @@
-"""Method name -> implementation module (imported on first use, so configs load without torch)."""
+"""Run a catalog method on a pipeline: look up its entry, check the family, resolve its hyperparameters."""
 from __future__ import annotations
 
+import dataclasses
 import importlib
 
-from jobs.methods import METHOD_NAMES
+from orchestrator.core import catalog
+from orchestrator.core.errors import MethodConfigError
+from orchestrator.core.families import family_of
 
-_MODULES = {"uce": "uce", "esd-x": "esd", "esd-u": "esd", "fmn": "fmn", "ca": "ablation", "lora": "lora_reverse"}
 
-
-def get(name: str):
-    """The module implementing `name`: it has DEFAULTS and erase(pipe, inputs)."""
-    if name not in METHOD_NAMES:
-        raise KeyError(f"unknown method {name!r}; known: {', '.join(METHOD_NAMES)}")
-    return importlib.import_module(f"jobs.methods.{_MODULES[name]}")
+def implementation(entry: catalog.MethodEntry):
+    """The function `entry.entry` names ("module:function")."""
+    module, _, function = entry.entry.partition(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def erase(name: str, pipe, inputs):
-    """Run method `name` on `pipe`; MethodConfigError when it cannot apply to the pipeline's family."""
-    from jobs.families import family_of, why_not
-    from jobs.methods.interface import MethodConfigError
+    """Run method `name` on `pipe` with inputs.hparams over the catalog defaults.
 
+    MethodConfigError when the method cannot apply to the pipeline's family or a hyperparameter is
+    unknown or mistyped (preflight refuses both before a campaign starts; this guards direct callers).
+    """
+    entry = catalog.get(name)
     family = family_of(type(pipe).__name__)
-    reason = why_not(name, family) if family else None
-    if reason:   # config time refuses this first (orchestrator.spec); this guards direct callers
+    reason = entry.not_for.get(family) if family else None
+    if reason:
         raise MethodConfigError(f"method {name!r} does not apply to {family} models ({type(pipe).__name__}): {reason}")
-    module = get(name)
-    return module.erase_variant(name, pipe, inputs) if hasattr(module, "erase_variant") else module.erase(pipe, inputs)
+    resolved = dataclasses.replace(inputs, hparams=entry.resolve(dict(inputs.hparams)), method=entry)
+    return implementation(entry)(pipe, resolved)

@@ -4,18 +4,16 @@ For each K/V projection W: W' = (lam W + s_e sum v* c^T + s_p sum W c_j c_j^T)(l
 + s_p sum c_j c_j^T)^-1, where c are the target prompts' text states at and after the concept's
 tokens, v* = W c_guide the same positions in the anchor prompt (the prompt without the concept),
 and c_j the states of prompts to preserve (and the target prompts' own words before the concept).
-UNet families only (SD, SDXL: there the states enter attn2's K/V as they are); jobs/families.py says
+UNet families only (SD, SDXL: there the states enter attn2's K/V as they are); the catalog says
 why not SD3.
 """
 from __future__ import annotations
 
 import torch
 
-from jobs.methods.interface import EraseInputs, MethodOutput, merge_hparams
-from jobs.methods.targets import cross_attention_modules, denoiser
-from jobs.text_embeddings import concept_positions, encode
-
-DEFAULTS = {"lam": 0.5, "erase_scale": 1.0, "preserve_scale": 1.0, "projections": ["to_k", "to_v"]}
+from jobs.methods.interface import EraseInputs, MethodOutput
+from jobs.models.targets import cross_attention_modules, denoiser
+from jobs.models.text_embeddings import concept_positions, encode
 
 
 def closed_form(w: torch.Tensor, c: torch.Tensor, c_guide: torch.Tensor, c_keep: torch.Tensor,
@@ -46,7 +44,7 @@ def aligned_pairs(emb_t, emb_a, mask) -> tuple[torch.Tensor, torch.Tensor, torch
 
 
 def erase(pipe, inputs: EraseInputs) -> MethodOutput:
-    hp = merge_hparams("uce", DEFAULTS, inputs.hparams)
+    hp = inputs.hparams
     cp = inputs.prompts
     comp, net = denoiser(pipe)
     mask = concept_positions(pipe, cp.target, cp.words)

@@ -18,7 +18,7 @@ from jobs.toyworld.architecture import (ToyArchitecture, build_scheduler, build_
                                         build_vae)
 from jobs.toyworld.dataset import captioned_pool, labelled_pool
 from jobs.toyworld.evaluator import Evaluator
-from jobs.toyworld.paths import WEIGHTS
+from orchestrator.core.models import toyworld_dir
 from jobs.toyworld.tokenizer import build_tokenizer
 from jobs.toyworld.train_evaluator import train_evaluator, with_reconstructions
 from jobs.toyworld.train_pipeline import train_pipeline
@@ -53,13 +53,14 @@ class BuildConfig:
 
 
 def save_pipeline(out: Path, unet, vae, text_encoder, tokenizer, scheduler) -> None:
-    """Save in StableDiffusionPipeline layout, weights in fp16 to keep the repository small."""
+    """Save in StableDiffusionPipeline layout. Weights are rounded to fp16 (what the world was calibrated with)
+    and stored as fp32, so plain `StableDiffusionPipeline.from_pretrained(dir)` runs with no torch_dtype."""
     from diffusers import StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
                                    scheduler=scheduler, safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
-    pipe.to(torch.float16).save_pretrained(out, safe_serialization=True)
+    pipe.to(torch.float16).to(torch.float32).save_pretrained(out, safe_serialization=True)
 
 
 def _stage_vae(cfg: BuildConfig, pool, stage: Path, log):
@@ -99,7 +100,7 @@ def build(cfg: BuildConfig, out: Path, world: World | None = None, log=print) ->
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=WEIGHTS)
+    ap.add_argument("--out", type=Path, default=toyworld_dir())
     ap.add_argument("--scale", type=float, default=1.0, help="scale every step/image count (smoke runs)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)

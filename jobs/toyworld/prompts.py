@@ -14,8 +14,6 @@ from jobs.toyworld.world import ATTRIBUTE_KINDS, ObjectSpec, World
 SINGLE_TEMPLATES = ("a {0}", "a photo of a {0}", "an image of a {0}", "a drawing of a {0}",
                     "there is a {0}", "a picture of a {0}", "{0}")
 PAIR_TEMPLATES = ("a {0} and a {1}", "a {0} next to a {1}", "a picture of a {0} and a {1}")
-TEMPLATE_WORDS = ("a", "an", "photo", "of", "image", "drawing", "there", "is", "picture",
-                  "and", "next", "to")
 
 
 @dataclass(frozen=True)

@@ -27,14 +27,14 @@ def grid(images: np.ndarray, cols: int, scale: int = 4) -> Image.Image:
 
 def showcase(prompts=DEFAULT_PROMPTS, seeds: int = 4, out: Path = Path("runs/showcase.png"), model: str = "toyworld",
              log=print) -> Path:
-    from jobs.models import load_pipeline
-    from jobs.toyworld.paths import WEIGHTS
+    from jobs.models.loader import load_pipeline
+    from orchestrator.core.models import toyworld_dir
 
     world = load_world()
     for p in prompts:
         check_prompt(world, p)
     pipe = load_pipeline(model)
-    evaluator = Evaluator.load(world, WEIGHTS / "evaluator")
+    evaluator = Evaluator.load(world, toyworld_dir() / "evaluator")
     images = []
     for p in prompts:
         gens = [torch.Generator().manual_seed(s) for s in range(seeds)]

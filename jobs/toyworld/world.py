@@ -12,12 +12,13 @@ from pathlib import Path
 
 import yaml
 
+from orchestrator.core.errors import UnknownConceptError
+
 WORLD_FILE = Path(__file__).with_name("world.yaml")
 ATTRIBUTE_KINDS = ("colour", "size", "material")
-
-
-class UnknownConceptError(ValueError):
-    """A concept or word that the world does not know."""
+# The words prompt templates use around the concept words (jobs/toyworld/prompts.py builds them).
+TEMPLATE_WORDS = ("a", "an", "photo", "of", "image", "drawing", "there", "is", "picture",
+                  "and", "next", "to")
 
 
 @dataclass(frozen=True)
@@ -95,8 +96,6 @@ class World:
 
     def vocabulary(self) -> tuple[str, ...]:
         """Every word a prompt may contain, in a fixed order."""
-        from jobs.toyworld.prompts import TEMPLATE_WORDS
-
         words: list[str] = list(TEMPLATE_WORDS)
         words += list(self.superclasses)
         for shape in self.objects:

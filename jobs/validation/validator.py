@@ -18,12 +18,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from jobs.contracts import Estimate, GateReport, ValidationSpec
-from jobs.family_adapters import image_size
+from orchestrator.core.contracts import Estimate, GateReport, ValidationSpec
+from jobs.models.adapters import image_size
 from jobs.toyworld.evaluator import Evaluator
 from jobs.validation import statistics as st
 from jobs.validation.judge import Observation, drift_kl, observe
-from jobs.validation.suite import EVASION_KINDS, Suite
+from jobs.validation.suite import EVASION_KINDS, Suite, build_suite
+from jobs.toyworld.world import load_world
+from orchestrator.core.errors import ConfigError
+from orchestrator.core.models import resolve, toyworld_dir
 
 Key = tuple[int, int]
 
@@ -65,8 +68,6 @@ def stratified_keys(suite: Suite, seeds: int, seed: int = 0) -> list[Key]:
 
 def _fingerprint(model: str) -> list:
     """Name, size and mtime of a local model's weight files: retrained weights never hit an old baseline."""
-    from jobs.models import resolve
-
     root = Path(resolve(model))
     if not root.is_dir():
         return []  # a hub id: its revision is what the name says
@@ -209,3 +210,14 @@ def _seed_noise(base: dict[Key, Observation], suite: Suite, n_shape: int) -> flo
             a.append(o)
             b.append(base[(item, seed + 1)])
     return drift_kl(a, b, n_shape)
+
+
+def for_request(request, judge: str, log=print):
+    """(Validator, Suite) for a step request: the suite of its concept and earlier erasures, judged by `judge`."""
+    if judge != "toyworld":   # preflight refuses this first
+        raise ConfigError(f"validation.judge {judge!r}: this build judges only the toy world")
+    world = load_world()
+    v = request.validation
+    suite = build_suite(world, request.concept, request.erased_before, v.max_prompts_per_group)
+    cache = BaselineCache(request.cache_dir or Path(request.out_dir) / "baseline-cache")
+    return Validator(world, Evaluator.load(world, toyworld_dir() / "evaluator"), v, cache, log), suite

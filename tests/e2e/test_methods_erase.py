@@ -3,12 +3,13 @@ import numpy as np
 import pytest
 import torch
 
-from jobs import deltas
-from jobs.concept_prompts import toy_concept_prompts
-from jobs.methods import METHOD_NAMES, registry
+from jobs.deltas import delta as deltas
+from jobs.training.concept_prompts import toy_concept_prompts
+from jobs.methods import registry
+from orchestrator.core.catalog import METHOD_NAMES
 from jobs.methods.interface import EraseInputs
-from jobs.models import load_pipeline
-from jobs.toyworld.paths import WEIGHTS
+from jobs.models.loader import load_pipeline
+from orchestrator.core.models import toyworld_dir
 from jobs.toyworld.evaluator import Evaluator
 from jobs.toyworld.world import load_world
 
@@ -36,7 +37,7 @@ def pipe():
 
 @pytest.fixture(scope="module")
 def evaluator(world):
-    return Evaluator.load(world, WEIGHTS / "evaluator")
+    return Evaluator.load(world, toyworld_dir() / "evaluator")
 
 
 def accuracy(pipe, evaluator, concept: str, seeds: int = 8) -> float:

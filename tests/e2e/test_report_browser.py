@@ -10,7 +10,7 @@ import pytest
 
 from orchestrator.gate import error_decision
 from orchestrator.manifest import Manifest
-from orchestrator.report import write_report
+from orchestrator.outputs.report import write_report
 from orchestrator.spec import load_spec
 from tests.unit.test_report import ACCEPT, REJECT, attempt, est, report
 

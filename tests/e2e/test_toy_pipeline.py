@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from jobs.models import ModelLoadError, load_pipeline
-from jobs.toyworld.paths import WEIGHTS
+from jobs.models.loader import ModelLoadError, load_pipeline
+from orchestrator.core.models import toyworld_dir
 from jobs.toyworld.evaluator import Evaluator
 from jobs.toyworld.render import place_pair, place_single, render
 from jobs.toyworld.world import ObjectSpec, load_world
@@ -22,7 +22,7 @@ def pipe():
 
 @pytest.fixture(scope="module")
 def evaluator():
-    return Evaluator.load(load_world(), WEIGHTS / "evaluator")
+    return Evaluator.load(load_world(), toyworld_dir() / "evaluator")
 
 
 def _draw(pipe, prompt, seed, steps=10):
@@ -33,10 +33,22 @@ def _draw(pipe, prompt, seed, steps=10):
 def test_shipped_pipeline_is_a_stable_diffusion_pipeline_and_small():
     from diffusers import StableDiffusionPipeline
 
-    p = StableDiffusionPipeline.from_pretrained(WEIGHTS / "pipeline", safety_checker=None)
+    p = StableDiffusionPipeline.from_pretrained(toyworld_dir() / "pipeline", safety_checker=None)
     assert p.unet.config.cross_attention_dim == p.text_encoder.config.hidden_size
-    size = sum(f.stat().st_size for f in (WEIGHTS).rglob("*") if f.is_file())
+    size = sum(f.stat().st_size for f in toyworld_dir().rglob("*") if f.is_file())
     assert size < 20e6
+
+
+def test_plain_diffusers_loads_and_draws_the_shipped_pipeline():
+    """As any diffusers user would: from_pretrained with no torch_dtype, outside the project's loader, then draw."""
+    from diffusers import StableDiffusionPipeline
+
+    p = StableDiffusionPipeline.from_pretrained(str(toyworld_dir() / "pipeline"), safety_checker=None,
+                                                requires_safety_checker=False)
+    assert {p.unet.dtype, p.vae.dtype, p.text_encoder.dtype} == {torch.float32}
+    image = p("a red star", num_inference_steps=3, height=32, width=32, output_type="np",
+              generator=torch.Generator().manual_seed(0)).images[0]
+    assert image.shape == (32, 32, 3) and np.isfinite(image).all()
 
 
 def test_generation_is_deterministic_for_a_seed(pipe):

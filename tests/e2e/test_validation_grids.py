@@ -18,17 +18,18 @@ import pytest
 import torch
 from PIL import Image
 
-from jobs import deltas
+from jobs.deltas import delta as deltas
 from jobs.step import run_erase, run_validation
 from jobs.toyworld.world import load_world
 from jobs.validation import grids
 from jobs.validation.suite import build_suite
 from orchestrator.campaign import next_action, step_request
+from orchestrator.preflight import preflight
 from orchestrator.gate import decide
 from orchestrator.manifest import Manifest
-from orchestrator.report import render_report
+from orchestrator.outputs.report import render_report
 from orchestrator.spec import load_spec
-from orchestrator.tracking import ENV_DIRS, Tracker
+from orchestrator.outputs.tracking import ENV_DIRS, Tracker
 
 pytestmark = pytest.mark.e2e
 
@@ -54,7 +55,7 @@ def gate(tmp_path_factory) -> Gate:
     spec = load_spec(None, ["name=toy", "concepts=[star]", f"storage_path={root}", "tracking.mode=offline", *SMALL])
     m = Manifest.create(root, spec)
     action = next_action(spec, m.history)
-    request = step_request(action, spec)
+    request = step_request(action, preflight(spec))
     m.record_start(action.step, action.concept, action.attempt, action.method, action.hparams)
     lines: list[str] = []
     candidate = run_erase(request, log=lines.append)

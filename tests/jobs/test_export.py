@@ -11,15 +11,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from jobs import deltas
-from jobs.concept_prompts import toy_concept_prompts
-from jobs.contracts import Estimate, GateReport
+from jobs.deltas import delta as deltas
+from jobs.training.concept_prompts import toy_concept_prompts
+from orchestrator.core.contracts import Estimate, GateReport
 from jobs.methods import registry
 from jobs.methods.interface import EraseInputs
-from jobs.models import load_pipeline, toy_pipeline_dir
+from jobs.models.loader import load_pipeline
+from orchestrator.core.models import toy_pipeline_dir
 from jobs.toyworld.world import load_world
 from orchestrator import gate
-from orchestrator.export import ExportError, export_campaign
+from orchestrator.outputs.export import ExportError, export_campaign
 from orchestrator.manifest import Manifest
 from orchestrator.spec import load_spec
 from tests.fixtures.tiny_pipelines import unet_output

@@ -3,15 +3,17 @@ jobs.models.load_pipeline, erased by each method that applies, and gated by the 
 import pytest
 import torch
 
-from jobs import deltas
-from jobs.concept_prompts import toy_concept_prompts
-from jobs.contracts import StepRequest, ValidationSpec
-from jobs.families import why_not
-from jobs.family_adapters import adapter, image_size
-from jobs.methods import METHOD_NAMES, registry
-from jobs.methods.interface import EraseInputs, MethodConfigError
-from jobs.methods.targets import denoiser
-from jobs.models import load_pipeline
+from jobs.deltas import delta as deltas
+from jobs.training.concept_prompts import toy_concept_prompts
+from orchestrator.core.contracts import StepRequest, ValidationSpec
+from orchestrator.core.catalog import why_not
+from jobs.models.adapters import adapter, image_size
+from jobs.methods import registry
+from orchestrator.core.catalog import METHOD_NAMES
+from jobs.methods.interface import EraseInputs
+from orchestrator.core.errors import MethodConfigError
+from jobs.models.targets import denoiser
+from jobs.models.loader import load_pipeline
 from jobs.toyworld.world import load_world
 from tests.fixtures.tiny_pipelines import denoiser_output, tiny_sd3_pipeline, tiny_sdxl_pipeline
 
@@ -55,7 +57,7 @@ def test_the_loader_brings_back_each_family(pipes):
 
 
 def test_conditioning_carries_each_familys_extras_and_slices_like_a_tensor(pipes):
-    from jobs.distributed import Shard
+    from jobs.training.distributed import Shard
 
     xl = adapter(pipes["sdxl"]).encode(["a red star", "a blue heart"])
     assert xl.states.shape[-1] == 64 and xl.pooled.shape == (2, 32) and xl.time_ids.tolist()[0] == [32, 32, 0, 0, 32, 32]

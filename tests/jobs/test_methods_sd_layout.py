@@ -2,10 +2,12 @@
 import pytest
 import torch
 
-from jobs import deltas
-from jobs.concept_prompts import text_concept_prompts
-from jobs.methods import METHOD_NAMES, registry
-from jobs.methods.interface import EraseInputs, MethodConfigError
+from jobs.deltas import delta as deltas
+from jobs.training.concept_prompts import text_concept_prompts
+from jobs.methods import registry
+from orchestrator.core.catalog import METHOD_NAMES
+from jobs.methods.interface import EraseInputs
+from orchestrator.core.errors import MethodConfigError
 from tests.fixtures.tiny_pipelines import tiny_sd_pipeline, unet_output
 
 SHORT = {"uce": {}, "esd-x": {"steps": 2, "batch": 2}, "esd-u": {"steps": 2, "batch": 2}, "fmn": {"steps": 2, "batch": 2},

@@ -6,10 +6,12 @@ import json
 import pytest
 import torch
 
-from jobs import model_inventory as mi
-from jobs.methods import METHOD_NAMES, registry, targets
+from jobs.models import inventory as mi
+from jobs.methods import registry
+from jobs.models import targets
+from orchestrator.core.catalog import METHOD_NAMES
 from jobs.methods.interface import EraseInputs
-from jobs.models import load_pipeline
+from jobs.models.loader import load_pipeline
 from tests.fixtures.tiny_pipelines import tiny_sd_pipeline
 
 
@@ -67,7 +69,7 @@ class _Trained(Exception):
 @pytest.mark.parametrize("method", mi.TRAINED_BY)
 def test_the_inventory_counts_what_each_method_really_trains(tiny, monkeypatch, method):
     """Run the method up to its training loop and count the parameters it hands over."""
-    from jobs.concept_prompts import text_concept_prompts
+    from jobs.training.concept_prompts import text_concept_prompts
 
     _, inv = tiny
 
@@ -75,9 +77,11 @@ def test_the_inventory_counts_what_each_method_really_trains(tiny, monkeypatch, 
         values = params.values() if isinstance(params, dict) else params
         raise _Trained(sum(p.numel() for p in values))
 
-    for name in METHOD_NAMES:   # CA trains through ESD's loop: patch every method file's import
-        if hasattr(registry.get(name), "finetune"):
-            monkeypatch.setattr(registry.get(name), "finetune", stand_in)
+    from jobs.methods import fmn, lora_reverse
+    from jobs.training import guided
+
+    for module in (guided, fmn, lora_reverse):   # every module that runs the fine-tune loop
+        monkeypatch.setattr(module, "finetune", stand_in)
     hp = {"steps": 1, "batch": 2} | ({"rank": 4} if method == "lora" else {})
     with pytest.raises(_Trained) as caught:
         registry.erase(method, tiny_sd_pipeline(0), EraseInputs("star", text_concept_prompts("star", preserve=("heart",)),
@@ -119,7 +123,7 @@ def saved_on_cpu(unet, trained: list, checkpointing: bool) -> int:
 def test_measured_activations_match_a_real_forward(toy, method):
     """The meta count is within 10% of what a real CPU forward saves (memory-efficient attention)."""
     pipe, inv = toy
-    trained = list(mi.METHOD_PARAMS[method](pipe.unet).values())
+    trained = list(mi.method_params(pipe.unet, method).values())
     real = saved_on_cpu(pipe.unet, trained, checkpointing=False)
     assert abs(inv.activations[method] - real) <= 0.1 * real, (inv.activations[method], real)
     # With checkpointing, the forward keeps only block inputs and what lies outside blocks; the
@@ -140,7 +144,7 @@ def test_tied_text_encoder_weights_are_counted_once():
 
 
 def test_missing_or_broken_models_are_one_line_errors(tmp_path):
-    from jobs.models import ModelLoadError
+    from orchestrator.core.errors import ModelLoadError
 
     with pytest.raises(ModelLoadError, match="no such directory"):
         mi.inventory(str(tmp_path / "absent"))
@@ -164,4 +168,4 @@ def test_reference_architectures_have_the_published_parameter_counts(reference):
 def test_the_stored_reference_inventories_are_up_to_date(reference):
     stored = json.loads(mi.REFERENCE_INVENTORIES.read_text())
     fresh = json.loads(json.dumps({k: v.__dict__ for k, v in reference.items()}))
-    assert stored == fresh, "regenerate with: .venv/bin/python -m jobs.model_inventory --reference"
+    assert stored == fresh, "regenerate with: .venv/bin/python -m jobs.models.inventory --reference"

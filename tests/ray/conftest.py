@@ -54,19 +54,11 @@ def toy_world():
         return
     saved = os.environ.get("ERASE_TOYWORLD_DIR")
     os.environ["ERASE_TOYWORLD_DIR"] = str(world)
-    _set_weights(world)   # WEIGHTS is read when jobs.toyworld.paths is imported, maybe before this ran
     yield world
     if saved is None:
         os.environ.pop("ERASE_TOYWORLD_DIR", None)
     else:
         os.environ["ERASE_TOYWORLD_DIR"] = saved
-    _set_weights(Path(saved) if saved else SHIPPED)
-
-
-def _set_weights(path: Path) -> None:
-    paths = sys.modules.get("jobs.toyworld.paths")
-    if paths is not None:
-        paths.WEIGHTS = path
 
 
 @pytest.fixture(scope="session")

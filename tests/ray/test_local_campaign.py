@@ -12,9 +12,9 @@ import psutil
 import pytest
 import ray
 
-from orchestrator.errors import CampaignError, ClusterError
+from orchestrator.core.errors import CampaignError, ClusterError
 from orchestrator.manifest import Manifest, sha256_file
-from orchestrator.runner import driver_lock, run_campaign
+from orchestrator.ray.driver import driver_lock, run_campaign
 
 pytestmark = pytest.mark.ray
 
@@ -118,7 +118,8 @@ def test_killed_worker_is_retried_and_campaign_finishes(campaign):
 
 
 def test_failing_phase_is_a_failed_attempt_and_the_policy_goes_on(campaign):
-    spec, _ = campaign("broken", ["star"], hparams={"uce": {"no_such_knob": 1}},
+    # A projection the model does not have: well-typed, so only the step itself can find out.
+    spec, _ = campaign("broken", ["star"], hparams={"uce": {"projections": ["to_nowhere"]}},
                        retry={"max_attempts": 2, "on_exhausted": "halt"})
     outcome = run_campaign(spec, echo=lambda line: None)
 
@@ -128,7 +129,7 @@ def test_failing_phase_is_a_failed_attempt_and_the_policy_goes_on(campaign):
     assert [a.attempt for a in attempts] == [1, 2]                    # retried, then out of budget
     for a in attempts:
         assert a.decision.failed == ("error",)
-        assert a.decision.reasons[0].startswith("step failed: erase: MethodConfigError:")
+        assert a.decision.reasons[0].startswith("step failed: erase: AttributeError:")
         assert "\n" not in a.decision.reasons[0]
     assert manifest.status == "halted" and not manifest.history.commits
 

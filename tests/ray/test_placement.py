@@ -19,9 +19,9 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
-from orchestrator.errors import ClusterError
+from orchestrator.core.errors import ClusterError
 from orchestrator.manifest import Manifest
-from orchestrator.runner import run_campaign
+from orchestrator.ray.driver import run_campaign
 
 pytestmark = pytest.mark.ray
 

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from jobs.contracts import DeltaRef, StepRequest
+from orchestrator.core.contracts import DeltaRef, Estimate, GateReport, StepRequest
 from orchestrator.campaign import (CommitAttempt, Finished, Halted, RunAttempt, SkipConcept, concept_states,
                                    next_action, step_request)
-from orchestrator.errors import ManifestError
+from orchestrator.core.errors import ManifestError
 from orchestrator.gate import GateDecision
+from orchestrator.loop import CampaignLoop, Callbacks, PhaseOutput
 from orchestrator.manifest import Manifest
+from orchestrator.preflight import preflight
 from orchestrator.spec import load_spec
 
 ACCEPT = GateDecision("commit", ("forgetting 0.97 >= 0.90",))
@@ -41,24 +43,47 @@ def run(m: Manifest, action: RunAttempt, decision: GateDecision) -> DeltaRef:
     return ref
 
 
+def gate_report(concept: str, decision: GateDecision) -> GateReport:
+    """A report that the real gate judges as `decision` says (forgetting 0.97 passes, 0.62 does not)."""
+    forgetting = 0.97 if decision.committed else 0.62
+    good = Estimate(0.99, 0.95, 1.0, 96)
+    return GateReport(concept=concept, forgetting=Estimate(forgetting, forgetting - 0.05, forgetting + 0.02, 96),
+                      target_acc=Estimate(0.03, 0.01, 0.07, 96), base_target_acc=0.9, evasion={}, retain=good,
+                      retain_by_distance={}, leakage=Estimate(0.0, 0.0, 0.04, 96), kl=0.0, kl_base_noise=0.0,
+                      cumulative={}, images_generated=96, early_stopped=False, seconds=0.1)
+
+
+class FakeExecutor:
+    """The loop's phases without a model: erase writes a fake delta, validate says what `verdicts` say."""
+
+    def __init__(self, m: Manifest, verdicts: dict[str, list[GateDecision]]):
+        self.m, self.verdicts = m, verdicts
+
+    def erase(self, a: RunAttempt, request) -> PhaseOutput:
+        out = Path(request.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        payload = f"{a.concept}-{a.attempt}".encode()
+        (out / "delta.safetensors").write_bytes(payload)
+        return PhaseOutput("erase", DeltaRef(str(out / "delta.safetensors"), hashlib.sha256(payload).hexdigest()),
+                           "", None, 0.0, "")
+
+    def validate(self, a: RunAttempt, request, candidate) -> PhaseOutput:
+        return PhaseOutput("validate", gate_report(a.concept, self.verdicts[a.concept].pop(0)), "", None, 0.0, "")
+
+
+class Runs(Callbacks):
+    def __init__(self):
+        self.runs: list[RunAttempt] = []
+
+    def attempt_started(self, a, request) -> None:
+        self.runs.append(a)
+
+
 def drive(s, m: Manifest, verdicts: dict[str, list[GateDecision]]):
-    """The reference driver loop; verdicts[concept] is what the gate says to each attempt in turn."""
-    actions = []
-    while True:
-        action = next_action(s, m.history)
-        actions.append(action)
-        if isinstance(action, RunAttempt):
-            run(m, action, verdicts[action.concept].pop(0))
-        elif isinstance(action, CommitAttempt):
-            m.commit(action.step, action.attempt)
-        elif isinstance(action, SkipConcept):
-            m.skip(action.step, action.concept, action.reason)
-        elif isinstance(action, Halted):
-            m.set_status("halted")
-            return actions
-        else:
-            m.set_status("finished")
-            return actions
+    """The driver's own loop (orchestrator.loop) with a fake executor; (outcome, the attempts it ran)."""
+    runs = Runs()
+    outcome = CampaignLoop(preflight(s, run=False), m, FakeExecutor(m, verdicts), [runs]).run()
+    return outcome, runs.runs
 
 
 def test_a_fresh_campaign_starts_with_the_first_concept(tmp_path):
@@ -123,21 +148,22 @@ def test_a_started_but_unfinished_attempt_is_redone_with_the_same_number(tmp_pat
 
 def test_a_whole_campaign_finishes_and_committed_steps_are_never_redone(tmp_path):
     s, m = start(tmp_path)
-    actions = drive(s, m, {"star": [ACCEPT], "square": [WEAK, WEAK, WEAK], "round": [WEAK, ACCEPT]})
-    assert actions[-1] == Finished(committed=("star", "round"), skipped=("square",))
-    runs = [(a.concept, a.attempt) for a in actions if isinstance(a, RunAttempt)]
+    outcome, ran = drive(s, m, {"star": [ACCEPT], "square": [WEAK, WEAK, WEAK], "round": [WEAK, ACCEPT]})
+    assert (outcome.status, outcome.committed, outcome.skipped) == ("finished", ("star", "round"), ("square",))
+    runs = [(a.concept, a.attempt) for a in ran]
     assert runs == [("star", 1), ("square", 1), ("square", 2), ("square", 3), ("round", 1), ("round", 2)]
     reopened = Manifest.open(s.storage_path)
     assert reopened.status == "finished"
-    assert next_action(s, reopened.history) == actions[-1]   # resuming a finished campaign does nothing
+    # resuming a finished campaign does nothing
+    assert next_action(s, reopened.history) == Finished(committed=("star", "round"), skipped=("square",))
     assert [Path(d.path).parent.name for d in reopened.committed_deltas()] == ["attempt-1", "attempt-2"]
     assert [c.state for c in concept_states(s, reopened.history)] == ["committed", "skipped", "committed"]
 
 
 def test_the_last_concept_sees_every_committed_parent(tmp_path):
     s, m = start(tmp_path)
-    actions = drive(s, m, {"star": [ACCEPT], "square": [ACCEPT], "round": [ACCEPT]})
-    last_run = [a for a in actions if isinstance(a, RunAttempt)][-1]
+    _, ran = drive(s, m, {"star": [ACCEPT], "square": [ACCEPT], "round": [ACCEPT]})
+    last_run = ran[-1]
     assert last_run.erased_before == ("star", "square")
     assert [p.path for p in last_run.parents] == ["steps/1-star/attempt-1/delta.safetensors",
                                                   "steps/2-square/attempt-1/delta.safetensors"]
@@ -163,8 +189,9 @@ def test_step_request_has_absolute_paths_and_the_gate_thresholds(tmp_path, monke
                          "gate.min_forgetting=0.8", "validation.seeds=3"])
     action = RunAttempt(2, "square", 3, "esd-x", {"eta": 2.0}, ("star",),
                         (DeltaRef("steps/1-star/attempt-1/delta.safetensors", "ab" * 32),))
-    request = step_request(action, s)
+    request = step_request(action, preflight(s, run=False))
     assert isinstance(request, StepRequest)
+    assert request.validation.judge == "toyworld"   # settled: a worker never sees "auto"
     root = os.path.abspath("runs/toy")
     assert request.out_dir == os.path.join(root, "steps", "2-square", "attempt-3")
     assert request.parents == (DeltaRef(os.path.join(root, "steps/1-star/attempt-1/delta.safetensors"), "ab" * 32),)

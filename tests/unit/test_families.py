@@ -3,10 +3,22 @@ import json
 
 import pytest
 
-from jobs import families
-from jobs.methods import METHOD_NAMES
-from orchestrator.errors import ConfigError
-from orchestrator.spec import check_judge, load_spec, spec_hash
+from orchestrator.core import catalog, families
+from orchestrator.core.catalog import METHOD_NAMES
+from orchestrator.core.errors import ConfigError
+from orchestrator.preflight import preflight
+from orchestrator.spec import load_spec, spec_hash
+
+
+def check_judge(spec):
+    preflight(spec)
+
+
+def load(overrides):
+    """A spec as `erase plan` settles it: family, methods and concepts checked, no judge required."""
+    spec = load_spec(None, overrides)
+    preflight(spec, run=False)
+    return spec
 
 BASE = ["name=fam", "concepts=[car]", "tracking.mode=disabled"]
 
@@ -21,15 +33,14 @@ def model_dir(tmp_path, pipeline_class: str) -> str:
 
 def test_every_family_is_described_and_every_refusal_names_a_known_method():
     assert set(families.FAMILY_OF_PIPELINE.values()) == set(families.DESCRIPTION)
-    assert {m for m, _ in families.NOT_APPLICABLE} <= set(METHOD_NAMES)
-    assert {f for _, f in families.NOT_APPLICABLE} <= set(families.DESCRIPTION)
+    assert {f for m in catalog.METHODS for f in m.not_for} <= set(families.DESCRIPTION)
 
 
 def test_unet_families_take_every_method_sd3_all_but_uce_and_fmn():
     for family in ("sd", "sdxl"):
-        assert [m for m in METHOD_NAMES if families.why_not(m, family)] == []
-    assert [m for m in METHOD_NAMES if families.why_not(m, "sd3")] == ["uce", "fmn"]
-    assert "joint attention" in families.why_not("uce", "sd3")
+        assert [m for m in METHOD_NAMES if catalog.why_not(m, family)] == []
+    assert [m for m in METHOD_NAMES if catalog.why_not(m, "sd3")] == ["uce", "fmn"]
+    assert "joint attention" in catalog.why_not("uce", "sd3")
 
 
 def test_the_toy_model_is_sd_family():
@@ -39,23 +50,23 @@ def test_the_toy_model_is_sd_family():
 def test_an_inapplicable_method_is_one_config_error_line(tmp_path):
     sd3 = model_dir(tmp_path, "StableDiffusion3Pipeline")
     with pytest.raises(ConfigError) as e:
-        load_spec(None, [*BASE, f"model={sd3}"])   # default method: uce
+        load([*BASE, f"model={sd3}"])   # default method: uce
     assert "method: method 'uce' does not apply to sd3 models (StableDiffusion3Pipeline)" in str(e.value)
     assert "\n" not in str(e.value)
     with pytest.raises(ConfigError, match=r"ladder\[1\]: method 'fmn' does not apply to sd3"):
-        load_spec(None, [*BASE, f"model={sd3}", "method=esd-x", "ladder=[ca,fmn]"])
-    spec = load_spec(None, [*BASE, f"model={sd3}", "method=esd-x", "ladder=[ca,esd-u,lora]"])
+        load([*BASE, f"model={sd3}", "method=esd-x", "ladder=[ca,fmn]"])
+    spec = load([*BASE, f"model={sd3}", "method=esd-x", "ladder=[ca,esd-u,lora]"])
     assert spec.model == sd3
 
 
 def test_sdxl_takes_uce(tmp_path):
-    spec = load_spec(None, [*BASE, f"model={model_dir(tmp_path, 'StableDiffusionXLPipeline')}", "ladder=[fmn]"])
+    spec = load([*BASE, f"model={model_dir(tmp_path, 'StableDiffusionXLPipeline')}", "ladder=[fmn]"])
     assert spec.method == "uce"
 
 
 def test_a_pipeline_outside_every_family_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="is a FluxPipeline; the erasure methods are ported to sd"):
-        load_spec(None, [*BASE, f"model={model_dir(tmp_path, 'FluxPipeline')}", "method=esd-x"])
+        load([*BASE, f"model={model_dir(tmp_path, 'FluxPipeline')}", "method=esd-x"])
 
 
 def test_a_hub_id_is_checked_from_the_local_hugging_face_cache(tmp_path, monkeypatch):
@@ -66,33 +77,33 @@ def test_a_hub_id_is_checked_from_the_local_hugging_face_cache(tmp_path, monkeyp
     (repo / "snapshots" / "abc123" / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusion3Pipeline"}))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     with pytest.raises(ConfigError, match="'uce' does not apply to sd3"):
-        load_spec(None, [*BASE, "model=someone/sd3-tiny"])
+        load([*BASE, "model=someone/sd3-tiny"])
     # Not in the cache: nothing to read here; the loader says what is missing before any step.
-    assert load_spec(None, [*BASE, "model=someone/elsewhere"]).model == "someone/elsewhere"
+    assert load([*BASE, "model=someone/elsewhere"]).model == "someone/elsewhere"
 
 
 def test_a_gate_needs_a_judge_before_the_campaign_starts(tmp_path):
-    real = load_spec(None, [*BASE, "model=CompVis/stable-diffusion-v1-4"])   # still loads: `erase plan` reads it
+    real = load([*BASE, "model=CompVis/stable-diffusion-v1-4"])   # still loads: `erase plan` reads it
     with pytest.raises(ConfigError, match="validation.judge: model 'CompVis/stable-diffusion-v1-4' has no judge"):
         check_judge(real)
-    check_judge(load_spec(None, ["name=fam", "concepts=[star]"]))
-    toy_drawn = load_spec(None, ["name=fam", "concepts=[star]", "validation.judge=toyworld",
+    check_judge(load(["name=fam", "concepts=[star]"]))
+    toy_drawn = load(["name=fam", "concepts=[star]", "validation.judge=toyworld",
                                  f"model={model_dir(tmp_path, 'StableDiffusionXLPipeline')}"])
     check_judge(toy_drawn)
     with pytest.raises(ConfigError, match="validation.judge must be one of auto, toyworld"):
-        load_spec(None, ["name=fam", "concepts=[star]", "validation.judge=clip"])
+        load(["name=fam", "concepts=[star]", "validation.judge=clip"])
 
 
 def test_a_toy_judged_model_takes_only_toy_concepts(tmp_path):
     sdxl = model_dir(tmp_path, "StableDiffusionXLPipeline")
     with pytest.raises(ConfigError, match="unicorn"):
-        load_spec(None, ["name=fam", "concepts=[unicorn]", "validation.judge=toyworld", f"model={sdxl}"])
+        load(["name=fam", "concepts=[unicorn]", "validation.judge=toyworld", f"model={sdxl}"])
 
 
 def test_the_judge_field_leaves_earlier_spec_hashes_alone():
     # Computed before validation.judge existed: journals written then must resume without --allow-spec-change.
-    spec = load_spec(None, ["name=h", "concepts=[star,square]", "method=esd-x", "validation.seeds=3"])
+    spec = load(["name=h", "concepts=[star,square]", "method=esd-x", "validation.seeds=3"])
     assert spec_hash(spec) == "eae1e987e807e571769a502d14b880a97ef2d13c7de70652cadc89c608e1adb5"
-    judged = load_spec(None, ["name=h", "concepts=[star,square]", "method=esd-x", "validation.seeds=3",
+    judged = load(["name=h", "concepts=[star,square]", "method=esd-x", "validation.seeds=3",
                               "validation.judge=toyworld"])
     assert spec_hash(judged) != spec_hash(spec)

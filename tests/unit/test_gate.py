@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from jobs.contracts import Estimate, GateReport
+from orchestrator.core.contracts import Estimate, GateReport
 from orchestrator.gate import COMMIT, REJECT, decide, error_decision
 from orchestrator.spec import GateThresholds
 

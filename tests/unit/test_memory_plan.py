@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from jobs.model_inventory import REFERENCE_INVENTORIES, REFERENCE_MODELS, ModelInventory
-from orchestrator import memory_plan as mp
-from orchestrator.errors import ConfigError
+from orchestrator.core.inventory import REFERENCE_INVENTORIES, REFERENCE_MODELS, ModelInventory
+from orchestrator.planning import memory_plan as mp
+from orchestrator.core.errors import ConfigError
 
 GIB = mp.GIB
 REPO = Path(__file__).resolve().parents[2]
@@ -120,16 +120,16 @@ def test_offload_moves_optimizer_and_gradients_and_with_zero3_the_parameters_to_
 
 
 def test_the_shipped_deepspeed_configs_are_what_the_planner_thinks():
-    assert mp.strategy_of("ddp", "configs/deepspeed/zero2.json") == mp.DDP
+    assert mp.strategy_of("ddp", "configs/deepspeed/zero2.json", {}) == mp.DDP
     for s in mp.SHIPPED:
-        assert mp.strategy_of("deepspeed", str(REPO / s.config)) == dataclasses.replace(s, config=str(REPO / s.config))
+        config = json.loads((REPO / s.config).read_text())
+        assert mp.strategy_of("deepspeed", str(REPO / s.config), config) == \
+            dataclasses.replace(s, config=str(REPO / s.config))
 
 
-def test_an_unreadable_deepspeed_config_is_a_config_error(tmp_path):
-    bad = tmp_path / "ds.json"
-    bad.write_text("{not json")
+def test_a_deepspeed_config_without_a_zero_mapping_is_a_config_error():
     with pytest.raises(ConfigError, match="deepspeed_config"):
-        mp.strategy_of("deepspeed", str(bad))
+        mp.strategy_of("deepspeed", "ds.json", {"zero_optimization": 2})
 
 
 # ---- plan() ----------------------------------------------------------------------------------------

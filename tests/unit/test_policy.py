@@ -1,14 +1,13 @@
 """Retry and escalation policy: stronger on weak forgetting, weaker on collateral damage, ladder, budget."""
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
 
-from jobs.methods import METHOD_NAMES
+from orchestrator.core import catalog
 from orchestrator.gate import COMMIT, GateDecision, error_decision
-from orchestrator.policy import (ATTEMPTS_PER_METHOD, DEFAULT_STRENGTH, STRENGTH_KEYS, Exhausted, NextAttempt,
+from orchestrator.policy import (ATTEMPTS_PER_METHOD, Exhausted, NextAttempt,
                                  PastAttempt, method_sequence, next_attempt)
 from orchestrator.spec import load_spec
 
@@ -94,21 +93,7 @@ def test_a_committed_concept_has_no_next_attempt():
         next_attempt(spec(), "star", [PastAttempt("uce", {}, GateDecision(COMMIT, ()))])
 
 
-def test_every_method_has_a_strength_knob():
-    assert set(STRENGTH_KEYS) == set(METHOD_NAMES) == set(DEFAULT_STRENGTH)
-
-
-def _method_defaults(method: str) -> dict:
-    """DEFAULTS of a method's module, read from its source (importing it would import torch)."""
-    registry = ast.parse((REPO / "jobs/methods/registry.py").read_text())
-    modules = next(ast.literal_eval(n.value) for n in ast.walk(registry)
-                   if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "_MODULES")
-    source = ast.parse((REPO / "jobs/methods" / f"{modules[method]}.py").read_text())
-    return next(ast.literal_eval(n.value) for n in ast.walk(source)
-                if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "DEFAULTS")
-
-
-@pytest.mark.parametrize("method", METHOD_NAMES)
-def test_default_strength_matches_the_method_defaults(method):
-    defaults = _method_defaults(method)
-    assert defaults[STRENGTH_KEYS[method]] == DEFAULT_STRENGTH[method]
+def test_every_method_has_a_strength_knob_among_its_hyperparameters():
+    for entry in catalog.METHODS:
+        assert entry.strength in entry.defaults(), entry.name
+        assert isinstance(entry.default_strength, (int, float))

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from jobs.contracts import DeltaRef, Estimate, GateReport
+from orchestrator.core.contracts import DeltaRef, Estimate, GateReport
 from orchestrator.gate import GateDecision, error_decision
 from orchestrator.manifest import Manifest
-from orchestrator.report import GRID, PNG_MAGIC, render_report, write_report
+from orchestrator.outputs.report import GRID, PNG_MAGIC, render_report, write_report
 from orchestrator.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -126,7 +126,7 @@ def test_a_fresh_campaign_reports_without_plots(tmp_path):
 
 
 def test_importing_report_does_not_import_matplotlib_or_torch():
-    code = "import sys, orchestrator.report; print('matplotlib' in sys.modules, 'torch' in sys.modules)"
+    code = "import sys, orchestrator.outputs.report; print('matplotlib' in sys.modules, 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
                          check=False)
     assert out.stdout.split() == ["False", "False"], out.stderr

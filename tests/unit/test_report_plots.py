@@ -3,8 +3,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from jobs.contracts import Estimate  # noqa: E402
-from orchestrator import report_plots  # noqa: E402
+from orchestrator.core.contracts import Estimate  # noqa: E402
+from orchestrator.outputs import report_plots  # noqa: E402
 
 
 def test_errorbars_accept_a_value_just_outside_its_interval():

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from jobs.toyworld.world import UnknownConceptError as ToyUnknownConceptError
-from orchestrator.errors import CampaignError, ConfigError, UnknownConceptError
+from orchestrator.core.errors import CampaignError, ConfigError, UnknownConceptError
+from orchestrator.preflight import preflight
 from orchestrator.spec import CampaignSpec, load_spec, resolved_yaml, spec_hash
 
 REPO = Path(__file__).resolve().parents[2]
@@ -114,7 +115,7 @@ def test_unreadable_file_is_one_line(tmp_path):
 
 def test_unknown_toy_concept_lists_the_known_ones(campaign_file):
     with pytest.raises(UnknownConceptError) as err:
-        load_spec(campaign_file(), ["concepts=[star,unicorn]"])
+        preflight(load_spec(campaign_file(), ["concepts=[star,unicorn]"]), run=False)
     assert "'unicorn'" in str(err.value) and "diamond" in str(err.value) and "\n" not in str(err.value)
     # One except clause catches it in the CLI; the toy world's own type still matches.
     assert isinstance(err.value, CampaignError) and isinstance(err.value, ToyUnknownConceptError)
@@ -122,7 +123,7 @@ def test_unknown_toy_concept_lists_the_known_ones(campaign_file):
 
 def test_unknown_preserve_concept_is_refused(campaign_file):
     with pytest.raises(UnknownConceptError, match="'ghost'"):
-        load_spec(campaign_file(), ["preserve=[ghost]"])
+        preflight(load_spec(campaign_file(), ["preserve=[ghost]"]), run=False)
 
 
 def test_resolved_yaml_round_trips(campaign_file, tmp_path):
@@ -162,3 +163,40 @@ def test_toy_campaign_is_the_documented_default():
     assert (spec.name, spec.model, spec.method, spec.storage_path) == ("toy", "toyworld", "uce", "runs/toy")
     assert spec.ladder == ["esd-x", "esd-u"] and spec.validation.seeds == 2
     assert "square" in spec.concepts and "round" in spec.concepts   # a close neighbour, a superclass
+
+
+@pytest.mark.parametrize("override, words", [
+    ("hparams.uce.no_such_knob=1", ["hparams.uce", "no_such_knob", "erase_scale"]),
+    ("hparams.esd-x.steps=ten", ["hparams.esd-x.steps", "an integer"]),
+    ("hparams.lora.retain_target=nothing", ["hparams.lora.retain_target", "frozen, noise"]),
+    ("hparams.ca.lr=0", ["hparams.ca.lr", "> 0"]),
+    ("hparams.fmn.mixed_precision=fp8", ["hparams.fmn.mixed_precision", "no, fp16, bf16"]),
+])
+def test_a_mistyped_hyperparameter_is_refused_before_anything_runs(campaign_file, override, words):
+    from orchestrator.core.errors import MethodConfigError
+
+    with pytest.raises(MethodConfigError) as err:
+        preflight(load_spec(campaign_file(), [override]), run=False)
+    for word in words:
+        assert word in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_the_catalog_resolves_what_the_methods_ran_with_before_it_existed():
+    """The defaults the method files held (the toy campaign's deltas keep their sha256 only if these hold)."""
+    from orchestrator.core import catalog
+
+    assert catalog.get("uce").resolve({}) == {"lam": 0.5, "erase_scale": 1.0, "preserve_scale": 1.0,
+                                              "projections": ["to_k", "to_v"]}
+    esd = {"eta": 1.0, "steps": 150, "lr": 5e-4, "batch": 16, "preserve_weight": 1.0, "grad_accum": 1,
+           "mixed_precision": "no"}
+    assert catalog.get("esd-x").resolve({}) == esd
+    assert catalog.get("esd-u").resolve({}) == {**esd, "lr": 1e-3}
+    assert catalog.get("fmn").resolve({}) == {"steps": 35, "lr": 2e-3, "batch": 8, "grad_accum": 1,
+                                              "mixed_precision": "no"}
+    assert catalog.get("ca").resolve({"steps": 10}) == {"steps": 10, "lr": 2e-3, "batch": 16, "preserve_weight": 1.0,
+                                                        "grad_accum": 1, "mixed_precision": "no"}
+    assert catalog.get("lora").resolve({}) == {"rank": 8, "alpha": 16, "steps": 200, "lr": 1e-3, "batch": 16,
+                                               "suppress_weight": 1.0, "retain_target": "frozen",
+                                               "target_modules": ["to_q", "to_k", "to_v"], "grad_accum": 1,
+                                               "mixed_precision": "no"}

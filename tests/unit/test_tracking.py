@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jobs.contracts import DeltaRef, Estimate, GateReport
+from orchestrator.core.contracts import DeltaRef, Estimate, GateReport
 from orchestrator.gate import GateDecision, error_decision
 from orchestrator.spec import load_spec
-from orchestrator.tracking import ENV_DIRS, ImagePair, Tracker, gate_metrics, run_id
+from orchestrator.outputs.tracking import ENV_DIRS, ImagePair, Tracker, gate_metrics, run_id
 
 REPO = Path(__file__).resolve().parents[2]
 ACCEPT = GateDecision("commit", ("forgetting 0.97 >= 0.90",))
@@ -125,7 +125,7 @@ def test_wandb_mode_in_the_environment_wins(tmp_path, monkeypatch):
 
 
 def test_importing_tracking_does_not_import_wandb():
-    code = "import sys, orchestrator.tracking; print('wandb' in sys.modules, 'torch' in sys.modules)"
+    code = "import sys, orchestrator.outputs.tracking; print('wandb' in sys.modules, 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
                          check=False)
     assert out.stdout.split() == ["False", "False"], out.stderr

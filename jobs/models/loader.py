@@ -1,0 +1,49 @@
+"""One loader for every model reference: the embedded toy world, a local diffusers directory, or a hub id."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from diffusers import DiffusionPipeline
+
+from orchestrator.core.errors import ModelLoadError
+from orchestrator.core.models import TOY, looks_local, resolve
+
+
+def _absent_components(index: Path) -> dict:
+    """Components a local pipeline was saved without, passed as None so diffusers does not ask for them.
+
+    A safety checker is never loaded; an SD3 saved without T5 lists text_encoder_3/tokenizer_3 as
+    [null, null], which from_pretrained refuses unless they are given explicitly.
+    """
+    if not index.is_file():
+        return {}
+    try:
+        entries = json.loads(index.read_text())
+    except (OSError, ValueError):
+        return {}   # from_pretrained reports the unreadable file
+    absent = {k: None for k, v in entries.items() if not k.startswith("_") and v in ([None, None], None)}
+    if "safety_checker" in entries:
+        absent.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    return absent
+
+
+def load_pipeline(model: str = TOY, device: str = "cpu", dtype=None):
+    """Load a text-to-image diffusers pipeline; raise ModelLoadError with one clear line."""
+    ref = resolve(model)
+    local = Path(ref)
+    if local.exists() and not (local / "model_index.json").is_file():
+        raise ModelLoadError(f"{ref} is not a diffusers pipeline directory (no model_index.json)")
+    is_local = looks_local(ref)
+    if is_local and not local.exists():
+        raise ModelLoadError(f"model {model!r}: no such directory {ref}")
+    kwargs = {"dtype": dtype or torch.float32, **_absent_components(local / "model_index.json")}
+    try:
+        pipe = DiffusionPipeline.from_pretrained(ref, local_files_only=is_local or bool(os.environ.get("HF_HUB_OFFLINE")),
+                                                 **kwargs)
+    except Exception as e:  # diffusers raises many types; the user needs one line
+        raise ModelLoadError(f"cannot load model {model!r} from {ref}: {type(e).__name__}: {str(e).splitlines()[0]}") from e
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)

@@ -1,0 +1,193 @@
+"""The method catalog: one typed entry per erasure method, the only place a method's facts live.
+
+Every table the project needs derives from here: the names a campaign may use, where the code
+is (`entry`), the typed hyperparameter schema and its defaults, the strength knob the retry
+policy turns, closed form or fine-tune, what the memory planner counts (forwards that keep a
+graph, a frozen copy, the trained parameter set), the LoRA targets, and the families a method
+cannot take and why. Pure: the orchestrator reads it at config time without torch, and the
+worker's registry (jobs/methods/registry.py) imports `entry` from it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.core.errors import MethodConfigError
+
+PRECISIONS = ("no", "fp16", "bf16")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One hyperparameter: its type (int, float, str, bool, or list of str), default and allowed values."""
+
+    name: str
+    type: type
+    default: Any
+    help: str = ""
+    choices: tuple[Any, ...] = ()
+    minimum: float | None = None     # inclusive lower bound for numbers
+    positive: bool = False           # numbers must be > 0
+
+    def check(self, method: str, value: Any) -> None:
+        """MethodConfigError (one line, naming hparams.<method>.<name>) unless `value` fits."""
+        key = f"hparams.{method}.{self.name}"
+        if not _is_type(value, self.type):
+            raise MethodConfigError(f"{key} must be {_type_words(self.type)}, got {value!r}")
+        if self.choices and value not in self.choices:
+            raise MethodConfigError(f"{key} must be one of {', '.join(map(str, self.choices))}, got {value!r}")
+        if self.positive and value <= 0:
+            raise MethodConfigError(f"{key} must be > 0, got {value!r}")
+        if self.minimum is not None and value < self.minimum:
+            raise MethodConfigError(f"{key} must be >= {self.minimum:g}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class TrainedSet:
+    """Which denoiser parameters a method changes, found by module type (jobs/models/targets.py).
+
+    kind: "none" (closed form on projections / LoRA factors only), "text_attention" (the
+    text-facing attention projections named; UNet attn2, SD3's joint-attention text stream),
+    "non_text_attention" (everything else but the conditioning embeddings).
+    """
+
+    kind: str
+    projections: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out")
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    name: str
+    entry: str                       # "module:function" of the worker code: erase(pipe, inputs) -> MethodOutput
+    summary: str
+    params: tuple[Param, ...]
+    strength: str                    # the knob the retry policy multiplies (under-erased) or divides
+    closed_form: bool = False        # no training loop: one process whatever resources.num_workers says
+    graph_forwards: int = 2          # denoiser forwards per step that keep an autograd graph
+    frozen_copy: bool = False        # keeps a frozen copy of the denoiser to make targets
+    trains: TrainedSet = TrainedSet("none")
+    artifact: str = "dense"          # "dense" differences or "lora" factors
+    not_for: dict[str, str] = field(default_factory=dict)   # family -> why the method cannot apply
+
+    def defaults(self) -> dict[str, Any]:
+        return {p.name: _copy(p.default) for p in self.params}
+
+    @property
+    def default_strength(self) -> Any:
+        return self.defaults()[self.strength]
+
+    @property
+    def lora_targets(self) -> tuple[str, ...]:
+        return tuple(self.defaults().get("target_modules", ()))
+
+    def check(self, given: dict[str, Any]) -> None:
+        """MethodConfigError for an unknown or mistyped hyperparameter (what a campaign sets for this method)."""
+        known = {p.name: p for p in self.params}
+        for name, value in given.items():
+            if name not in known:
+                raise MethodConfigError(f"hparams.{self.name}: method {self.name!r} has no hyperparameter "
+                                        f"{name!r}; known: {', '.join(sorted(known))}")
+            known[name].check(self.name, value)
+
+    def resolve(self, given: dict[str, Any]) -> dict[str, Any]:
+        """The defaults with `given` on top, after checking `given`."""
+        self.check(given)
+        return {**self.defaults(), **given}
+
+
+def _copy(value: Any) -> Any:
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def _is_type(value: Any, kind: type) -> bool:
+    if isinstance(value, bool):
+        return kind is bool
+    if kind is float:
+        return isinstance(value, (int, float))
+    if kind is list:
+        return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+    return isinstance(value, kind)
+
+
+def _type_words(kind: type) -> str:
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+            list: "a list of strings"}[kind]
+
+
+# ---- shared parameter shapes ----------------------------------------------------------------
+
+def _finetune(steps: int, lr: float, batch: int) -> tuple[Param, ...]:
+    return (Param("steps", int, steps, "optimizer steps", minimum=1),
+            Param("lr", float, lr, "AdamW learning rate", positive=True),
+            Param("batch", int, batch, "global batch (all workers together)", minimum=1),
+            Param("grad_accum", int, 1, "micro-steps per optimizer step", minimum=1),
+            Param("mixed_precision", str, "no", "GPU only; CPU always runs fp32", choices=PRECISIONS))
+
+
+_PRESERVE = Param("preserve_weight", float, 1.0, "weight of the term that keeps other concepts' predictions",
+                  minimum=0)
+_ESD_PARAMS = (Param("eta", float, 1.0, "negative guidance: how far from the concept the target points",
+                     minimum=0),) + _finetune(150, 5e-4, 16) + (_PRESERVE,)
+_NO_JOINT_TEXT_STATES = ("UCE's closed form edits K/V projections that read the text encoder's states directly; "
+                         "in SD3's joint attention the text stream is re-modulated by the timestep and mixed "
+                         "with image tokens in every block, so no projection sees fixed text states")
+_NO_CROSS_ATTENTION_PROBE = ("Forget-Me-Not minimises cross-attention maps read by a probe on UNet cross-attention "
+                             "(attn2); SD3 has joint attention, which the probe does not read")
+
+METHODS: tuple[MethodEntry, ...] = (
+    MethodEntry(
+        "uce", "jobs.methods.uce:erase",
+        "Unified Concept Editing (arXiv 2308.14761): closed-form edit of cross-attention K/V",
+        (Param("lam", float, 0.5, "weight of the old projection", positive=True),
+         Param("erase_scale", float, 1.0, "weight of the erase rows", minimum=0),
+         Param("preserve_scale", float, 1.0, "weight of the preserve rows", minimum=0),
+         Param("projections", list, ["to_k", "to_v"], "cross-attention projections edited")),
+        strength="erase_scale", closed_form=True, graph_forwards=0,
+        not_for={"sd3": _NO_JOINT_TEXT_STATES}),
+    MethodEntry(
+        "esd-x", "jobs.methods.esd:erase",
+        "ESD-x (arXiv 2303.07345): negative-guidance fine-tune of text-facing attention",
+        _ESD_PARAMS, strength="eta", frozen_copy=True, trains=TrainedSet("text_attention")),
+    MethodEntry(
+        "esd-u", "jobs.methods.esd:erase",
+        "ESD-u: the same loss on every other denoiser weight (larger lr, measured on the toy world)",
+        tuple(Param("lr", float, 1e-3, p.help, positive=True) if p.name == "lr" else p for p in _ESD_PARAMS),
+        strength="eta", frozen_copy=True, trains=TrainedSet("non_text_attention")),
+    MethodEntry(
+        "fmn", "jobs.methods.fmn:erase",
+        "Forget-Me-Not (arXiv 2303.17591): minimise the concept tokens' cross-attention",
+        _finetune(35, 2e-3, 8), strength="steps", graph_forwards=1,
+        trains=TrainedSet("text_attention", ("to_k", "to_v")), not_for={"sd3": _NO_CROSS_ATTENTION_PROBE}),
+    MethodEntry(
+        "ca", "jobs.methods.ablation:erase",
+        "Concept Ablation (arXiv 2303.13516): map the concept to its anchor on text-facing K/V",
+        _finetune(150, 2e-3, 16) + (_PRESERVE,), strength="steps", frozen_copy=True,
+        trains=TrainedSet("text_attention", ("to_k", "to_v"))),
+    MethodEntry(
+        "lora", "jobs.methods.lora_reverse:erase",
+        "LoRA reverse fine-tune: a switchable adapter trained to suppress the concept",
+        (Param("rank", int, 8, "LoRA rank", minimum=1),
+         Param("alpha", float, 16, "LoRA alpha (scale alpha / rank)", positive=True))
+        + _finetune(200, 1e-3, 16)
+        + (Param("suppress_weight", float, 1.0, "weight of the suppression term", minimum=0),
+           Param("retain_target", str, "frozen", "retain term: match the frozen model or the denoising target",
+                 choices=("frozen", "noise")),
+           Param("target_modules", list, ["to_q", "to_k", "to_v"], "attention projections given adapters")),
+        strength="suppress_weight", artifact="lora"),
+)
+
+CATALOG: dict[str, MethodEntry] = {m.name: m for m in METHODS}
+METHOD_NAMES: tuple[str, ...] = tuple(CATALOG)
+
+
+def get(name: str) -> MethodEntry:
+    """The entry of `name`; MethodConfigError naming the known methods otherwise."""
+    try:
+        return CATALOG[name]
+    except KeyError:
+        raise MethodConfigError(f"unknown method {name!r}; known methods: {', '.join(METHOD_NAMES)}") from None
+
+
+def why_not(method: str, family: str) -> str | None:
+    """Why `method` cannot apply to `family`, or None when it can."""
+    return get(method).not_for.get(family)

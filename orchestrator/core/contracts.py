@@ -1,0 +1,111 @@
+"""Typed values that cross the orchestrator/worker boundary. Plain dataclasses: no torch, no Ray.
+
+The orchestrator builds a StepRequest, a worker returns a StepResult whose GateReport the
+(pure) gate judges. Everything here round-trips through JSON (orchestrator.core.codec).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A proportion with a two-sided Wilson interval at the validator's confidence."""
+
+    value: float
+    lower: float
+    upper: float
+    n: int
+
+
+@dataclass(frozen=True)
+class ValidationSpec:
+    """How a step is measured."""
+
+    seeds: int = 2                 # images per prompt (one per seed)
+    max_prompts_per_group: int = 24
+    guidance_scale: float = 5.0
+    inference_steps: int = 20
+    confidence: float = 0.95
+    early_stop: bool = True
+    batch_size: int = 64
+    # The early stop ends a gate once these thresholds are clearly met or clearly missed;
+    # the orchestrator copies them from the campaign's gate thresholds.
+    stop_forgetting: float = 0.9
+    stop_retain: float = 0.95
+    # Who judges the images: "auto" is the toy world's evaluator for the toy model and none for any
+    # other; "toyworld" also for another pipeline that draws the toy world (e.g. SDXL trained on it).
+    # preflight settles "auto" once: a StepRequest always names its judge.
+    judge: str = "auto"
+
+
+@dataclass(frozen=True)
+class ParallelSpec:
+    """How a fine-tune step is spread over workers (from the campaign's resources)."""
+
+    num_workers: int = 1
+    strategy: str = "ddp"                  # "ddp" | "deepspeed"
+    deepspeed_config: dict[str, Any] = field(default_factory=dict)   # the JSON of configs/deepspeed/*
+    gradient_checkpointing: bool = False
+    checkpoint_every: int = 50             # optimizer steps between the step's own checkpoints
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+
+
+@dataclass(frozen=True)
+class DeltaRef:
+    """A committed (or candidate) delta file and its content hash."""
+
+    path: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class StepRequest:
+    """Erase one concept from base + parents, validate, write into out_dir."""
+
+    campaign: str
+    step: int                      # k, 1-based position in the concept list
+    attempt: int                   # n, 1-based
+    concept: str
+    method: str
+    hparams: dict[str, Any]
+    model: str                     # "toyworld", a local diffusers directory, or a hub id
+    parents: tuple[DeltaRef, ...]  # committed deltas 1..k-1, applied in order
+    out_dir: str
+    erased_before: tuple[str, ...] = ()   # concepts committed earlier: must stay gone
+    preserve: tuple[str, ...] = ()        # concepts the method should actively keep
+    validation: ValidationSpec = field(default_factory=ValidationSpec)
+    cache_dir: str = ""            # base-model baselines cached here by hash
+    seed: int = 0
+    parallel: ParallelSpec = field(default_factory=ParallelSpec)
+
+
+@dataclass(frozen=True)
+class GateReport:
+    """What the validator measured for one candidate, relative to the base model."""
+
+    concept: str
+    forgetting: Estimate            # 1 - target acc / base target acc (on target + subclasses + variants)
+    target_acc: Estimate
+    base_target_acc: float
+    evasion: dict[str, Estimate]    # per kind: subclass, composition, paraphrase -> acc still drawn
+    retain: Estimate                # retain acc / base retain acc, all retain prompts
+    retain_by_distance: dict[str, Estimate]  # "near" (siblings), "far" (other superclasses)
+    leakage: Estimate               # share of pair prompts where the target's colour moved
+    kl: float                       # mean KL(base || candidate) of evaluator posteriors on retain prompts
+    kl_base_noise: float            # the base model's own seed-to-seed KL (calibration)
+    cumulative: dict[str, Estimate] # earlier erased concepts: acc still drawn
+    images_generated: int
+    early_stopped: bool
+    seconds: float
+
+
+@dataclass(frozen=True)
+class StepResult:
+    request: StepRequest
+    delta: DeltaRef
+    report: GateReport
+    erase_seconds: float
+    validate_seconds: float

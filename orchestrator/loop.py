@@ -1,0 +1,165 @@
+"""The campaign loop: next_action -> erase -> validate -> gate -> journal, until done. Pure (no Ray, no torch).
+
+    outcome = CampaignLoop(settled, manifest, executor, [ProgressLines(echo), tracking_callbacks]).run()
+
+The executor runs a step's two phases somewhere (Ray tasks in orchestrator/ray/driver.py; in-process
+or fake in tests): the loop is the same either way, so the tests drive the loop the driver runs.
+Everything else that watches a campaign (progress lines, W&B tracking) is a Callbacks object the
+loop tells what happened; a callback never decides anything. The manifest is the truth: a loop
+killed at any point is continued by running it again on the same journal.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from orchestrator.campaign import CommitAttempt, Finished, Halted, RunAttempt, SkipConcept, next_action, step_request
+from orchestrator.core.contracts import DeltaRef, GateReport, StepRequest
+from orchestrator.gate import GateDecision, decide, error_decision
+from orchestrator.manifest import CommitRecord, Manifest
+from orchestrator.preflight import Settled
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a phase ran, as seen from inside it."""
+
+    node_id: str
+    host: str
+    pid: int
+    gpu_ids: tuple[str, ...]
+    cuda_visible_devices: str
+
+
+@dataclass(frozen=True)
+class PhaseOutput:
+    """A phase's value (DeltaRef or GateReport), or the one-line reason it failed."""
+
+    phase: str
+    value: Any
+    error: str
+    placement: Placement | None    # None when the phase never reported back (its worker died)
+    seconds: float
+    log: str
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    status: str                 # "finished" | "halted"
+    reason: str
+    storage_path: str
+    committed: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()
+
+
+class Executor(Protocol):
+    """Runs the phases of one attempt and reports each as a PhaseOutput (never raises for a failed phase)."""
+
+    def erase(self, a: RunAttempt, request: StepRequest) -> PhaseOutput: ...
+
+    def validate(self, a: RunAttempt, request: StepRequest, candidate: DeltaRef) -> PhaseOutput: ...
+
+
+class Callbacks:
+    """What the loop tells its watchers; every method is a no-op unless overridden."""
+
+    def attempt_started(self, a: RunAttempt, request: StepRequest) -> None: ...
+
+    def phase_started(self, a: RunAttempt, phase: str, before: PhaseOutput | None) -> None:
+        """`phase` begins; `before` is the phase that ran before it in this attempt (None for erase)."""
+
+    def attempt_finished(self, a: RunAttempt, phases: Sequence[PhaseOutput], decision: GateDecision,
+                         report: GateReport | None, candidate: DeltaRef | None) -> None: ...
+
+    def committed(self, c: CommitAttempt, record: CommitRecord, path: Path) -> None: ...
+
+    def event(self, text: str) -> None: ...
+
+    def ended(self, outcome: RunOutcome, manifest: Manifest) -> None: ...
+
+
+class CampaignLoop:
+    """One campaign's loop; everything it knows is in the manifest."""
+
+    def __init__(self, settled: Settled, manifest: Manifest, executor: Executor,
+                 callbacks: Sequence[Callbacks] = ()):
+        self.settled, self.spec, self.manifest = settled, settled.spec, manifest
+        self.executor, self.callbacks = executor, list(callbacks)
+
+    def run(self) -> RunOutcome:
+        if self.manifest.status in ("finished", "halted"):
+            self.manifest.set_status("running")   # resumed (e.g. after the spec's retry budget was raised)
+        while True:
+            action = next_action(self.spec, self.manifest.history)
+            if isinstance(action, RunAttempt):
+                self.attempt(action)
+            elif isinstance(action, CommitAttempt):
+                self.commit(action)
+            elif isinstance(action, SkipConcept):
+                self.manifest.skip(action.step, action.concept, action.reason)
+                self._tell("event", f"skipped {action.concept}: {action.reason}")
+            elif isinstance(action, Halted):
+                return self._halt(action)
+            else:
+                return self._finish(action)
+
+    def attempt(self, a: RunAttempt) -> None:
+        """Journal the start, run the phases, journal the gate's decision (or the failed phase's reason)."""
+        self.manifest.record_start(a.step, a.concept, a.attempt, a.method, a.hparams)
+        request = step_request(a, self.settled)
+        self._tell("attempt_started", a, request)
+        phases = self._phases(a, request)
+        write_placement(Path(request.out_dir), phases)
+        failed = next((p for p in phases if p.error), None)
+        host = ", ".join(f"{p.phase}@{p.placement.host}/{p.placement.node_id[:8]}" for p in phases if p.placement)
+        if failed is not None:
+            decision = error_decision(f"{failed.phase}: {failed.error}")
+            self.manifest.record_result(a.step, a.attempt, decision, host=host)
+            self._tell("attempt_finished", a, phases, decision, None, None)
+            return
+        erase, validate = phases
+        decision = decide(validate.value, self.spec.gate)
+        self.manifest.record_result(a.step, a.attempt, decision, validate.value, erase.value, host)
+        self._tell("attempt_finished", a, phases, decision, validate.value, erase.value)
+
+    def _phases(self, a: RunAttempt, request: StepRequest) -> list[PhaseOutput]:
+        self._tell("phase_started", a, "erase", None)
+        erase = self.executor.erase(a, request)
+        if erase.error:
+            return [erase]
+        self._tell("phase_started", a, "validate", erase)
+        return [erase, self.executor.validate(a, request, erase.value)]
+
+    def commit(self, c: CommitAttempt) -> None:
+        record = self.manifest.commit(c.step, c.attempt)
+        self._tell("committed", c, record, self.manifest.root / record.delta.path)
+
+    def _halt(self, h: Halted) -> RunOutcome:
+        if self.manifest.status != "cancelled":
+            self.manifest.set_status("halted")
+        self._tell("event", f"halted: {h.reason}")
+        return self._end(RunOutcome("halted", h.reason, str(self.manifest.root)))
+
+    def _finish(self, f: Finished) -> RunOutcome:
+        self.manifest.set_status("finished")
+        self._tell("event", f"finished: {len(f.committed)} committed, {len(f.skipped)} skipped")
+        return self._end(RunOutcome("finished", "", str(self.manifest.root), f.committed, f.skipped))
+
+    def _end(self, outcome: RunOutcome) -> RunOutcome:
+        self._tell("ended", outcome, self.manifest)
+        return outcome
+
+    def _tell(self, name: str, *args) -> None:
+        for callback in self.callbacks:
+            getattr(callback, name)(*args)
+
+
+def write_placement(out_dir: Path, phases: Sequence[PhaseOutput]) -> None:
+    """Where each phase ran, beside the candidate (placement.json): for people and placement tests."""
+    data = {p.phase: {"placement": asdict(p.placement) if p.placement else None, "seconds": p.seconds,
+                      "error": p.error, "log": p.log} for p in phases}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "placement.json").write_text(json.dumps(data, indent=1, sort_keys=True))

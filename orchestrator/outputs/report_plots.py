@@ -1,0 +1,129 @@
+"""The report's figures as PNG bytes, from plain numbers: no manifest, no HTML here.
+
+matplotlib is imported inside each function and drawn through Figure + the Agg canvas, never
+pyplot: no global backend is switched, no display is needed, and importing this module is free.
+"""
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from orchestrator.core.contracts import Estimate
+
+VERDICT_COLOURS = {"commit": "#2e7d32", "reject": "#c62828", "running": "#9e9e9e"}
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One attempt on the timeline: seconds since the campaign started, and how it ended."""
+
+    label: str
+    start: float
+    seconds: float
+    verdict: str      # commit | reject | running
+
+
+def _figure(width: float = 7.0, height: float = 3.2):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+
+
+def _png(fig) -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def _errorbars(ax, xs: Sequence[float], estimates: Sequence[Estimate | None], label: str, **style) -> None:
+    """Point estimates with their Wilson intervals; steps without a measurement are left out."""
+    pts = [(x, e) for x, e in zip(xs, estimates) if e is not None]
+    if not pts:
+        return
+    x = [p[0] for p in pts]
+    y = [p[1].value for p in pts]
+    # max(0, ...): a point estimate can sit a rounding error (or, for ratios, more) outside its bounds
+    err = [[max(0.0, p[1].value - p[1].lower) for p in pts], [max(0.0, p[1].upper - p[1].value) for p in pts]]
+    ax.errorbar(x, y, yerr=err, fmt="o-", capsize=3, label=label, **style)
+
+
+def _steps_axis(ax, labels: Sequence[str], ylabel: str) -> None:
+    ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+
+
+def timeline(bars: Sequence[Bar]) -> bytes:
+    """Attempts as horizontal bars over wall-clock time, coloured by the gate's verdict."""
+    fig = _figure(7.0, 0.8 + 0.32 * max(1, len(bars)))
+    ax = fig.add_subplot()
+    total = max((b.start + b.seconds for b in bars), default=0.0) or 1.0
+    for i, bar in enumerate(bars):
+        # A zero-length bar would vanish: keep a sliver so every attempt shows.
+        ax.barh(i, max(bar.seconds, 0.005 * total), left=bar.start, color=VERDICT_COLOURS.get(bar.verdict, "#9e9e9e"))
+    ax.set_yticks(range(len(bars)), [b.label for b in bars])
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds since the campaign started")
+    ax.grid(axis="x", alpha=0.3)
+    return _png(fig)
+
+
+def forgetting_retain(labels: Sequence[str], forgetting: Sequence[Estimate | None],
+                      retain: Sequence[Estimate | None], min_forgetting: float, min_retain: float) -> bytes:
+    """Forgetting and Retain per step with Wilson intervals and the gate's thresholds."""
+    fig = _figure()
+    ax = fig.add_subplot()
+    xs = range(len(labels))
+    _errorbars(ax, xs, forgetting, "Forgetting", color="#1565c0")
+    _errorbars(ax, xs, retain, "Retain", color="#ef6c00")
+    ax.axhline(min_forgetting, color="#1565c0", ls="--", lw=1, label=f"min forgetting {min_forgetting:.2f}")
+    ax.axhline(min_retain, color="#ef6c00", ls=":", lw=1, label=f"min retain {min_retain:.2f}")
+    ax.set_ylim(-0.02, 1.1)
+    _steps_axis(ax, labels, "proportion")
+    ax.legend(loc="lower left", fontsize=8)
+    return _png(fig)
+
+
+def retain_by_distance(labels: Sequence[str], by_distance: Mapping[str, Sequence[Estimate | None]],
+                       min_retain: float) -> bytes:
+    """Retain of near (siblings) and far concepts per step: collateral damage falls on neighbours first."""
+    fig = _figure()
+    ax = fig.add_subplot()
+    n = max(1, len(by_distance))
+    for i, (distance, estimates) in enumerate(sorted(by_distance.items())):
+        offset = (i - (n - 1) / 2) * 0.12   # side by side, so the intervals do not hide each other
+        _errorbars(ax, [x + offset for x in range(len(labels))], estimates, distance)
+    ax.axhline(min_retain, color="grey", ls=":", lw=1, label=f"min retain {min_retain:.2f}")
+    ax.set_ylim(-0.02, 1.1)
+    _steps_axis(ax, labels, "retain")
+    ax.legend(loc="lower left", fontsize=8)
+    return _png(fig)
+
+
+def cumulative_drift(labels: Sequence[str], earlier: Mapping[str, Sequence[Estimate | None]],
+                     max_cumulative_acc: float, kl: Sequence[float | None], kl_noise: Sequence[float | None],
+                     max_kl: float) -> bytes:
+    """Left: earlier-erased concepts' accuracy at each later step (must stay low). Right: KL to base per step."""
+    fig = _figure(9.0, 3.2)
+    left, right = fig.subplots(1, 2)
+    xs = range(len(labels))
+    for concept, estimates in sorted(earlier.items()):
+        _errorbars(left, xs, estimates, concept)
+    left.axhline(max_cumulative_acc, color="#c62828", ls="--", lw=1, label=f"max {max_cumulative_acc:.2f}")
+    left.set_ylim(-0.02, 1.05)
+    _steps_axis(left, labels, "earlier concept still drawn")
+    left.legend(loc="upper left", fontsize=8)
+    left.set_title("erased concepts stay erased", fontsize=9)
+    pts = [(x, k, nz) for x, k, nz in zip(xs, kl, kl_noise) if k is not None]
+    if pts:
+        right.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label="KL(base || model)")
+        right.plot([p[0] for p in pts], [p[2] or 0.0 for p in pts], "x--", label="base seed noise")
+    right.axhline(max_kl, color="#c62828", ls="--", lw=1, label=f"max KL {max_kl:.2f}")
+    _steps_axis(right, labels, "KL on retain prompts")
+    right.legend(loc="upper left", fontsize=8)
+    right.set_title("drift from the base model", fontsize=9)
+    return _png(fig)

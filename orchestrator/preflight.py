@@ -1,0 +1,155 @@
+"""Settle a campaign once, at the edge: everything a spec names outside itself, checked before Ray starts.
+
+    settled = preflight(spec)             # run, resume, submit, and the driver itself
+    settled = preflight(spec, run=False)  # erase plan: no judge or model weights needed
+
+One CampaignError line for any mistake (exit 2 in the CLI), never a failed attempt mid-campaign:
+the model directory, the model's family and each method (and ladder rung) against it, every
+method's hyperparameters against the catalog's schema, the fine-tune batch against the worker
+count, the DeepSpeed JSON (read here, once), the judge, the concepts against the judge's concept
+world, and the storage path. What it settles travels in every StepRequest: the resolved judge,
+the parallel layout with its DeepSpeed config.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# The "toyworld" judge's concept world: a pure YAML reader, the one jobs/ module this layer reads
+# (an import-linter exception until concept sets are core data).
+from jobs.toyworld.world import load_world
+from orchestrator.core import catalog, families
+from orchestrator.core.contracts import ParallelSpec
+from orchestrator.core.errors import ConfigError, UnknownConceptError
+from orchestrator.core.judges import judge_for
+from orchestrator.core.models import check_model
+from orchestrator.policy import method_sequence
+from orchestrator.spec import CampaignSpec, Resources
+
+
+@dataclass(frozen=True)
+class Settled:
+    """A campaign spec with everything outside it resolved."""
+
+    spec: CampaignSpec
+    family: str | None                  # None when the model's model_index.json is not on this machine
+    judge: str | None                   # "toyworld"; None only with run=False
+    parallel: ParallelSpec              # the fine-tune worker layout, DeepSpeed JSON included
+    hparams: dict[str, dict[str, Any]]  # each method the campaign may run -> resolved hyperparameters
+
+
+def preflight(spec: CampaignSpec, run: bool = True) -> Settled:
+    """Check and resolve what `spec` names; `run` also requires the model on disk, a judge and the storage path."""
+    if run:
+        check_model(spec.model)
+    family = _family(spec)
+    hparams = _hparams(spec)
+    parallel = parallel_spec(spec.resources, _deepspeed(spec.resources))
+    _check_worker_batches(spec, hparams)
+    judge = judge_for(spec.model, spec.validation.judge)
+    if run:
+        _require_judge(spec, judge)
+        _check_storage(spec.storage_path)
+    if judge == "toyworld":
+        _check_toy_concepts([*spec.concepts, *spec.preserve])
+    return Settled(spec, family, judge, parallel, hparams)
+
+
+def parallel_spec(res: Resources, deepspeed: dict) -> ParallelSpec:
+    """How the worker group of a fine-tune step is laid out; the step's CPUs and GPUs split evenly."""
+    n = res.num_workers
+    return ParallelSpec(num_workers=n, strategy=res.strategy, deepspeed_config=deepspeed,
+                        gradient_checkpointing=res.gradient_checkpointing, checkpoint_every=res.checkpoint_every,
+                        cpus_per_worker=res.cpus_per_step / n, gpus_per_worker=res.gpus_per_step / n)
+
+
+def _family(spec: CampaignSpec) -> str | None:
+    """Refuse a method (or ladder rung) that cannot apply to the model's family, naming why.
+
+    Read from model_index.json when it is on this machine (a local directory, the toy world, a hub id
+    in the Hugging Face cache); otherwise the loader reports a missing model before any step runs.
+    """
+    cls = families.pipeline_class(spec.model)
+    if cls is None:
+        return None
+    family = families.family_of(cls)
+    if family is None:
+        raise ConfigError(families.unsupported_pipeline(cls, spec.model))
+    rungs = [("method", spec.method)] + [(f"ladder[{i}]", m) for i, m in enumerate(spec.ladder)]
+    for key, name in rungs:
+        reason = catalog.why_not(name, family)
+        if reason:
+            raise ConfigError(f"{key}: method {name!r} does not apply to {family} models ({cls}): {reason}")
+    return family
+
+
+def _hparams(spec: CampaignSpec) -> dict[str, dict[str, Any]]:
+    """Every hparams.<method> checked against the catalog; the campaign's methods resolved over their defaults."""
+    for name, given in spec.hparams.items():
+        catalog.get(name).check(dict(given))
+    return {name: catalog.get(name).resolve(dict(spec.hparams.get(name, {}))) for name in method_sequence(spec)}
+
+
+def _check_worker_batches(spec: CampaignSpec, hparams: dict[str, dict[str, Any]]) -> None:
+    """A worker group splits each fine-tune's global batch evenly: refuse one that does not split."""
+    n = spec.resources.num_workers
+    for name, hp in hparams.items():
+        if n > 1 and not catalog.get(name).closed_form and int(hp["batch"]) % n:
+            raise ConfigError(f"hparams.{name}.batch is {hp['batch']}, which does not split over "
+                              f"resources.num_workers={n}; use a multiple of {n}")
+
+
+def _deepspeed(res: Resources) -> dict:
+    """The DeepSpeed JSON a campaign names (configs/deepspeed/*.json), read once; {} under DDP."""
+    if res.strategy != "deepspeed":
+        return {}
+    path = Path(res.deepspeed_config)
+    if not path.is_file():
+        raise ConfigError(f"resources.deepspeed_config: no such file {path} (see configs/deepspeed/)")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"resources.deepspeed_config: {path} is not valid JSON: {e}") from None
+    stage = (data.get("zero_optimization") or {}).get("stage") if isinstance(data, dict) else None
+    if stage not in (0, 1, 2, 3):
+        raise ConfigError(f"resources.deepspeed_config: {path} must set zero_optimization.stage to 0-3")
+    return data
+
+
+def _require_judge(spec: CampaignSpec, judge: str | None) -> None:
+    if judge is None:
+        raise ConfigError(f"validation.judge: model {spec.model!r} has no judge in this build (gates of a real "
+                          f"model need a VQA judge, not implemented); validation.judge=toyworld is for "
+                          f"pipelines that draw the toy world")
+
+
+def _check_storage(storage_path: str) -> None:
+    """The campaign directory must be a directory this process can create and write."""
+    path = Path(storage_path)
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"storage_path {storage_path} exists and is not a directory")
+    if existing is not None and existing != path and not existing.is_dir():
+        raise ConfigError(f"storage_path {storage_path}: {existing} is a file, not a directory")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"storage_path {storage_path}: {existing} is not writable by this user")
+
+
+def _check_toy_concepts(names: list[str]) -> None:
+    world = load_world()
+    for name in names:
+        try:
+            world.concept(name)
+        except UnknownConceptError as e:
+            raise UnknownConceptError(f"concepts: {e}") from None
+
+
+def with_settled_validation(settled: Settled):
+    """The spec's ValidationSpec as a step sees it: the judge settled, early stop at the gate's thresholds."""
+    spec = settled.spec
+    return dataclasses.replace(spec.validation, judge=settled.judge or spec.validation.judge,
+                               stop_forgetting=spec.gate.min_forgetting, stop_retain=spec.gate.min_retain)

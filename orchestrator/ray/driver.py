@@ -1,0 +1,165 @@
+"""The campaign driver: the campaign loop (orchestrator/loop.py) with its phases run as Ray tasks.
+
+    launch.cluster.start()                 # or any ray.init(); the driver uses the connected cluster
+    outcome = run_campaign(spec)           # RunOutcome: "finished" | "halted"
+
+The manifest on spec.storage_path is the truth and the driver keeps nothing else, so a driver
+killed at any point is continued by running it again: committed steps are never redone, an
+attempt journaled "started" is redone with the same number and settings. A campaign directory
+has one driver at a time (an flock on `<storage_path>/.driver.lock`, which the kernel drops
+when the driver dies); any number of campaigns, each with its own driver, share a cluster.
+
+Per attempt: record_start -> erase phase (num_cpus=cpus_per_step, num_gpus=gpus_per_step)
+-> validation phase (num_gpus=validation_gpus) -> gate.decide -> record_result; the state
+machine then asks for the commit (atomic, sha256-checked) or the next attempt. A phase that
+raised is a failed attempt (gate.error_decision); a phase whose worker died is re-run by Ray
+(ray_tasks.MAX_RETRIES) before it counts as failed. A phase no node can ever hold raises
+ClusterError after `schedule_timeout_s` instead of waiting forever.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import ray
+from ray.exceptions import NodeDiedError, ObjectLostError, OutOfMemoryError, RayTaskError, WorkerCrashedError
+
+from orchestrator.campaign import RunAttempt
+from orchestrator.core import catalog
+from orchestrator.core.contracts import DeltaRef, StepRequest
+from orchestrator.core.errors import CampaignError, ClusterError
+from orchestrator.loop import CampaignLoop, PhaseOutput, RunOutcome
+from orchestrator.manifest import Manifest
+from orchestrator.outputs.tracking import Tracker, TrackingCallbacks
+from orchestrator.preflight import Settled, preflight
+from orchestrator.progress import ProgressLines
+from orchestrator.ray import tasks as ray_tasks
+from orchestrator.ray.tasks import MAX_RETRIES
+from orchestrator.spec import CampaignSpec
+
+SCHEDULE_TIMEOUT_S = 60.0   # how long a phase may wait for a node that could hold it, when none exists
+POLL_S = 1.0
+LOCK = ".driver.lock"
+# A worker or node that died, or an error outside the phase's own try: a failed attempt.
+# Anything else (the head is gone, the driver lost Ray) stops the driver; resume redoes the attempt.
+_PHASE_FAILURES = (WorkerCrashedError, NodeDiedError, OutOfMemoryError, ObjectLostError, RayTaskError)
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)
+
+
+def run_campaign(spec: CampaignSpec | Settled, echo: Callable[[str], None] = _print,
+                 schedule_timeout_s: float = SCHEDULE_TIMEOUT_S, allow_spec_change: bool = False) -> RunOutcome:
+    """Drive a campaign to its end on the connected Ray cluster, continuing whatever its journal holds.
+
+    Given a bare spec, it is settled here (preflight); the CLI settles it before Ray starts.
+    A journal started from another spec is refused unless allow_spec_change (e.g. a raised retry
+    budget or new concepts at the end); committed steps stay committed either way.
+    """
+    if not ray.is_initialized():
+        raise ClusterError("not connected to Ray (call launch.cluster.start() first)")
+    settled = spec if isinstance(spec, Settled) else preflight(spec)
+    spec = settled.spec
+    root = Path(spec.storage_path)
+    with driver_lock(root):
+        manifest = Manifest.create(root, spec, allow_spec_change=allow_spec_change)
+        tracker = Tracker.from_spec(spec, root)   # W&B: only the driver logs, one run per attempt and phase
+        callbacks = [ProgressLines(spec, manifest, echo), TrackingCallbacks(tracker)]
+        try:
+            return CampaignLoop(settled, manifest, RayExecutor(spec, schedule_timeout_s), callbacks).run()
+        finally:
+            tracker.close()
+
+
+@contextlib.contextmanager
+def driver_lock(root: Path) -> Iterator[None]:
+    """Hold the campaign directory for this driver; a second driver gets a CampaignError."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / LOCK, "a+", encoding="utf-8") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise CampaignError(f"campaign {root} is already being run by {holder}; "
+                                "wait for it to end or stop it first") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"driver pid {os.getpid()} on {socket.gethostname()}")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+class RayExecutor:
+    """A step's phases as Ray tasks: erase on cpus/gpus_per_step (a worker group when it has several
+    workers), validate on validation_gpus."""
+
+    def __init__(self, spec: CampaignSpec, timeout_s: float):
+        self.spec, self.res, self.timeout_s = spec, spec.resources, timeout_s
+
+    def erase(self, a: RunAttempt, request: StepRequest) -> PhaseOutput:
+        return self._phase(a, "erase", (request,), self.res.gpus_per_step, group=_is_group(request))
+
+    def validate(self, a: RunAttempt, request: StepRequest, candidate: DeltaRef) -> PhaseOutput:
+        return self._phase(a, "validate", (request, candidate), self.res.validation_gpus)
+
+    def _phase(self, a: RunAttempt, phase: str, args: tuple, gpus: float, group: bool = False) -> PhaseOutput:
+        # A worker group must fit on one node (STRICT_PACK); its launcher task itself holds nothing.
+        need = {"CPU": float(self.res.cpus_per_step), "GPU": float(gpus)}
+        task, held = (ray_tasks.remote("erase_group", 0), {"CPU": 0.0, "GPU": 0.0}) if group \
+            else (ray_tasks.remote(phase, gpus), need)
+        # The name is the worker's process title while it runs (ray::erase:toy:1.1): ps shows who is who.
+        ref = task.options(num_cpus=held["CPU"], num_gpus=held["GPU"],
+                           name=f"{phase}:{self.spec.name}:{a.step}.{a.attempt}").remote(*args)
+        try:
+            return self._await(ref, phase, a, need)
+        except _PHASE_FAILURES as e:
+            reason = " ".join(str(e).split())[:300]
+            return PhaseOutput(phase, None, f"{type(e).__name__} (after up to {MAX_RETRIES} retries): {reason}",
+                               None, 0.0, "")
+
+    def _await(self, ref, phase: str, a: RunAttempt, need: dict[str, float]) -> PhaseOutput:
+        """ray.get, except that a phase no alive node can hold fails after timeout_s instead of hanging."""
+        stuck_since = None
+        while True:
+            ready, _ = ray.wait([ref], timeout=POLL_S)
+            if ready:
+                return ray.get(ref)
+            nodes = _alive_nodes()
+            if any(_fits(n, need) for n in nodes):
+                stuck_since = None   # it can run somewhere: waiting for a busy cluster is normal
+                continue
+            stuck_since = stuck_since or time.monotonic()
+            if time.monotonic() - stuck_since >= self.timeout_s:
+                ray.cancel(ref, force=True)
+                raise ClusterError(
+                    f"the {phase} phase of step {a.step} ({a.concept}) asks for {_amount(need)} but no node of the "
+                    f"cluster has that much (nodes: {'; '.join(_amount(n) for n in nodes[:6]) or 'none'}); lower "
+                    f"resources.{'gpus_per_step' if phase == 'erase' else 'validation_gpus'}/cpus_per_step or "
+                    f"add a node, then `erase resume`")
+
+
+def _is_group(request: StepRequest) -> bool:
+    """A fine-tune with num_workers > 1 runs as a worker group; a closed-form edit is one process."""
+    return request.parallel.num_workers > 1 and not catalog.get(request.method).closed_form
+
+
+def _alive_nodes() -> list[dict[str, float]]:
+    return [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+
+
+def _fits(node: dict[str, float], need: dict[str, float]) -> bool:
+    return all(node.get(k, 0.0) >= v for k, v in need.items() if v > 0)
+
+
+def _amount(resources: dict[str, float]) -> str:
+    return f"{resources.get('CPU', 0):g} CPU, {resources.get('GPU', 0):g} GPU"

@@ -1,0 +1,111 @@
+"""The Ray tasks of a step: its erase phase and its validation phase.
+
+Ray's side of a step (orchestrator/ray/ is the only folder of orchestrator/ that imports Ray). Each task
+wraps one worker phase of jobs/step.py and returns a PhaseOutput:
+
+- An application error (a bad hyperparameter, an unloadable model) is caught here and
+  returned as `error`, one line; the traceback goes to the phase's log file beside the
+  candidate (`<out_dir>/<phase>.log`). Ray does not retry it: the driver records a failed
+  attempt and the retry policy decides.
+- A system failure (the worker process or its node dies) is Ray's to handle: the task is
+  re-run up to MAX_RETRIES times, so the driver only sees it when every retry died.
+
+jobs/ (and ray.train.torch) is imported inside the tasks, so a driver that only schedules never loads torch.
+A phase asking for GPUs runs in a fresh worker process (see remote()).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from orchestrator.core.contracts import DeltaRef, StepRequest
+from orchestrator.loop import PhaseOutput, Placement
+
+MAX_RETRIES = 3   # re-runs of a phase whose worker process or node died
+
+
+def erase_phase(request: StepRequest) -> PhaseOutput:
+    """Erase request.concept from base + parents; the value is the candidate's DeltaRef."""
+    def work(log):
+        from jobs.step import run_erase
+        return run_erase(request, log)
+    return _run("erase", request, work)
+
+
+def erase_group_phase(request: StepRequest) -> PhaseOutput:
+    """The erase phase as a Ray Train worker group (request.parallel.num_workers > 1).
+
+    This task only launches and waits: it holds no resources; the group's workers hold them.
+    """
+    def work(log):
+        from orchestrator.ray.train import fit_erase   # ray.train.torch imports torch: not in the driver
+
+        log(f"  launching {request.parallel.num_workers} workers ({request.parallel.strategy}); "
+            f"their logs: erase.rank<k>.log")
+        return fit_erase(request)
+    return _run("erase", request, work)
+
+
+def validate_phase(request: StepRequest, candidate: DeltaRef) -> PhaseOutput:
+    """Measure base + parents + candidate; the value is the GateReport."""
+    def work(log):
+        from jobs.step import run_validation
+        return run_validation(request, candidate, log)
+    return _run("validate", request, work)
+
+
+# A phase that holds GPUs runs in a fresh worker process (max_calls=1), so the device is free when
+# the next phase starts. Ray does that by default only for GPUs asked in @ray.remote, not in
+# .options(), hence two remote functions per phase; a CPU phase may reuse a warm worker.
+_TASKS = {(fn.__name__, gpu): ray.remote(max_retries=MAX_RETRIES, **({"max_calls": 1} if gpu else {}))(fn)
+          for fn in (erase_phase, erase_group_phase, validate_phase) for gpu in (False, True)}
+
+
+def remote(phase: str, gpus: float):
+    """The Ray remote function for `phase` ("erase" | "erase_group" | "validate") asking for `gpus` GPUs."""
+    return _TASKS[f"{phase}_phase", gpus > 0]
+
+
+def _run(phase: str, request: StepRequest, work: Callable[[Callable[..., None]], Any]) -> PhaseOutput:
+    t0 = time.time()
+    placement = _placement()
+    out = Path(request.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    log_path = out / f"{phase}.log"
+    # Appending keeps the record of a run that crashed and was retried.
+    with open(log_path, "a", encoding="utf-8") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+        # Device ordinals go wrong silently; every phase logs what it was given.
+        print(f"--- {phase} phase: {request.campaign} step {request.step} attempt {request.attempt} "
+              f"({request.concept}, {request.method}) on {placement.host} node {placement.node_id} "
+              f"pid {placement.pid} gpus {list(placement.gpu_ids)} "
+              f"CUDA_VISIBLE_DEVICES={placement.cuda_visible_devices!r}", flush=True)
+        try:
+            value, error = work(_log), ""
+        except Exception as e:  # noqa: BLE001 - any application error: the policy decides, not Ray
+            traceback.print_exc()
+            value, error = None, _one_line(e)
+    return PhaseOutput(phase, value, error, placement, time.time() - t0, str(log_path))
+
+
+def _log(*args, **kwargs) -> None:
+    print(*args, **{**kwargs, "flush": True})   # the log file is read while the phase runs
+
+
+def _placement() -> Placement:
+    ctx = ray.get_runtime_context()
+    return Placement(node_id=ctx.get_node_id(), host=socket.gethostname(), pid=os.getpid(),
+                     gpu_ids=tuple(str(g) for g in ray.get_gpu_ids()),
+                     cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES", ""))
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
