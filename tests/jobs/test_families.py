@@ -141,10 +141,12 @@ def test_one_small_gate_on_each_family(saved, pipes, family, tmp_path):
     assert (tmp_path / "step" / "gate_report.json").is_file()
 
 
-def test_a_real_model_without_a_judge_is_not_validated(saved, tmp_path):
+def test_a_step_whose_judge_was_not_settled_is_not_validated(saved, tmp_path):
+    """A worker never guesses a judge: a request that skipped preflight is one ConfigError line."""
     from jobs.step import run_validation
+    from orchestrator.core.errors import ConfigError
 
     request = StepRequest(campaign="fam", step=1, attempt=1, concept="star", method="esd-x", hparams={},
                           model=saved["sd3"], parents=(), out_dir=str(tmp_path))
-    with pytest.raises(NotImplementedError, match="VQA judge"):
+    with pytest.raises(ConfigError, match="judge is 'auto'"):
         run_validation(request, None)
