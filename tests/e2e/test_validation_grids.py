@@ -21,7 +21,7 @@ from PIL import Image
 from jobs.deltas import delta as deltas
 from jobs.step import run_erase, run_validation
 from jobs.toyworld.world import load_world
-from jobs.validation import grids
+from jobs.validation import grid_draft, grids
 from jobs.validation.suite import build_suite
 from orchestrator.campaign import next_action, step_request
 from orchestrator.preflight import preflight
@@ -109,7 +109,7 @@ def test_a_grid_that_cannot_be_drawn_costs_one_log_line_not_the_gate(gate, tmp_p
     def broken(*a, **k):
         raise RuntimeError("no ink")
 
-    monkeypatch.setattr(grids, "write_grid", broken)
+    monkeypatch.setattr(grid_draft, "write_grid", broken)
     lines: list[str] = []
     request = dataclasses.replace(gate.request, out_dir=str(tmp_path / "broken"))
     report = run_validation(request, gate.candidate, log=lines.append)
