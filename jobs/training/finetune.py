@@ -180,6 +180,7 @@ def _final_values(accelerator, params) -> dict[str, torch.Tensor]:
 
 STEP_FILE = "finetune_step.json"   # the last finished step, next to Accelerate's save_state files
 
+
 def _checkpoint_due(parallel: Parallel, step: int, steps: int) -> bool:
     every = parallel.spec.checkpoint_every
     return parallel.checkpoints is not None and (step + 1) % every == 0 and step + 1 < steps

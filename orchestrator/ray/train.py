@@ -2,7 +2,7 @@
 
 Each worker runs the same jobs.step.run_erase as a single-process step; the process group Ray Train
 sets up (gloo on CPU, NCCL on GPU) is what Accelerate's DDP or DeepSpeed ZeRO uses inside
-(jobs/finetune.py). A worker that dies makes Ray Train restart the group (FailureConfig), and the
+(jobs/training/finetune.py). A worker that dies makes Ray Train restart the group (FailureConfig), and the
 restarted workers resume from the step's own last checkpoint; the campaign's retry policy only
 sees the step if every restart failed. Rank 0 writes the candidate delta and candidate.json.
 """
@@ -12,6 +12,7 @@ import contextlib
 import time
 from pathlib import Path
 
+import pyarrow.fs
 import ray.train
 import ray.util
 from ray.train import Checkpoint, FailureConfig, RunConfig, ScalingConfig
@@ -70,7 +71,11 @@ class _RayCheckpoints:
 
     def latest(self) -> Path | None:
         ckpt = ray.train.get_checkpoint()
-        return Path(ckpt.to_directory()) if ckpt is not None else None
+        if ckpt is None:
+            return None
+        if isinstance(ckpt.filesystem, pyarrow.fs.LocalFileSystem):
+            return Path(ckpt.path)   # read in place: to_directory() would copy the whole state to /tmp and leave it
+        return Path(ckpt.to_directory())
 
     def save(self, step: int, directory: Path, metrics: dict) -> None:
         ray.train.report(metrics, checkpoint=Checkpoint.from_directory(str(directory)))

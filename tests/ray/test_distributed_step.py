@@ -90,7 +90,7 @@ def test_a_worker_killed_mid_step_resumes_from_the_steps_checkpoint(tmp_path, st
     log = (out / "erase.rank0.log").read_text()
     resumed = re.findall(r"resumed from checkpoint at step (\d+)", log)
     assert resumed and int(resumed[0]) >= 9, log[-2000:]
-    ckpt = sorted((out / "train").glob("checkpoint_*"))[0]
+    ckpt = out / "train" / registered_checkpoints(out)[0]
     assert (ckpt / "finetune_step.json").is_file() and not list(ckpt.rglob("finetune_state.pt"))
     if strategy == "deepspeed":   # every rank's ZeRO optimizer partition was kept in the one checkpoint
         assert len(list(ckpt.rglob("zero_pp_rank_*_optim_states.pt"))) == 2, sorted(ckpt.rglob("*"))
@@ -99,12 +99,22 @@ def test_a_worker_killed_mid_step_resumes_from_the_steps_checkpoint(tmp_path, st
     assert max_rel_diff(whole, broken) < 1e-4
 
 
+def registered_checkpoints(out: Path) -> list[str]:
+    """The checkpoint directories Ray Train's controller registered (a directory exists before that: the
+    workers upload, then the controller collects every rank's report when it next polls them)."""
+    try:
+        state = json.loads((out / "train" / "checkpoint_manager_snapshot.json").read_text())
+    except (OSError, ValueError):
+        return []
+    return [c["checkpoint_dir_name"] for c in state.get("checkpoint_results", [])]
+
+
 def kill_rank1_after_first_checkpoint(out: Path, timeout: float = 120) -> None:
-    """Kill rank 1 once the first checkpoint is registered: every rank reported it, so the second exists."""
+    """Kill rank 1 once the first checkpoint is registered (so the restarted group resumes from it)."""
     deadline = time.time() + timeout
     log = out / "erase.rank1.log"
     while time.time() < deadline:
-        if len(list((out / "train").glob("checkpoint_*"))) >= 2 and log.is_file():
+        if registered_checkpoints(out) and log.is_file():
             pid = re.search(r"rank 1/2 .* pid=(\d+)", log.read_text())
             if pid:
                 psutil.Process(int(pid.group(1))).kill()
