@@ -196,12 +196,10 @@ def _toyworld(args) -> int:
 
 @command("step")
 def _step(args) -> int:
-    from orchestrator.core.contracts import StepRequest, from_json
+    request = _read_request(args.request)   # before torch is imported
     from jobs.step import run_step
 
-    if not args.request.is_file():
-        raise FileNotFoundError(f"no such request file: {args.request}")
-    result = run_step(from_json(StepRequest, args.request.read_text()))
+    result = run_step(request)
     r = result.report
     print(f"delta {result.delta.path}  forgetting {r.forgetting.value:.2f}  retain {r.retain.value:.2f}")
     return 0

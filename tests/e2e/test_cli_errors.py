@@ -98,3 +98,30 @@ def test_unreachable_address(args):
 def test_submit_to_unreachable_address(campaign_file):
     address = f"http://127.0.0.1:{closed_port()}"
     assert_one_line_error(erase("submit", str(campaign_file()), "--address", address), "cannot reach Ray")
+
+
+def test_mistakes_a_new_user_made_are_one_line_before_ray_starts(campaign_file, tmp_path):
+    """The four found by trying the CLI as a newcomer (each used to hang, or end in a traceback)."""
+    assert_one_line_error(erase("run", str(campaign_file()), "resources.cpus_per_step=0", timeout=60),
+                          "resources.cpus_per_step must be > 0")
+    a_file = tmp_path / "taken"
+    a_file.write_text("not a directory")
+    assert_one_line_error(erase("run", str(campaign_file(storage_path=str(a_file))), timeout=60),
+                          "storage_path", "not a directory")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    if not __import__("os").access(locked, __import__("os").W_OK):   # root writes anywhere: nothing to test then
+        assert_one_line_error(erase("run", str(campaign_file(storage_path=str(locked / "runs"))), timeout=60),
+                              "not writable")
+    not_json = tmp_path / "request.json"
+    not_json.write_text("this is not json")
+    assert_one_line_error(erase("step", str(not_json), timeout=60), "is not a step request")
+    assert_one_line_error(erase("step", str(tmp_path / "absent.json"), timeout=60), "no such request file")
+
+
+@pytest.mark.parametrize("override, words", [
+    ("hparams.uce.bogus=1", ["hparams.uce", "bogus"]),
+    ("hparams.esd-x.steps=ten", ["hparams.esd-x.steps", "an integer"]),
+])
+def test_a_bad_hyperparameter_is_refused_before_ray_starts(campaign_file, override, words):
+    assert_one_line_error(erase("run", str(campaign_file()), override, timeout=60), *words)
