@@ -112,7 +112,7 @@ def _campaign_parsers(sub) -> None:
                 "makes every step fit is printed as overrides to add: gradient checkpointing, a DeepSpeed ZeRO\n"
                 "config from configs/deepspeed/, bf16, or a smaller batch with more gradient accumulation (same\n"
                 "samples per optimizer step). If nothing fits, it says which term is the largest. The formula is\n"
-                "in orchestrator/memory_plan.py and the README. Works on a machine without a GPU: it plans as if\n"
+                "in orchestrator/planning/memory_plan.py and the README. Works on a machine without a GPU: it plans as if\n"
                 "each worker had one GPU of resources.gpu_memory_gb.\n\n"
                 "exit status: 0 a plan fits (as configured or with the printed overrides), 1 nothing fits,\n"
                 "2 user error")

@@ -7,7 +7,7 @@
   timestep s * 1000; text enters through joint attention, the pooled CLIP embeddings through the time embedding.
 
 ESD's and CA's targets are linear combinations of predictions, so they hold for any prediction type.
-Which families a method applies to is jobs/families.py (pure, read at config time).
+Which families a method applies to is in the method catalog (orchestrator/core/catalog.py, read at config time).
 """
 from __future__ import annotations
 

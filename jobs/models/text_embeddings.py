@@ -7,7 +7,7 @@ import torch
 def encode(pipe, prompts: list[str] | tuple[str, ...]) -> torch.Tensor:
     """(N, L, D) text states for the prompts (no classifier-free guidance pairing), in any family.
 
-    Methods that also need pooled embeddings or size ids use family_adapters.adapter(pipe).encode.
+    Methods that also need pooled embeddings or size ids use jobs.models.adapters.adapter(pipe).encode.
     """
     from jobs.models.adapters import adapter
 

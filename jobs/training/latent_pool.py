@@ -1,6 +1,6 @@
 """Latents of images the frozen model draws for given prompts: the x0 that methods noise and train on.
 
-Noising them is the family's business (family_adapters: DDPM add_noise, or flow matching).
+Noising them is the family's business (jobs/models/adapters.py: DDPM add_noise, or flow matching).
 """
 from __future__ import annotations
 

@@ -9,7 +9,6 @@ import torch
 from jobs.models import inventory as mi
 from jobs.methods import registry
 from jobs.models import targets
-from orchestrator.core.catalog import METHOD_NAMES
 from jobs.methods.interface import EraseInputs
 from jobs.models.loader import load_pipeline
 from tests.fixtures.tiny_pipelines import tiny_sd_pipeline
