@@ -218,6 +218,19 @@ class Manifest:
     def status(self) -> str:
         return self._doc["status"]
 
+    @property
+    def created_at(self) -> str:
+        return self._doc.get("created_at", "")
+
+    @property
+    def updated_at(self) -> str:
+        return self._doc.get("updated_at", "")
+
+    @property
+    def earlier_spec_hashes(self) -> tuple[str, ...]:
+        """Hashes of the specs this journal ran under before an allowed spec change."""
+        return tuple(sorted(self._doc.get("earlier_specs", {})))
+
     def attempt_path(self, step: int, concept: str, attempt: int) -> Path:
         return self.root / attempt_dir(step, concept, attempt)
 

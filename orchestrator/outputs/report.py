@@ -24,7 +24,7 @@ import yaml
 
 from orchestrator.core.contracts import Estimate, GateReport
 from orchestrator.outputs import report_plots as plots
-from orchestrator.manifest import MANIFEST, AttemptRecord, CommitRecord, History, Manifest, attempt_dir
+from orchestrator.manifest import AttemptRecord, CommitRecord, History, Manifest, attempt_dir
 
 REPORT = "report.html"
 GRID = "grid.png"
@@ -67,12 +67,11 @@ def write_report(storage_path: str | Path, out_html: Path | None = None) -> Path
 def render_report(storage_path: str | Path) -> str:
     """The report as one HTML string."""
     manifest = Manifest.open(storage_path)
-    raw = json.loads((manifest.root / MANIFEST).read_text(encoding="utf-8"))   # dates and earlier specs
     spec = yaml.safe_load(manifest.spec_yaml)
     steps = step_views(spec["concepts"], manifest.history)
-    body = [_summary(manifest, spec, raw, steps), _metrics_table(steps), _plots(spec, steps, manifest.history),
+    body = [_summary(manifest, spec, steps), _metrics_table(steps), _plots(spec, steps, manifest.history),
             _timeline_table(manifest.history), _grids(manifest.root, manifest.history),
-            _audit(manifest, raw), _spec_section(manifest.spec_yaml)]
+            _audit(manifest), _spec_section(manifest.spec_yaml)]
     return _page(f"Campaign {manifest.campaign}", "\n".join(body))
 
 
@@ -91,13 +90,13 @@ def step_views(concepts: list[str], history: History) -> list[StepView]:
 
 # ---- sections ----------------------------------------------------------------------------------
 
-def _summary(manifest: Manifest, spec: dict, raw: dict, steps: list[StepView]) -> str:
+def _summary(manifest: Manifest, spec: dict, steps: list[StepView]) -> str:
     counts = {k: sum(1 for s in steps if s.outcome == k) for k in ("committed", "skipped", "pending")}
     rows = [("status", manifest.status), ("base model", spec.get("model", "")), ("method", spec.get("method", "")),
             ("concepts", (f"{len(steps)}: {counts['committed']} committed, {counts['skipped']} skipped, "
                           f"{counts['pending']} pending")),
             ("attempts", str(len(manifest.history.attempts))), ("spec hash", manifest.spec_hash),
-            ("created", raw.get("created_at", "")), ("updated", raw.get("updated_at", "")),
+            ("created", manifest.created_at), ("updated", manifest.updated_at),
             ("storage path", str(manifest.root.resolve()))]
     return _section("Summary", _table(("", ""), rows, header=False))
 
@@ -188,12 +187,12 @@ def _grids(root: Path, history: History) -> str:
     return _section("Before / after grids", "\n".join(parts)) if parts else ""
 
 
-def _audit(manifest: Manifest, raw: dict) -> str:
+def _audit(manifest: Manifest) -> str:
     """Who did what, when: every journal event in time order, with the hashes that identify it."""
     h = manifest.history
-    events: list[tuple[str, str, str, str]] = [(raw.get("created_at", ""), "", "campaign created",
+    events: list[tuple[str, str, str, str]] = [(manifest.created_at, "", "campaign created",
                                                 f"spec {manifest.spec_hash}")]
-    events += [("", "", "spec changed (allowed)", f"earlier spec {old}") for old in sorted(raw.get("earlier_specs", {}))]
+    events += [("", "", "spec changed (allowed)", f"earlier spec {old}") for old in manifest.earlier_spec_hashes]
     for a in h.attempts:
         redo = f", restarted {a.restarts}x" if a.restarts else ""
         events.append((a.started_at, a.host, f"step {a.step} attempt {a.attempt} started",
