@@ -6,8 +6,8 @@
 One CampaignError line for any mistake (exit 2 in the CLI), never a failed attempt mid-campaign:
 the model directory, the model's family and each method (and ladder rung) against it, every
 method's hyperparameters against the catalog's schema, the fine-tune batch against the worker
-count, the DeepSpeed JSON (read here, once), the judge, the concepts against the judge's concept
-world, and the storage path. What it settles travels in every StepRequest: the resolved judge,
+count, the DeepSpeed JSON (read here, once), the judge, the concepts against the campaign's concept
+set (configs/concepts/, orchestrator/core/concepts.py), and the storage path. What it settles travels in every StepRequest: the resolved judge,
 the parallel layout with its DeepSpeed config.
 """
 from __future__ import annotations
@@ -19,10 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# The "toyworld" judge's concept world: a pure YAML reader, the one jobs/ module this layer reads
-# (an import-linter exception until concept sets are core data).
-from jobs.toyworld.world import load_world
 from orchestrator.core import catalog, families
+from orchestrator.core.concepts import ConceptSet, load_concept_set
 from orchestrator.core.contracts import ParallelSpec
 from orchestrator.core.errors import ConfigError, UnknownConceptError
 from orchestrator.core.judges import judge_for
@@ -38,6 +36,7 @@ class Settled:
     spec: CampaignSpec
     family: str | None                  # None when the model's model_index.json is not on this machine
     judge: str | None                   # "toyworld"; None only with run=False
+    concept_set: ConceptSet | None      # where the concepts come from; None: no set for this model (plan only)
     parallel: ParallelSpec              # the fine-tune worker layout, DeepSpeed JSON included
     hparams: dict[str, dict[str, Any]]  # each method the campaign may run -> resolved hyperparameters
 
@@ -54,9 +53,8 @@ def preflight(spec: CampaignSpec, run: bool = True) -> Settled:
     if run:
         _require_judge(spec, judge)
         _check_storage(spec.storage_path)
-    if judge == "toyworld":
-        _check_toy_concepts([*spec.concepts, *spec.preserve])
-    return Settled(spec, family, judge, parallel, hparams)
+    concept_set = _concept_set(spec, judge)
+    return Settled(spec, family, judge, concept_set, parallel, hparams)
 
 
 def parallel_spec(res: Resources, deepspeed: dict) -> ParallelSpec:
@@ -139,13 +137,18 @@ def _check_storage(storage_path: str) -> None:
         raise ConfigError(f"storage_path {storage_path}: {existing} is not writable by this user")
 
 
-def _check_toy_concepts(names: list[str]) -> None:
-    world = load_world()
-    for name in names:
+def _concept_set(spec: CampaignSpec, judge: str | None) -> ConceptSet | None:
+    """The campaign's concept set (concepts_from, else the judge's own), every concept checked against it."""
+    ref = spec.concepts_from or ("toyworld" if judge == "toyworld" else "")
+    if not ref:
+        return None
+    concept_set = load_concept_set(ref)
+    for name in [*spec.concepts, *spec.preserve]:
         try:
-            world.concept(name)
+            concept_set.entry(name, allow_thin=spec.allow_thin)
         except UnknownConceptError as e:
-            raise UnknownConceptError(f"concepts: {e}") from None
+            raise UnknownConceptError(f"concepts: {e} (or set allow_thin=true for a templates-only suite)") from None
+    return concept_set
 
 
 def with_settled_validation(settled: Settled):

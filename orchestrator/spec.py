@@ -97,6 +97,10 @@ class CampaignSpec:
     tracking: Tracking = field(default_factory=Tracking)
     storage_path: str = "runs/${name}"
     seed: int = 0
+    # The concept set the concepts come from: a shipped name (configs/concepts/<name>.yaml) or a path;
+    # "" takes the judge's own set (the toy world's for judge toyworld).
+    concepts_from: str = ""
+    allow_thin: bool = False          # a concept missing from the set gets a templates-only (thin) entry
 
 
 def load_spec(path: str | None, overrides: list[str] = ()) -> CampaignSpec:
@@ -127,6 +131,9 @@ def spec_hash(spec: CampaignSpec) -> str:
     # Fields added after journals were first written hash only when set, so those journals keep their hash.
     if data["validation"]["judge"] == "auto":
         del data["validation"]["judge"]
+    for key, default in (("concepts_from", ""), ("allow_thin", False)):
+        if data[key] == default:
+            del data[key]
     return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 

@@ -1,0 +1,72 @@
+"""Concept sets as data: the shipped sets load, the toy set is world.yaml's, and every mistake is one line."""
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from orchestrator.core.concepts import SHIPPED, load_concept_set
+from orchestrator.core.errors import ConfigError, UnknownConceptError
+from orchestrator.preflight import preflight
+from orchestrator.spec import load_spec, spec_hash
+
+
+def test_the_shipped_toy_set_is_generated_from_world_yaml():
+    from jobs.toyworld.concept_set import TARGET, render
+    from jobs.toyworld.world import load_world
+
+    assert TARGET.read_text() == render(load_world()), "run: python -m jobs.toyworld.concept_set"
+    toy = load_concept_set("toyworld")
+    world = load_world()
+    assert {n for n, e in toy.concepts.items() if e.kind == "object"} == set(world.objects)
+    assert toy.entry("round").subclasses == world.superclasses["round"]
+    assert toy.entry("square").near == ("triangle", "diamond") and "box" in toy.entry("square").words
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in SHIPPED.glob("*.yaml")))
+def test_every_shipped_set_loads_and_names_a_judge(name):
+    concept_set = load_concept_set(name)
+    assert concept_set.judge and concept_set.concepts
+    kinds = {e.kind for e in concept_set.concepts.values() if e.kind not in ("attribute", "superclass")}
+    assert kinds <= set(concept_set.templates), f"{name}: a kind without templates"
+
+
+def test_an_unknown_concept_names_the_set_and_a_thin_entry_is_allowed_on_request():
+    coco = load_concept_set("coco-objects")
+    with pytest.raises(UnknownConceptError, match="'unicorn'; the coco-objects concept set .* knows: .*teddy bear"):
+        coco.entry("unicorn")
+    thin = coco.entry("unicorn", allow_thin=True)
+    assert thin.thin and thin.words == ("unicorn",)
+
+
+@pytest.mark.parametrize("doc, words", [
+    ({"name": "x"}, ["non-empty concepts"]),
+    ({"concepts": {"car": {"kind": "vehicle"}}}, ["concepts.car.kind", "object"]),
+    ({"concepts": {"car": {"kind": "object", "colour": "red"}}}, ["concepts.car", "unknown key 'colour'"]),
+    ({"concepts": {"car": {"kind": "object", "near": ["bus"]}}}, ["concepts.car names 'bus'"]),
+    ({"concepts": {"car": {"kind": "object", "synonyms": "auto"}}}, ["concepts.car.synonyms", "list"]),
+    ({"templates": {"object": ["no slot"]}, "concepts": {"car": {"kind": "object"}}}, ["templates.object"]),
+])
+def test_a_malformed_concept_set_is_one_config_error_line(tmp_path, doc, words):
+    path = tmp_path / "set.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(ConfigError) as err:
+        load_concept_set(str(path))
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_a_campaign_takes_its_concepts_from_a_set_and_keeps_old_spec_hashes(tmp_path):
+    base = ["name=c", "concepts=[car,teddy bear]", "model=CompVis/stable-diffusion-v1-4"]
+    settled = preflight(load_spec(None, [*base, "concepts_from=coco-objects"]), run=False)
+    assert settled.concept_set.name == "coco-objects"
+    with pytest.raises(UnknownConceptError, match="allow_thin"):
+        preflight(load_spec(None, [*base, "concepts_from=coco-objects", "preserve=[unicorn]"]), run=False)
+    thin = preflight(load_spec(None, [*base, "concepts_from=coco-objects", "preserve=[unicorn]", "allow_thin=true"]),
+                     run=False)
+    assert thin.concept_set.entry("unicorn", allow_thin=True).thin
+    with pytest.raises(ConfigError, match="no concept set 'nowhere'.*shipped: artist-styles, coco-objects"):
+        preflight(load_spec(None, [*base, "concepts_from=nowhere"]), run=False)
+    # The new keys change a spec's hash only when set: journals written before them resume unchanged.
+    assert spec_hash(load_spec(None, base)) == spec_hash(load_spec(None, [*base, "concepts_from=''", "allow_thin=false"]))
+    assert spec_hash(load_spec(None, base)) != spec_hash(load_spec(None, [*base, "concepts_from=coco-objects"]))
