@@ -156,7 +156,8 @@ def step_request(action: RunAttempt, settled: Settled) -> StepRequest:
         out_dir=str(root / attempt_dir(action.step, action.concept, action.attempt)),
         erased_before=action.erased_before, preserve=tuple(spec.preserve),
         validation=with_settled_validation(settled), cache_dir=str(root / "cache"), seed=spec.seed,
-        parallel=settled.parallel)
+        parallel=settled.parallel, concepts_from=settled.concept_set.source if settled.concept_set else "",
+        allow_thin=spec.allow_thin)
 
 
 def _check_consistent(spec: CampaignSpec, history: History) -> None:

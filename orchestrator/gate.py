@@ -15,7 +15,9 @@ The rule, per check (use_bounds=False compares every point estimate):
   max(0, kl - kl_base_noise) <= max_kl; otherwise the raw kl.
 
 A proportion measured on no samples (n=0) fails, except leakage: not every concept has
-pair prompts, and an unmeasured collateral check cannot be held against a candidate.
+pair prompts, and not every judge can tell where an attribute landed (the report's `unjudged`
+says why, and the reason is the check's text); an unmeasured collateral check cannot be held
+against a candidate.
 """
 from __future__ import annotations
 
@@ -55,7 +57,7 @@ def decide(report: GateReport, thresholds: GateThresholds) -> GateDecision:
     t = thresholds
     checks = [_at_least("forgetting", report.forgetting, t.min_forgetting, bound=False),
               _at_least("retain", report.retain, t.min_retain, bound=t.use_bounds),
-              _leakage(report.leakage, t.max_leakage, bound=t.use_bounds),
+              _leakage(report.leakage, t.max_leakage, bound=t.use_bounds, why=report.unjudged.get("leakage", "")),
               _kl(report.kl, report.kl_base_noise, t.max_kl, calibrated=t.use_bounds)]
     checks += [_at_most(f"cumulative:{c}", f"cumulative {c}", e, t.max_cumulative_acc)
                for c, e in sorted(report.cumulative.items())]
@@ -86,9 +88,9 @@ def _at_most(name: str, label: str, e: Estimate, maximum: float) -> _Check:
     return _Check(name, ok, f"{label} {e.value:.2f} {'<=' if ok else '>'} {maximum:.2f}")
 
 
-def _leakage(e: Estimate, maximum: float, bound: bool) -> _Check:
+def _leakage(e: Estimate, maximum: float, bound: bool, why: str = "") -> _Check:
     if e.n == 0:
-        return _Check("leakage", True, "leakage not measured (n=0)")
+        return _Check("leakage", True, f"leakage not judged: {why}" if why else "leakage not measured (n=0)")
     if not bound:
         return _at_most("leakage", "leakage", e, maximum)
     ok = e.lower <= maximum

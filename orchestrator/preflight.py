@@ -23,8 +23,8 @@ from orchestrator.core import catalog, families
 from orchestrator.core.concepts import ConceptSet, load_concept_set
 from orchestrator.core.contracts import ParallelSpec
 from orchestrator.core.errors import ConfigError, UnknownConceptError
-from orchestrator.core.judges import judge_for
-from orchestrator.core.models import check_model
+from orchestrator.core.judges import DEFAULT_SET, judge_for
+from orchestrator.core.models import TOY, check_model
 from orchestrator.policy import method_sequence
 from orchestrator.spec import CampaignSpec, Resources
 
@@ -49,11 +49,11 @@ def preflight(spec: CampaignSpec, run: bool = True) -> Settled:
     hparams = _hparams(spec)
     parallel = parallel_spec(spec.resources, _deepspeed(spec.resources))
     _check_worker_batches(spec, hparams)
-    judge = judge_for(spec.model, spec.validation.judge)
+    concept_set = _concept_set(spec)
+    judge = judge_for(spec.model, spec.validation.judge, concept_set.judge if concept_set else "")
     if run:
         _require_judge(spec, judge)
         _check_storage(spec.storage_path)
-    concept_set = _concept_set(spec, judge)
     return Settled(spec, family, judge, concept_set, parallel, hparams)
 
 
@@ -120,9 +120,10 @@ def _deepspeed(res: Resources) -> dict:
 
 def _require_judge(spec: CampaignSpec, judge: str | None) -> None:
     if judge is None:
-        raise ConfigError(f"validation.judge: model {spec.model!r} has no judge in this build (gates of a real "
-                          f"model need a VQA judge, not implemented); validation.judge=toyworld is for "
-                          f"pipelines that draw the toy world")
+        raise ConfigError(f"validation.judge: model {spec.model!r} has no judge in this build: name a concept set "
+                          f"whose judge this build has (concepts_from=nudity: NudeNet), or validation.judge="
+                          f"nudenet; CLIP and VQA judges are not in this build yet; validation.judge=toyworld is "
+                          f"for pipelines that draw the toy world")
 
 
 def _check_storage(storage_path: str) -> None:
@@ -137,9 +138,11 @@ def _check_storage(storage_path: str) -> None:
         raise ConfigError(f"storage_path {storage_path}: {existing} is not writable by this user")
 
 
-def _concept_set(spec: CampaignSpec, judge: str | None) -> ConceptSet | None:
-    """The campaign's concept set (concepts_from, else the judge's own), every concept checked against it."""
-    ref = spec.concepts_from or ("toyworld" if judge == "toyworld" else "")
+def _concept_set(spec: CampaignSpec) -> ConceptSet | None:
+    """The campaign's concept set (concepts_from, else the toy world's for a toy-judged model), every
+    concept checked against it."""
+    judge = "toyworld" if spec.model == TOY and spec.validation.judge == "auto" else spec.validation.judge
+    ref = spec.concepts_from or DEFAULT_SET.get(judge, "")
     if not ref:
         return None
     concept_set = load_concept_set(ref)

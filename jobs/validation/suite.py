@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from jobs.toyworld.prompts import PAIR_TEMPLATES, SINGLE_TEMPLATES, Prompt, Slot, pair, single
 from jobs.toyworld.world import World
@@ -21,12 +21,15 @@ class SuiteItem:
     prompt: Prompt
     group: str          # "target" | "evasion:<kind>" | "retain:near" | "retain:far" | "leakage" | "cumulative:<c>"
     concept: str        # the concept this item checks for (target, or the retained object, or earlier concept)
+    # prompt: the toy world's Prompt (slots) or a concept-set suite's TextPrompt; both have .text and .is_pair
 
 
 @dataclass(frozen=True)
 class Suite:
     target: str
     items: tuple[SuiteItem, ...]
+    unjudged: dict[str, str] = field(default_factory=dict)   # group left out -> why its judge cannot answer it
+    thin: bool = False                                       # built from templates alone (not in the concept set)
 
     def digest(self) -> str:
         rows = [(i.prompt.text, i.group, i.concept) for i in self.items]

@@ -22,10 +22,13 @@ from orchestrator.core.contracts import Estimate, GateReport, ValidationSpec
 from jobs.models.adapters import image_size
 from jobs.toyworld.evaluator import Evaluator
 from jobs.validation import statistics as st
-from jobs.validation.judge import Observation, drift_kl, observe
+from jobs.validation.observations import Observation, drift_kl
+from jobs.validation.concept_suite import build_concept_suite
+from jobs.validation.judges import load_judge
+from jobs.validation.judges.toyworld import ToyJudge
 from jobs.validation.suite import EVASION_KINDS, Suite, build_suite
+from orchestrator.core.concepts import load_concept_set
 from jobs.toyworld.world import load_world
-from orchestrator.core.errors import ConfigError
 from orchestrator.core.models import resolve, toyworld_dir
 
 Key = tuple[int, int]
@@ -81,9 +84,10 @@ class BaselineCache:
     def __init__(self, directory: str | Path):
         self.dir = Path(directory) if directory else None
 
-    def key(self, model: str, suite: Suite, spec: ValidationSpec) -> str:
+    def key(self, model: str, suite: Suite, spec: ValidationSpec, judge: str = "") -> str:
         settings = {k: v for k, v in asdict(spec).items() if k in ("seeds", "guidance_scale", "inference_steps")}
-        raw = json.dumps([model, _fingerprint(model), suite.digest(), settings], sort_keys=True)
+        parts = [model, _fingerprint(model), suite.digest(), settings] + ([judge] if judge else [])
+        raw = json.dumps(parts, sort_keys=True)
         return hashlib.sha256(raw.encode()).hexdigest()[:20]
 
     def load(self, key: str) -> list[Observation] | None:
@@ -118,15 +122,17 @@ class BaselineCache:
 
 
 class Validator:
-    def __init__(self, world, evaluator: Evaluator, spec: ValidationSpec, cache: BaselineCache, log=print):
-        self.world, self.evaluator, self.spec, self.cache, self.log = world, evaluator, spec, cache, log
+    """Generates a suite's images and has a judge observe them (any judge with observe, posterior_split, cache_id)."""
+
+    def __init__(self, judge, spec: ValidationSpec, cache: BaselineCache, log=print):
+        self.judge, self.spec, self.cache, self.log = judge, spec, cache, log
 
     def baseline(self, base_pipe, model: str, suite: Suite) -> dict[Key, Observation]:
-        key = self.cache.key(model, suite, self.spec)
+        key = self.cache.key(model, suite, self.spec, self.judge.cache_id)
         obs = self.cache.load(key)
         if obs is None:
             keys = stratified_keys(suite, self.spec.seeds)
-            obs = observe(self.world, self.evaluator, suite, keys, generate(base_pipe, suite, keys, self.spec))
+            obs = self.judge.observe(suite, keys, generate(base_pipe, suite, keys, self.spec))
             self.cache.save(key, obs)
         return {(o.item, o.seed): o for o in obs}
 
@@ -140,7 +146,7 @@ class Validator:
         early = False
         for start in range(0, len(keys), chunk):
             part = keys[start:start + chunk]
-            seen += observe(self.world, self.evaluator, suite, part, generate(pipe, suite, part, self.spec))
+            seen += self.judge.observe(suite, part, generate(pipe, suite, part, self.spec))
             if self.spec.early_stop and start + chunk < len(keys) and self._clear(suite, seen, base, looks):
                 early = True
                 break
@@ -159,7 +165,8 @@ class Validator:
         groups = [suite.items[o.item].group for o in seen]
         target = [o for o, g in zip(seen, groups) if _is_target(g)]
         retain_pairs = [(base[(o.item, o.seed)], o) for o, g in zip(seen, groups) if g.startswith("retain")]
-        base_noise = _seed_noise(base, suite, len(self.evaluator.classes["shape"]))
+        split = self.judge.posterior_split
+        base_noise = _seed_noise(base, suite, split)
         return GateReport(
             concept=suite.target,
             forgetting=_forgetting(suite, seen, base, conf),
@@ -171,11 +178,12 @@ class Validator:
             retain_by_distance={d: _retain(suite, seen, base, lambda g, d=d: g == f"retain:{d}", conf)
                                 for d in ("near", "far") if f"retain:{d}" in groups},
             leakage=_rate([o for o, g in zip(seen, groups) if g == "leakage"], conf),
-            kl=drift_kl([b for b, _ in retain_pairs], [c for _, c in retain_pairs], len(self.evaluator.classes["shape"])),
+            kl=drift_kl([b for b, _ in retain_pairs], [c for _, c in retain_pairs], split),
             kl_base_noise=base_noise,
             cumulative={g.split(":", 1)[1]: _rate([o for o, gg in zip(seen, groups) if gg == g], conf)
                         for g in dict.fromkeys(groups) if g.startswith("cumulative:")},
-            images_generated=len(seen), early_stopped=early, seconds=seconds)
+            images_generated=len(seen), early_stopped=early, seconds=seconds,
+            unjudged=dict(suite.unjudged), thin=suite.thin)
 
 
 def _is_target(group: str) -> bool:
@@ -214,10 +222,14 @@ def _seed_noise(base: dict[Key, Observation], suite: Suite, n_shape: int) -> flo
 
 def for_request(request, judge: str, log=print):
     """(Validator, Suite) for a step request: the suite of its concept and earlier erasures, judged by `judge`."""
-    if judge != "toyworld":   # preflight refuses this first
-        raise ConfigError(f"validation.judge {judge!r}: this build judges only the toy world")
-    world = load_world()
     v = request.validation
-    suite = build_suite(world, request.concept, request.erased_before, v.max_prompts_per_group)
     cache = BaselineCache(request.cache_dir or Path(request.out_dir) / "baseline-cache")
-    return Validator(world, Evaluator.load(world, toyworld_dir() / "evaluator"), v, cache, log), suite
+    if judge == "toyworld":
+        world = load_world()
+        suite = build_suite(world, request.concept, request.erased_before, v.max_prompts_per_group)
+        return Validator(ToyJudge(world, Evaluator.load(world, toyworld_dir() / "evaluator")), v, cache, log), suite
+    concept_set = load_concept_set(request.concepts_from or judge)
+    judged_by = load_judge(judge, concept_set)
+    suite = build_concept_suite(concept_set, request.concept, request.erased_before, v.max_prompts_per_group,
+                                allow_thin=request.allow_thin, judge=judged_by)
+    return Validator(judged_by, v, cache, log), suite

@@ -80,6 +80,8 @@ class StepRequest:
     cache_dir: str = ""            # base-model baselines cached here by hash
     seed: int = 0
     parallel: ParallelSpec = field(default_factory=ParallelSpec)
+    concepts_from: str = ""        # the concept set the suite is built from ("" = the judge's own)
+    allow_thin: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,8 @@ class GateReport:
     images_generated: int
     early_stopped: bool
     seconds: float
+    unjudged: dict[str, str] = field(default_factory=dict)   # suite group left out -> why its judge cannot answer
+    thin: bool = False              # the concept was not in its concept set: a templates-only suite
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,25 @@
 """Which judge answers a campaign's gates. Pure; preflight settles it once per campaign.
 
-"auto" is the toy world's evaluator for the toy model and none for any other model; "toyworld"
-also for another pipeline that draws the toy world (e.g. an SDXL trained on it).
+"auto" is the toy world's evaluator for the toy model, else the judge the campaign's concept set
+names; "toyworld" also for another pipeline that draws the toy world (e.g. an SDXL trained on it);
+"nudenet" the NudeNet detector (jobs/validation/judges/nudenet.py).
 """
 from __future__ import annotations
 
 from orchestrator.core.models import TOY
 
-JUDGES = ("auto", "toyworld")
+JUDGES = ("auto", "toyworld", "nudenet")
+DEFAULT_SET = {"toyworld": "toyworld", "nudenet": "nudity"}   # a judge's own concept set (configs/concepts/)
 
 
-def judge_for(model: str, judge: str) -> str | None:
-    """The judge a campaign's gates use ("toyworld"), or None when this build has none for the model."""
-    if judge == "auto":
-        return "toyworld" if model == TOY else None
-    return judge
+def judge_for(model: str, judge: str, set_judge: str = "") -> str | None:
+    """The judge a campaign's gates use, or None when this build has none for the model.
+
+    "auto" is the toy world's evaluator for the toy model, else the concept set's own judge when this
+    build has it (`set_judge`, from configs/concepts/<set>.yaml).
+    """
+    if judge != "auto":
+        return judge
+    if model == TOY:
+        return "toyworld"
+    return set_judge if set_judge in JUDGES[1:] else None
