@@ -33,6 +33,7 @@ from jobs.validation.validator import for_request
 from orchestrator.core.codec import from_json, to_json
 from orchestrator.core.contracts import DeltaRef, GateReport, StepRequest, StepResult
 from orchestrator.core.errors import ConfigError
+from orchestrator.core.models import TOY
 
 
 # ---- erase --------------------------------------------------------------------------------------
@@ -59,7 +60,7 @@ def run_erase(request: StepRequest, log=print, checkpoints=None) -> DeltaRef | N
 
 
 def _erase(pipe, request: StepRequest, log, checkpoints) -> MethodOutput:
-    prompts = concept_prompts(request.concept, request.preserve, _judge(request))
+    prompts = concept_prompts(request.concept, request.preserve, "toyworld" if _draws_toy_world(request) else "")
     inputs = EraseInputs(request.concept, prompts, dict(request.hparams), request.seed, log,
                          distributed.Parallel(request.parallel, checkpoints))
     return registry.erase(request.method, pipe, inputs)
@@ -117,6 +118,12 @@ def _judge(request: StepRequest) -> str:
         raise ConfigError("the step request's validation.judge is 'auto': build requests through the "
                           "orchestrator's preflight (erase run), which settles the judge")
     return request.validation.judge
+
+
+def _draws_toy_world(request: StepRequest) -> bool:
+    """The model draws the toy world (its prompts come from the hierarchy), whichever judge gates it."""
+    return request.model == TOY or request.validation.judge == "toyworld" or \
+        Path(request.concepts_from).stem == "toyworld"
 
 
 def _device() -> str:

@@ -23,8 +23,8 @@ from orchestrator.core import catalog, families
 from orchestrator.core.concepts import ConceptSet, load_concept_set
 from orchestrator.core.contracts import ParallelSpec
 from orchestrator.core.errors import ConfigError, UnknownConceptError
-from orchestrator.core.judges import DEFAULT_SET, judge_for
-from orchestrator.core.models import TOY, check_model
+from orchestrator.core.judges import DEFAULT_SET, NEEDS_MODEL, judge_for
+from orchestrator.core.models import TOY, check_model, looks_local
 from orchestrator.policy import method_sequence
 from orchestrator.spec import CampaignSpec, Resources
 
@@ -53,6 +53,7 @@ def preflight(spec: CampaignSpec, run: bool = True) -> Settled:
     judge = judge_for(spec.model, spec.validation.judge, concept_set.judge if concept_set else "")
     if run:
         _require_judge(spec, judge)
+        _check_judge_model(judge, spec.validation.judge_model)
         _check_storage(spec.storage_path)
     return Settled(spec, family, judge, concept_set, parallel, hparams)
 
@@ -124,6 +125,22 @@ def _require_judge(spec: CampaignSpec, judge: str | None) -> None:
                           f"whose judge this build has (concepts_from=nudity: NudeNet), or validation.judge="
                           f"nudenet; CLIP and VQA judges are not in this build yet; validation.judge=toyworld is "
                           f"for pipelines that draw the toy world")
+
+
+def _check_judge_model(judge: str, model: str) -> None:
+    """A judge's weights must be on this machine (a local directory, or a hub id in the HF cache) before Ray starts."""
+    if judge not in NEEDS_MODEL:
+        return
+    if not model:
+        raise ConfigError(f"validation.judge_model: the {judge} judge needs its weights (a hub id or a local "
+                          f"directory, e.g. openai/clip-vit-large-patch14)")
+    local = Path(model)
+    found = (local / "config.json").is_file() if looks_local(model) else \
+        families.hub_cache_file(model, "config.json") is not None
+    if not found:
+        raise ConfigError(f"validation.judge_model: {model!r} is not on this machine ("
+                          f"{'no config.json in that directory' if looks_local(model) else 'not in the Hugging Face cache'}"
+                          f"); download it first (huggingface-cli download {model})")
 
 
 def _check_storage(storage_path: str) -> None:

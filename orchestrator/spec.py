@@ -131,6 +131,8 @@ def spec_hash(spec: CampaignSpec) -> str:
     # Fields added after journals were first written hash only when set, so those journals keep their hash.
     if data["validation"]["judge"] == "auto":
         del data["validation"]["judge"]
+    if data["validation"]["judge_model"] == "":
+        del data["validation"]["judge_model"]
     for key, default in (("concepts_from", ""), ("allow_thin", False)):
         if data[key] == default:
             del data[key]

@@ -71,9 +71,9 @@ def text_concept_prompts(name: str, preserve: tuple[str, ...] = ()) -> ConceptPr
     return ConceptPrompts((name,), target, tuple(strip_words(t, (name,)) for t in target), keep)
 
 
-def concept_prompts(name: str, preserve: tuple[str, ...], judge: str) -> ConceptPrompts:
-    """The toy world's prompts for a model that draws it (judge "toyworld", settled by preflight), else text templates."""
-    if judge == "toyworld":
+def concept_prompts(name: str, preserve: tuple[str, ...], world: str) -> ConceptPrompts:
+    """The toy world's prompts for a model that draws it (world "toyworld"), else text templates."""
+    if world == "toyworld":
         return toy_concept_prompts(load_world(), name, preserve)
     return text_concept_prompts(name, preserve)
 

@@ -23,6 +23,7 @@ from jobs.models.adapters import image_size
 from jobs.toyworld.evaluator import Evaluator
 from jobs.validation import statistics as st
 from jobs.validation.observations import Observation, drift_kl
+from jobs.training.distributed import device
 from jobs.validation.concept_suite import build_concept_suite
 from jobs.validation.judges import load_judge
 from jobs.validation.judges.toyworld import ToyJudge
@@ -130,9 +131,13 @@ class Validator:
     def baseline(self, base_pipe, model: str, suite: Suite) -> dict[Key, Observation]:
         key = self.cache.key(model, suite, self.spec, self.judge.cache_id)
         obs = self.cache.load(key)
-        if obs is None:
+        fresh = obs is None
+        if fresh:
             keys = stratified_keys(suite, self.spec.seeds)
             obs = self.judge.observe(suite, keys, generate(base_pipe, suite, keys, self.spec))
+        if hasattr(self.judge, "calibrate"):   # a zero-shot judge sets its thresholds on the base model's images
+            obs = self.judge.calibrate(suite, obs)
+        if fresh:
             self.cache.save(key, obs)
         return {(o.item, o.seed): o for o in obs}
 
@@ -229,7 +234,7 @@ def for_request(request, judge: str, log=print):
         suite = build_suite(world, request.concept, request.erased_before, v.max_prompts_per_group)
         return Validator(ToyJudge(world, Evaluator.load(world, toyworld_dir() / "evaluator")), v, cache, log), suite
     concept_set = load_concept_set(request.concepts_from or judge)
-    judged_by = load_judge(judge, concept_set)
+    judged_by = load_judge(judge, concept_set, v.judge_model, str(device()))
     suite = build_concept_suite(concept_set, request.concept, request.erased_before, v.max_prompts_per_group,
                                 allow_thin=request.allow_thin, judge=judged_by)
     return Validator(judged_by, v, cache, log), suite

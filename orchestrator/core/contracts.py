@@ -38,6 +38,7 @@ class ValidationSpec:
     # other; "toyworld" also for another pipeline that draws the toy world (e.g. SDXL trained on it).
     # preflight settles "auto" once: a StepRequest always names its judge.
     judge: str = "auto"
+    judge_model: str = ""          # the judge's weights (clip): a hub id or a local directory
 
 
 @dataclass(frozen=True)

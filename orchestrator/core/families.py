@@ -45,7 +45,7 @@ def pipeline_class(model: str) -> str | None:
     ref = resolve(model)
     index = Path(ref) / "model_index.json"
     if not index.is_file() and ref.count("/") == 1 and not Path(ref).exists():
-        index = _hub_cache_file(ref, "model_index.json")
+        index = hub_cache_file(ref, "model_index.json")
     try:
         name = json.loads(index.read_text()).get("_class_name") if index is not None else None
     except (OSError, ValueError, AttributeError):
@@ -53,7 +53,7 @@ def pipeline_class(model: str) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def _hub_cache_file(repo_id: str, filename: str) -> Path | None:
+def hub_cache_file(repo_id: str, filename: str) -> Path | None:
     """`filename` of a hub model in the local Hugging Face cache (the revision refs/main points at)."""
     cache = os.environ.get("HF_HUB_CACHE") or os.path.join(
         os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface"), "hub")

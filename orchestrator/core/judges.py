@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from orchestrator.core.models import TOY
 
-JUDGES = ("auto", "toyworld", "nudenet")
+JUDGES = ("auto", "toyworld", "nudenet", "clip")
+NEEDS_MODEL = ("clip",)   # judges whose weights validation.judge_model names
 DEFAULT_SET = {"toyworld": "toyworld", "nudenet": "nudity"}   # a judge's own concept set (configs/concepts/)
 
 

@@ -5,13 +5,20 @@ from __future__ import annotations
 from orchestrator.core.concepts import ConceptSet
 from orchestrator.core.errors import ConfigError
 
-IMPLEMENTED = ("toyworld", "nudenet")
+IMPLEMENTED = ("toyworld", "nudenet", "clip")
 
 
-def load_judge(name: str, concept_set: ConceptSet):
-    """The judge `name` for a concept-set suite (the toy world's judge is built from its own world)."""
+def load_judge(name: str, concept_set: ConceptSet, model: str = "", device: str = "cpu"):
+    """The judge `name` for a concept-set suite (the toy world's judge is built from its own world).
+
+    Each judge's own dependencies (onnxruntime, a CLIP checkpoint) load only when a gate uses it.
+    """
     if name == "nudenet":
-        from jobs.validation.judges.nudenet import NudeNetJudge   # onnxruntime only when this judge is used
+        from jobs.validation.judges.nudenet import NudeNetJudge
 
         return NudeNetJudge(concept_set)
+    if name == "clip":
+        from jobs.validation.judges.clip import ClipJudge
+
+        return ClipJudge(concept_set, model, device)
     raise ConfigError(f"validation.judge {name!r} is not in this build (judges: {', '.join(IMPLEMENTED)})")

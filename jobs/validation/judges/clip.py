@@ -1,0 +1,132 @@
+"""CLIP as a zero-shot judge: is there a <concept> in the image, over the labels of the concept set.
+
+Each label is the mean text embedding of the set's templates for it (a prompt ensemble, as the
+CLIP-accuracy scripts of MACE and UCE do with their class lists). An image's posterior is the
+softmax over every label of the set (and any thin concept of the suite); the concept is judged
+present when its probability reaches a threshold calibrated on the base model's own images:
+for each concept, midway between its mean probability on base images drawn for it and on base
+images drawn for the other concepts. Calibrated from the cached baseline, so every gate of a
+campaign uses the same thresholds. The model: a `transformers` CLIP from a hub id or a local
+directory (validation.judge_model).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import AutoTokenizer, CLIPModel
+
+from jobs.validation.observations import Observation
+from jobs.validation.suite import Suite
+from orchestrator.core.concepts import ConceptEntry, ConceptSet
+from orchestrator.core.errors import ModelLoadError
+from orchestrator.core.models import looks_local
+
+MEAN, STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)   # CLIP's own
+GENERIC = ("a photo of a {}", "a picture of a {}")
+
+
+class ClipJudge:
+    name = "clip"
+
+    def __init__(self, concept_set: ConceptSet, model_ref: str, device: str = "cpu"):
+        self.concept_set, self.device = concept_set, device
+        self.model, self.tokenizer, self.size, self.mean, self.std = _load(model_ref, device)
+        self.labels = [n for n, e in concept_set.concepts.items() if e.kind != "attribute"]
+        self.thresholds: dict[str, float] = {}
+        self.cache_id = f"clip:{model_ref}:{concept_set.source}"
+        self._text: torch.Tensor | None = None
+
+    @property
+    def posterior_split(self) -> int:
+        return len(self.labels)
+
+    def why_not(self, group: str, entry: ConceptEntry) -> str | None:
+        if group == "leakage":
+            return "zero-shot CLIP over concept labels does not tell which object carries an attribute"
+        return None
+
+    def observe(self, suite: Suite, keys: list[tuple[int, int]], images: np.ndarray) -> list[Observation]:
+        self._add_labels(suite)
+        probs = self.posteriors(images)
+        return [self._observation(suite, item, seed, p) for (item, seed), p in zip(keys, probs)]
+
+    def calibrate(self, suite: Suite, base: list[Observation]) -> list[Observation]:
+        """Thresholds from the base model's own images; the base observations re-judged with them."""
+        self._add_labels(suite)
+        for concept in dict.fromkeys(suite.items[o.item].concept for o in base):
+            j = self.labels.index(concept)
+            own = [o.posterior[j] for o in base if suite.items[o.item].concept == concept]
+            other = [o.posterior[j] for o in base if suite.items[o.item].concept != concept]
+            self.thresholds[concept] = (np.mean(own) + np.mean(other)) / 2 if own and other else 0.5
+        return [self._observation(suite, o.item, o.seed, np.asarray(o.posterior)) for o in base]
+
+    @torch.no_grad()
+    def posteriors(self, images: np.ndarray) -> np.ndarray:
+        """Softmax over the labels, one row per uint8 RGB image."""
+        pixels = torch.stack([self._pixels(img) for img in images]).to(self.device)
+        feats = _features(self.model.get_image_features(pixel_values=pixels))
+        feats = feats / feats.norm(dim=-1, keepdim=True)
+        logits = self.model.logit_scale.exp() * feats @ self._text_embeddings().T
+        return logits.softmax(-1).cpu().numpy().astype(np.float64)
+
+    def _observation(self, suite: Suite, item: int, seed: int, p: np.ndarray) -> Observation:
+        concept = suite.items[item].concept
+        hit = p[self.labels.index(concept)] >= self.thresholds.get(concept, 0.5)
+        return Observation(item, seed, bool(hit), tuple(float(x) for x in p))
+
+    def _add_labels(self, suite: Suite) -> None:
+        new = [c for c in dict.fromkeys(i.concept for i in suite.items) if c not in self.labels]
+        if new:
+            self.labels += new
+            self._text = None
+
+    @torch.no_grad()
+    def _text_embeddings(self) -> torch.Tensor:
+        if self._text is None:
+            rows = []
+            for label in self.labels:
+                entry = self.concept_set.entry(label, allow_thin=True)
+                prompts = [t.format(w) for w in entry.words for t in self.concept_set.templates.get(entry.kind, GENERIC)]
+                ids = self.tokenizer(prompts, padding=True, truncation=True, return_tensors="pt").to(self.device)
+                e = _features(self.model.get_text_features(**ids))
+                e = (e / e.norm(dim=-1, keepdim=True)).mean(0)
+                rows.append(e / e.norm())
+            self._text = torch.stack(rows)
+        return self._text
+
+    def _pixels(self, image: np.ndarray) -> torch.Tensor:
+        resized = Image.fromarray(image).convert("RGB").resize((self.size, self.size), Image.BICUBIC)
+        x = torch.from_numpy(np.asarray(resized, np.float32) / 255.0).permute(2, 0, 1)
+        return (x - torch.tensor(self.mean)[:, None, None]) / torch.tensor(self.std)[:, None, None]
+
+
+def _features(out) -> torch.Tensor:
+    """transformers 5 returns a model output (projected embeddings in pooler_output); 4.x a tensor."""
+    return out if isinstance(out, torch.Tensor) else out.pooler_output
+
+
+def _load(ref: str, device: str):
+    local = looks_local(ref) or bool(os.environ.get("HF_HUB_OFFLINE"))
+    try:
+        model = CLIPModel.from_pretrained(ref, local_files_only=local).to(device).eval()
+        tokenizer = AutoTokenizer.from_pretrained(ref, local_files_only=local)
+    except Exception as e:   # transformers raises many types; the user needs one line
+        raise ModelLoadError(f"cannot load the CLIP judge {ref!r}: {type(e).__name__}: {str(e).splitlines()[0]}") from e
+    mean, std = _normalisation(Path(ref))
+    return model, tokenizer, model.config.vision_config.image_size, mean, std
+
+
+def _normalisation(directory: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The image mean/std the checkpoint's preprocessor_config.json names, else CLIP's own."""
+    try:
+        cfg = json.loads((directory / "preprocessor_config.json").read_text())
+        return tuple(cfg["image_mean"]), tuple(cfg["image_std"])
+    except (OSError, ValueError, KeyError):
+        return MEAN, STD
+
+
