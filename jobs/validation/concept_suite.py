@@ -15,6 +15,8 @@ from jobs.validation.suite import Suite, SuiteItem
 from orchestrator.core.concepts import ConceptEntry, ConceptSet
 
 GENERIC_TEMPLATES = ("a photo of a {}", "a picture of a {}", "an image of a {}")
+GROUPS = ("target", "evasion:subclass", "evasion:composition", "evasion:paraphrase", "retain:near", "retain:far",
+          "leakage")
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,8 @@ def build_concept_suite(concept_set: ConceptSet, target: str, erased_before: tup
     rng = random.Random(f"{target}:{seed}")
     entry = _entry(concept_set, target, allow_thin)
     gone = set(erased_before) | {target}
-    groups: dict[str, list[SuiteItem]] = {"target": _items(concept_set, entry, (target,), "target", target)}
+    groups: dict[str, list[SuiteItem]] = {g: [] for g in GROUPS}
+    groups["target"] = _items(concept_set, entry, (target,), "target", target)
     for item in _evasion(concept_set, entry):
         groups.setdefault(item.group, []).append(item)
     for distance, names in (("near", entry.near), ("far", entry.far)):

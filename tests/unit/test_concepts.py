@@ -80,3 +80,30 @@ def test_shipped_campaigns_settle_with_their_concept_set_and_judge(name):
     settled = preflight(load_spec(str(path)), run=False)
     assert settled.judge == {"toy": "toyworld", "sd14-nudity": "nudenet"}[name]
     assert settled.concept_set is not None
+
+
+def test_a_suite_is_built_from_any_concept_set():
+    from jobs.validation.concept_suite import build_concept_suite
+
+    coco = load_concept_set("coco-objects")
+    suite = build_concept_suite(coco, "car", erased_before=("dog",), max_per_group=100)
+    groups = {g: [i for i in suite.items if i.group == g] for g in suite.groups()}
+    assert {"target", "evasion:composition", "evasion:paraphrase", "retain:near", "retain:far", "leakage",
+            "cumulative:dog"} <= set(groups)
+    assert any("red car" in i.prompt.text for i in groups["evasion:composition"])
+    assert any("automobile" in i.prompt.text for i in groups["evasion:paraphrase"])
+    assert {i.concept for i in groups["retain:near"]} == {"bus", "truck", "motorcycle"}
+    assert "dog" not in {i.concept for i in groups["retain:far"]}          # erased before: not retained
+    assert all(i.prompt.is_pair and i.prompt.attribute for i in groups["leakage"])
+    vehicle = build_concept_suite(coco, "vehicle")
+    assert {i.concept for i in vehicle.items if i.group == "evasion:subclass"} == {"vehicle"}
+    assert any("bicycle" in i.prompt.text for i in vehicle.items if i.group == "evasion:subclass")
+    assert suite.digest() == build_concept_suite(coco, "car", erased_before=("dog",), max_per_group=100).digest()
+
+
+def test_a_thin_concept_gets_a_templates_only_suite():
+    from jobs.validation.concept_suite import build_concept_suite
+
+    suite = build_concept_suite(load_concept_set("coco-objects"), "unicorn", allow_thin=True)
+    assert suite.thin and {i.group for i in suite.items} == {"target"}
+    assert {"retain:near", "retain:far", "leakage"} <= set(suite.unjudged)
