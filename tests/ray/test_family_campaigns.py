@@ -1,0 +1,46 @@
+"""A whole campaign through Ray on each real family's path: a tiny random-weight pipeline and a tiny random
+CLIP judge, both saved to disk and loaded by the loaders a hub id uses (numbers meaningless, path real)."""
+from __future__ import annotations
+
+import pytest
+import ray
+
+from orchestrator.manifest import Manifest, sha256_file
+from orchestrator.ray.driver import run_campaign
+from orchestrator.spec import load_spec
+from tests.fixtures.tiny_pipelines import save_tiny_clip, tiny_sd3_pipeline, tiny_sd_pipeline, tiny_sdxl_pipeline
+from tests.ray.conftest import FORCE_COMMIT
+
+pytestmark = pytest.mark.ray
+BUILDERS = {"sd": tiny_sd_pipeline, "sdxl": tiny_sdxl_pipeline, "sd3": tiny_sd3_pipeline}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray(toy_world):
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024 * 1024, logging_level="WARNING")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def clip_dir(tmp_path_factory):
+    return save_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny-clip")
+
+
+@pytest.mark.parametrize("family", list(BUILDERS))
+def test_a_campaign_on_a_saved_pipeline_with_a_clip_judge_commits(family, tmp_path, clip_dir):
+    BUILDERS[family](0).save_pretrained(tmp_path / family)
+    gate = [f"gate.{k}={v}" for k, v in FORCE_COMMIT.items()]
+    spec = load_spec(None, [f"name={family}", f"model={tmp_path / family}", "concepts=[star]", "method=esd-x",
+                            "ladder=[]", "hparams.esd-x.steps=2", "hparams.esd-x.batch=2", "concepts_from=toyworld",
+                            "validation.judge=clip", f"validation.judge_model={clip_dir}", "validation.seeds=1",
+                            "validation.inference_steps=2", "validation.max_prompts_per_group=2",
+                            "retry.max_attempts=1", "tracking.mode=disabled", f"storage_path={tmp_path / 'runs'}",
+                            *gate])
+    outcome = run_campaign(spec, echo=lambda line: None)
+    assert outcome.status == "finished" and outcome.committed == ("star",)
+    manifest = Manifest.open(spec.storage_path)
+    (attempt,) = manifest.history.attempts
+    assert attempt.report.target_acc.n > 0 and "leakage" in attempt.report.unjudged
+    (ref,) = manifest.committed_deltas()
+    assert sha256_file(ref.path) == ref.sha256
