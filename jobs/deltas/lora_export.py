@@ -8,6 +8,12 @@ exactly by concatenating their factors along the rank. Scaling is made explicit 
 - kohya: each module carries its true ".alpha" (diffusers' convert_state_dict_to_kohya would
   write alpha = rank, wrong whenever lora_alpha != r).
 
+ComfyUI names: UNet and CLIP modules kohya's way ("lora_unet_...", "lora_te_..."); a DiT's transformer
+(SD3, Flux, Z-Image) under diffusers' own module names with a "transformer." prefix, which is what
+ComfyUI's comfy/lora.py maps for those families (model_lora_keys_unet: "transformer.{}" through
+mmdit_to_diffusers, flux_to_diffusers and, for Z-Image's Lumina2 base, z_image_to_diffusers, which
+also splits to_q/to_k/to_v onto its fused qkv), with kohya's lora_down/lora_up/alpha suffixes.
+
 Text-encoder modules are written under CLIP's classic names ("text_model.encoder.layers..."), which
 every loader knows, even where transformers 5 names them "encoder.layers..." in memory.
 """
@@ -24,6 +30,7 @@ from jobs.deltas.delta import LORA_A, LORA_B, DeltaError, DeltaMeta, dense_chang
 
 DIFFUSERS_WEIGHT_NAME = "pytorch_lora_weights.safetensors"  # what load_lora_weights(dir) looks for
 KOHYA_PREFIXES = {"unet": "lora_unet_", "text_encoder": "lora_te_", "text_encoder_2": "lora_te2_"}
+DIFFUSERS_NAMED = ("transformer",)   # components ComfyUI reads under "<component>.<diffusers module>"
 
 Loaded = tuple[Mapping[str, torch.Tensor], DeltaMeta]  # what jobs.deltas.load_delta returns
 
@@ -183,11 +190,14 @@ def export_diffusers_lora(deltas: Sequence[Loaded], out_dir: str | Path, rank: i
 
 
 def kohya_name(module: str) -> str:
-    """'unet.down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k' -> 'lora_unet_down_blocks_0_..._attn2_to_k'."""
+    """'unet.down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k' -> 'lora_unet_down_blocks_0_..._attn2_to_k';
+    'transformer.context_embedder' stays as it is (ComfyUI reads DiT LoRAs under diffusers' names)."""
     comp, _, name = canonical_module(module).partition(".")
+    if comp in DIFFUSERS_NAMED:
+        return f"{comp}.{name}"
     if comp not in KOHYA_PREFIXES:
         raise LoraFormatError(f"kohya format has no name for component {comp!r} "
-                              f"(supported: {', '.join(KOHYA_PREFIXES)})")
+                              f"(supported: {', '.join((*KOHYA_PREFIXES, *DIFFUSERS_NAMED))})")
     return KOHYA_PREFIXES[comp] + name.replace(".", "_")
 
 
@@ -222,7 +232,7 @@ def read_kohya_lora(path: str | Path, pipe, method: str = "kohya-import", concep
     """
     tensors, _, _ = read_safetensors(path, what=f"LoRA {path}")
     modules = {}
-    for comp in KOHYA_PREFIXES:
+    for comp in (*KOHYA_PREFIXES, *DIFFUSERS_NAMED):
         component = getattr(pipe, comp, None)
         if isinstance(component, torch.nn.Module):
             for name, m in component.named_modules():

@@ -38,7 +38,8 @@ from orchestrator.core.models import resolve
 # Components a pipeline loads without weights here (load_pipeline passes safety_checker=None).
 SKIPPED = ("safety_checker", "feature_extractor")
 # Text tokens the denoiser attends to when the pipeline joins several encoders (their defaults).
-JOINT_TEXT_TOKENS = {"StableDiffusion3Pipeline": 77 + 256, "FluxPipeline": 512}
+# Z-Image: ZImagePipeline's max_sequence_length (captions are shorter once padding is dropped; 512 bounds them).
+JOINT_TEXT_TOKENS = {"StableDiffusion3Pipeline": 77 + 256, "FluxPipeline": 512, "ZImagePipeline": 512}
 
 
 def inventory(model: str, lora_targets: tuple[str, ...] | list[str] = LORA_TARGETS) -> ModelInventory:
@@ -348,6 +349,10 @@ def _forward_inputs(net, pipeline: str, modules: dict):
         if cfg.guidance_embeds:
             kwargs["guidance"] = step
         return kwargs, [packed, cfg.in_channels], tokens
+    if kind == "ZImageTransformer2DModel":   # lists: one (C, frames, H, W) latent and one caption per sample
+        kwargs = {"x": [meta(cfg.in_channels, 1, size, size)], "t": step,
+                  "cap_feats": [meta(tokens, cfg.cap_feat_dim)]}
+        return kwargs, [cfg.in_channels, size, size], tokens
     return None
 
 

@@ -15,22 +15,36 @@ def encode(pipe, prompts: list[str] | tuple[str, ...]) -> torch.Tensor:
 
 
 def token_ids(pipe, prompts) -> torch.Tensor:
-    # SDXL's second tokenizer shares the first's vocabulary: positions found here hold for both halves.
-    tok = pipe.tokenizer
-    return tok(list(prompts), padding="max_length", max_length=tok.model_max_length, truncation=True,
-               return_tensors="pt").input_ids
+    """Ids aligned with the states encode() returns (the family adapter knows which tokenizer makes them:
+    CLIP's for SD/SDXL/SD3, T5's for Flux, Qwen's over the chat template for Z-Image)."""
+    from jobs.models.adapters import adapter
+
+    return adapter(pipe).token_ids(prompts)[0]
+
+
+def word_spellings(tokenizer, word: str) -> list[list[int]]:
+    """The id sequences that spell `word` inside a prompt: alone and after a space (byte-level BPE such as
+    Qwen's spells " star" with its own token, CLIP and T5 the same either way)."""
+    out = []
+    for text in (word, " " + word):
+        ids = tokenizer(text, add_special_tokens=False).input_ids
+        if ids and ids not in out:
+            out.append(ids)
+    return out
 
 
 def concept_positions(pipe, prompts, words: tuple[str, ...]) -> torch.Tensor:
     """Boolean (N, L): True at the tokens that spell any of `words` in each prompt."""
-    ids = token_ids(pipe, prompts)
+    from jobs.models.adapters import adapter
+
+    ids, tok = adapter(pipe).token_ids(prompts)
     mask = torch.zeros_like(ids, dtype=torch.bool)
     for w in words:
-        wid = pipe.tokenizer(w, add_special_tokens=False).input_ids
-        n = len(wid)
-        for row in range(ids.shape[0]):
-            seq = ids[row].tolist()
-            for i in range(len(seq) - n + 1):
-                if seq[i:i + n] == wid:
-                    mask[row, i:i + n] = True
+        for wid in word_spellings(tok, w):
+            n = len(wid)
+            for row in range(ids.shape[0]):
+                seq = ids[row].tolist()
+                for i in range(len(seq) - n + 1):
+                    if seq[i:i + n] == wid:
+                        mask[row, i:i + n] = True
     return mask

@@ -47,7 +47,8 @@ class TrainedSet:
     """Which denoiser parameters a method changes, found by module type (jobs/models/targets.py).
 
     kind: "none" (closed form on projections / LoRA factors only), "text_attention" (the
-    text-facing attention projections named; UNet attn2, SD3's joint-attention text stream),
+    text-facing attention projections named; UNet attn2, SD3's and Flux's joint-attention text
+    stream, Z-Image's caption-only context_refiner blocks),
     "non_text_attention" (everything else but the conditioning embeddings).
     """
 
@@ -128,20 +129,31 @@ _PRESERVE = Param("preserve_weight", float, 1.0, "weight of the term that keeps 
                   minimum=0)
 _ESD_PARAMS = (Param("eta", float, 1.0, "negative guidance: how far from the concept the target points",
                      minimum=0),) + _finetune(150, 5e-4, 16) + (_PRESERVE,)
-_NO_JOINT_TEXT_STATES = ("UCE's closed form edits K/V projections that read the text encoder's states directly; "
-                         "in SD3's joint attention the text stream is re-modulated by the timestep and mixed "
-                         "with image tokens in every block, so no projection sees fixed text states")
+_NO_JOINT_TEXT_STATES = ("UCE's closed form edits the Linear maps that read the text encoder's states as they are; "
+                         "SD3's context_embedder reads CLIP and T5 states joined along the sequence (CLIP's tokens "
+                         "zero-padded to T5's width), so a concept sits at positions of two tokenizers, and the "
+                         "alignment of concept tokens to anchor tokens is written for one")
 _NO_CROSS_ATTENTION_PROBE = ("Forget-Me-Not minimises cross-attention maps read by a probe on UNet cross-attention "
                              "(attn2); SD3 has joint attention, which the probe does not read")
+_NO_FLUX_PROBE = ("Forget-Me-Not minimises cross-attention maps read by a probe on UNet cross-attention (attn2); "
+                  "Flux's dual-stream blocks take one softmax over image and text tokens together inside "
+                  "FluxAttnProcessor (no image-to-text map of its own), and its single-stream blocks cannot tell "
+                  "the streams apart, so the probe has nothing to read")
+_NO_ZIMAGE_PROBE = ("Forget-Me-Not minimises cross-attention maps read by a probe on UNet cross-attention (attn2); "
+                    "Z-Image has no cross-attention: caption and image tokens share one self-attention in its main "
+                    "layers, so no map of image queries over text keys exists for the probe to read")
 
 METHODS: tuple[MethodEntry, ...] = (
     MethodEntry(
         "uce", "jobs.methods.uce:erase",
-        "Unified Concept Editing (arXiv 2308.14761): closed-form edit of cross-attention K/V",
+        "Unified Concept Editing (arXiv 2308.14761): closed-form edit of the Linear maps that read the text "
+        "encoder's output (UNet cross-attention K/V; Flux's context and pooled-text embedders; Z-Image's "
+        "caption embedder)",
         (Param("lam", float, 0.5, "weight of the old projection", positive=True),
          Param("erase_scale", float, 1.0, "weight of the erase rows", minimum=0),
          Param("preserve_scale", float, 1.0, "weight of the preserve rows", minimum=0),
-         Param("projections", list, ["to_k", "to_v"], "cross-attention projections edited")),
+         Param("projections", list, ["to_k", "to_v"],
+               "cross-attention projections edited (UNet families; DiTs edit their text embedders)")),
         strength="erase_scale", closed_form=True, graph_forwards=0,
         not_for={"sd3": _NO_JOINT_TEXT_STATES}),
     MethodEntry(
@@ -157,7 +169,8 @@ METHODS: tuple[MethodEntry, ...] = (
         "fmn", "jobs.methods.fmn:erase",
         "Forget-Me-Not (arXiv 2303.17591): minimise the concept tokens' cross-attention",
         _finetune(35, 2e-3, 8), strength="steps", graph_forwards=1,
-        trains=TrainedSet("text_attention", ("to_k", "to_v")), not_for={"sd3": _NO_CROSS_ATTENTION_PROBE}),
+        trains=TrainedSet("text_attention", ("to_k", "to_v")),
+        not_for={"sd3": _NO_CROSS_ATTENTION_PROBE, "flux": _NO_FLUX_PROBE, "zimage": _NO_ZIMAGE_PROBE}),
     MethodEntry(
         "ca", "jobs.methods.ablation:erase",
         "Concept Ablation (arXiv 2303.13516): map the concept to its anchor on text-facing K/V",

@@ -18,11 +18,17 @@ FAMILY_OF_PIPELINE = {
     "StableDiffusionPipeline": "sd",
     "StableDiffusionXLPipeline": "sdxl",
     "StableDiffusion3Pipeline": "sd3",
+    "FluxPipeline": "flux",
+    "ZImagePipeline": "zimage",
 }
 DESCRIPTION = {
     "sd": "SD 1.x/2.x: UNet, one CLIP text encoder, cross-attention (attn2)",
     "sdxl": "SDXL: UNet, two CLIP text encoders (states concatenated, pooled + size ids), cross-attention",
     "sd3": "SD3: MMDiT transformer, joint text-image attention, flow matching",
+    "flux": "FLUX.1: dual-stream (joint attention) then single-stream transformer blocks, T5 states + pooled CLIP, "
+            "packed 2x2 latents, flow matching, guidance embedding (dev)",
+    "zimage": "Z-Image: single-stream transformer, Qwen3 caption features refined alone (context_refiner) then "
+              "sharing self-attention with the image tokens; no cross-attention; flow matching",
 }
 def family_of(pipeline_class: str) -> str | None:
     """The family of a diffusers pipeline class name, or None for one no method is ported to."""

@@ -201,7 +201,7 @@ def test_kohya_export_of_a_dense_change(tmp_path):
 
 
 def test_kohya_refuses_components_it_cannot_name(tmp_path):
-    tensors = {"transformer.blocks.0.attn.to_k" + LORA_A: torch.ones(1, 2),
-               "transformer.blocks.0.attn.to_k" + LORA_B: torch.ones(2, 1)}
-    with pytest.raises(LoraFormatError, match="'transformer'"):
+    tensors = {"prior.blocks.0.attn.to_k" + LORA_A: torch.ones(1, 2),
+               "prior.blocks.0.attn.to_k" + LORA_B: torch.ones(2, 1)}
+    with pytest.raises(LoraFormatError, match="'prior'"):
         export_kohya_lora([(tensors, DeltaMeta("lora", "m", "c", rank=1, alpha=1.0))], tmp_path / "x.safetensors")

@@ -36,11 +36,15 @@ def test_every_family_is_described_and_every_refusal_names_a_known_method():
     assert {f for m in catalog.METHODS for f in m.not_for} <= set(families.DESCRIPTION)
 
 
-def test_unet_families_take_every_method_sd3_all_but_uce_and_fmn():
+def test_unet_families_take_every_method_sd3_all_but_uce_and_fmn_flux_and_zimage_all_but_fmn():
     for family in ("sd", "sdxl"):
         assert [m for m in METHOD_NAMES if catalog.why_not(m, family)] == []
     assert [m for m in METHOD_NAMES if catalog.why_not(m, "sd3")] == ["uce", "fmn"]
-    assert "joint attention" in catalog.why_not("uce", "sd3")
+    assert "context_embedder" in catalog.why_not("uce", "sd3")
+    for family in ("flux", "zimage"):
+        assert [m for m in METHOD_NAMES if catalog.why_not(m, family)] == ["fmn"]
+    assert "no cross-attention" in catalog.why_not("fmn", "zimage")
+    assert "one softmax over image and text tokens" in catalog.why_not("fmn", "flux")
 
 
 def test_the_toy_model_is_sd_family():
@@ -64,9 +68,17 @@ def test_sdxl_takes_uce(tmp_path):
     assert spec.method == "uce"
 
 
+def test_flux_and_zimage_take_their_methods_and_refuse_fmn_at_config_time(tmp_path):
+    for cls, family in (("FluxPipeline", "flux"), ("ZImagePipeline", "zimage")):
+        spec = load([*BASE, f"model={model_dir(tmp_path, cls)}", "ladder=[esd-x,esd-u,ca,lora]"])
+        assert spec.method == "uce"
+        with pytest.raises(ConfigError, match=rf"ladder\[0\]: method 'fmn' does not apply to {family} models \({cls}\)"):
+            load([*BASE, f"model={tmp_path / cls}", "ladder=[fmn]"])
+
+
 def test_a_pipeline_outside_every_family_is_refused(tmp_path):
-    with pytest.raises(ConfigError, match="is a FluxPipeline; the erasure methods are ported to sd"):
-        load([*BASE, f"model={model_dir(tmp_path, 'FluxPipeline')}", "method=esd-x"])
+    with pytest.raises(ConfigError, match="is a QwenImagePipeline; the erasure methods are ported to sd"):
+        load([*BASE, f"model={model_dir(tmp_path, 'QwenImagePipeline')}", "method=esd-x"])
 
 
 def test_a_hub_id_is_checked_from_the_local_hugging_face_cache(tmp_path, monkeypatch):
