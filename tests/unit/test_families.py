@@ -102,8 +102,8 @@ def test_a_gate_needs_a_judge_before_the_campaign_starts(tmp_path):
     toy_drawn = load(["name=fam", "concepts=[star]", "validation.judge=toyworld",
                                  f"model={model_dir(tmp_path, 'StableDiffusionXLPipeline')}"])
     check_judge(toy_drawn)
-    with pytest.raises(ConfigError, match="validation.judge must be one of auto, toyworld"):
-        load(["name=fam", "concepts=[star]", "validation.judge=clip"])
+    with pytest.raises(ConfigError, match="validation.judge must be one of auto, toyworld, nudenet, clip"):
+        load(["name=fam", "concepts=[star]", "validation.judge=vqa"])
 
 
 def test_a_toy_judged_model_takes_only_toy_concepts(tmp_path):
