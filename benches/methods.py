@@ -62,7 +62,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("bench-results/methods.json"))
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-methods-"))
-    spec = ValidationSpec(seeds=args.seeds, early_stop=False)
+    spec = ValidationSpec(seeds=args.seeds, early_stop=False, judge="toyworld")   # what preflight settles for the toy model
     results = {}
     for m in args.methods.split(","):
         req = StepRequest("bench", 1, 1, args.concept, m, {}, "toyworld", (), str(work / m),

@@ -1,59 +1,23 @@
 """UCE (Gandikota et al., arXiv 2308.14761): a closed-form edit of cross-attention keys and values.
 
-For each K/V projection W: W' = (lam W + s_e sum v* c^T + s_p sum W c_j c_j^T)(lam I + s_e sum c c^T
-+ s_p sum c_j c_j^T)^-1, where c are the target prompts' text states at and after the concept's
-tokens, v* = W c_guide the same positions in the anchor prompt (the prompt without the concept),
-and c_j the states of prompts to preserve (and the target prompts' own words before the concept).
+The closed form and the rows are jobs/training/kv_edit.py's. Two row sets ("rows"):
+- "from_concept" (the project's, variant tuned): the target prompts' text states at and after the
+  concept's tokens, guided to the same positions of the prompt without the concept; preserved: the
+  preserve prompts and the target prompts' own words before the concept.
+- "last_token" (the official script's, variant published): the last real token of each prompt, guided
+  to the empty prompt; with preserve_scale 0 nothing is preserved. On the toy world it erases nothing.
 UNet families only (SD, SDXL: there the states enter attn2's K/V as they are); the catalog says
 why not SD3.
 """
 from __future__ import annotations
 
-import torch
-
 from jobs.methods.interface import EraseInputs, MethodOutput
-from jobs.models.targets import cross_attention_modules, denoiser
-from jobs.models.text_embeddings import concept_positions, encode
-
-
-def closed_form(w: torch.Tensor, c: torch.Tensor, c_guide: torch.Tensor, c_keep: torch.Tensor,
-                lam: float, s_e: float, s_p: float) -> torch.Tensor:
-    """The UCE update of one projection W (out x d); c, c_guide, c_keep are (n x d) rows. fp64 inside."""
-    w64, c, g, k = (t.double() for t in (w, c, c_guide, c_keep))
-    v_star = g @ w64.T
-    lhs = lam * w64 + s_e * v_star.T @ c + s_p * (k @ w64.T).T @ k
-    rhs = lam * torch.eye(w.shape[1], dtype=torch.float64) + s_e * c.T @ c + s_p * k.T @ k
-    return torch.linalg.solve(rhs, lhs.T).T.to(w.dtype)  # lhs @ rhs^-1, rhs symmetric
-
-
-def aligned_pairs(emb_t, emb_a, mask) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(c, c_guide, c_before): concept tokens map to the anchor's next token; later tokens shift back."""
-    cs, gs, before = [], [], []
-    for i in range(emb_t.shape[0]):
-        pos = mask[i].nonzero().flatten()
-        if len(pos) == 0:
-            continue
-        p, n = int(pos[0]), len(pos)
-        length = emb_t.shape[1]
-        for j in range(p, length):
-            src = p if j < p + n else j - n
-            cs.append(emb_t[i, j])
-            gs.append(emb_a[i, min(src, length - 1)])
-        before.append(emb_t[i, :p])
-    return torch.stack(cs), torch.stack(gs), torch.cat(before)
+from jobs.training import kv_edit
 
 
 def erase(pipe, inputs: EraseInputs) -> MethodOutput:
     hp = inputs.hparams
-    cp = inputs.prompts
-    comp, net = denoiser(pipe)
-    mask = concept_positions(pipe, cp.target, cp.words)
-    c, g, before = aligned_pairs(encode(pipe, cp.target), encode(pipe, cp.anchor), mask)
-    keep = torch.cat([encode(pipe, cp.preserve).flatten(0, 1), before]) if cp.preserve else before
-    out = {}
-    for mname, module in cross_attention_modules(net).items():
-        for proj in hp["projections"]:
-            w = getattr(module, proj).weight.detach()
-            new = closed_form(w, c, g, keep, hp["lam"], hp["erase_scale"], hp["preserve_scale"])
-            out[f"{comp}.{mname}.{proj}.weight"] = new - w
-    return MethodOutput("dense", out, stats={"erase_vectors": len(c), "preserve_vectors": len(keep)})
+    rows = kv_edit.concept_rows(pipe, inputs.prompts)
+    out = kv_edit.edit(kv_edit.kv_weights(pipe, hp["projections"]), rows, hp["lam"], hp["erase_scale"],
+                       hp["preserve_scale"])
+    return MethodOutput("dense", out, stats={"erase_vectors": len(rows.erase), "preserve_vectors": len(rows.keep)})

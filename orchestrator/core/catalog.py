@@ -174,6 +174,18 @@ METHODS: tuple[MethodEntry, ...] = (
                  choices=("frozen", "noise")),
            Param("target_modules", list, ["to_q", "to_k", "to_v"], "attention projections given adapters")),
         strength="suppress_weight", artifact="lora"),
+    MethodEntry(
+        "rece", "jobs.methods.rece:erase",
+        "RECE (arXiv 2407.12383): UCE, then rounds erasing the embeddings that still regenerate the concept",
+        (Param("lam", float, 0.1, "weight of the old projection (published 0.1)", positive=True),
+         Param("erase_scale", float, 1.0, "weight of the erase rows", minimum=0),
+         Param("preserve_scale", float, 1.0, "weight of the preserve rows", minimum=0),
+         Param("rounds", int, 2, "derive-and-re-edit rounds after the first edit (published 1-3)", minimum=0),
+         Param("reg", float, 1e-3, "ridge weight of the derived embedding (published 1e-3)", positive=True),
+         Param("projections", list, ["to_k", "to_v"], "cross-attention projections edited")),
+        strength="erase_scale", closed_form=True, graph_forwards=0,
+        not_for={"sd3": _NO_JOINT_TEXT_STATES.replace("UCE's closed form", "RECE's closed forms (UCE's edit and "
+                                                      "the regenerating embedding)")}),
 )
 
 CATALOG: dict[str, MethodEntry] = {m.name: m for m in METHODS}

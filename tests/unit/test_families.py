@@ -36,11 +36,11 @@ def test_every_family_is_described_and_every_refusal_names_a_known_method():
     assert {f for m in catalog.METHODS for f in m.not_for} <= set(families.DESCRIPTION)
 
 
-def test_unet_families_take_every_method_sd3_all_but_uce_and_fmn():
+def test_unet_families_take_every_method_sd3_all_but_the_cross_attention_ones():
     for family in ("sd", "sdxl"):
         assert [m for m in METHOD_NAMES if catalog.why_not(m, family)] == []
-    assert [m for m in METHOD_NAMES if catalog.why_not(m, "sd3")] == ["uce", "fmn"]
-    assert "joint attention" in catalog.why_not("uce", "sd3")
+    assert [m for m in METHOD_NAMES if catalog.why_not(m, "sd3")] == ["uce", "fmn", "rece"]
+    assert "joint attention" in catalog.why_not("uce", "sd3") and "joint attention" in catalog.why_not("rece", "sd3")
 
 
 def test_the_toy_model_is_sd_family():
