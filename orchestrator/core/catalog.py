@@ -48,7 +48,9 @@ class TrainedSet:
 
     kind: "none" (closed form on projections / LoRA factors only), "text_attention" (the
     text-facing attention projections named; UNet attn2, SD3's joint-attention text stream),
-    "non_text_attention" (everything else but the conditioning embeddings).
+    "non_text_attention" (everything else but the conditioning embeddings), "block_linears_lora"
+    (LoRA factors of the `rank` hyperparameter on every attention and feed-forward Linear inside the
+    transformer blocks: the denoiser's own weights stay frozen).
     """
 
     kind: str
@@ -186,6 +188,15 @@ METHODS: tuple[MethodEntry, ...] = (
         strength="erase_scale", closed_form=True, graph_forwards=0,
         not_for={"sd3": _NO_JOINT_TEXT_STATES.replace("UCE's closed form", "RECE's closed forms (UCE's edit and "
                                                       "the regenerating embedding)")}),
+    MethodEntry(
+        "spm", "jobs.methods.spm:erase",
+        "SPM (arXiv 2312.16145): a rank-1 membrane LoRA on the transformer blocks' linears, ESD target + anchoring",
+        (Param("rank", int, 1, "LoRA rank (published 1)", minimum=1),
+         Param("alpha", float, 1.0, "LoRA alpha (published 1; scale alpha / rank)", positive=True),
+         Param("eta", float, 1.0, "negative guidance of the erase target (published 1)", minimum=0))
+        + _finetune(200, 1e-3, 8)
+        + (Param("anchor_weight", float, 1.0, "weight of latent anchoring on the preserve prompts", minimum=0),),
+        strength="eta", trains=TrainedSet("block_linears_lora"), artifact="lora"),
 )
 
 CATALOG: dict[str, MethodEntry] = {m.name: m for m in METHODS}

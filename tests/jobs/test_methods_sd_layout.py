@@ -11,7 +11,7 @@ from orchestrator.core.errors import MethodConfigError
 from tests.fixtures.tiny_pipelines import tiny_sd_pipeline, unet_output
 
 SHORT = {"uce": {}, "rece": {"rounds": 1}, "esd-x": {"steps": 2, "batch": 2}, "esd-u": {"steps": 2, "batch": 2}, "fmn": {"steps": 2, "batch": 2},
-         "ca": {"steps": 2, "batch": 2}, "lora": {"steps": 2, "batch": 2}}
+         "ca": {"steps": 2, "batch": 2}, "lora": {"steps": 2, "batch": 2}, "spm": {"steps": 2, "batch": 2}}
 
 
 @pytest.fixture(scope="module")
