@@ -17,7 +17,8 @@ from jobs.training import kv_edit
 
 def erase(pipe, inputs: EraseInputs) -> MethodOutput:
     hp = inputs.hparams
-    rows = kv_edit.concept_rows(pipe, inputs.prompts)
+    pick = kv_edit.last_token_rows if hp["rows"] == "last_token" else kv_edit.concept_rows
+    rows = pick(pipe, inputs.prompts)
     out = kv_edit.edit(kv_edit.kv_weights(pipe, hp["projections"]), rows, hp["lam"], hp["erase_scale"],
                        hp["preserve_scale"])
     return MethodOutput("dense", out, stats={"erase_vectors": len(rows.erase), "preserve_vectors": len(rows.keep)})

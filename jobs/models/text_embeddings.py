@@ -21,6 +21,14 @@ def token_ids(pipe, prompts) -> torch.Tensor:
                return_tensors="pt").input_ids
 
 
+def last_token_index(pipe, prompts) -> torch.Tensor:
+    """(N,) position of each prompt's last real token: the one before end-of-text (start-of-text for "")."""
+    tok = pipe.tokenizer
+    mask = tok(list(prompts), padding="max_length", max_length=tok.model_max_length, truncation=True,
+               return_tensors="pt").attention_mask
+    return mask.sum(1) - 2
+
+
 def concept_positions(pipe, prompts, words: tuple[str, ...]) -> torch.Tensor:
     """Boolean (N, L): True at the tokens that spell any of `words` in each prompt."""
     ids = token_ids(pipe, prompts)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from jobs.models.targets import cross_attention_modules, denoiser
-from jobs.models.text_embeddings import concept_positions, encode
+from jobs.models.text_embeddings import concept_positions, encode, last_token_index
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,13 @@ def concept_rows(pipe, prompts) -> EditRows:
     return EditRows(c, g, keep)
 
 
-
+def last_token_rows(pipe, prompts) -> EditRows:
+    """The official script's rows ("published"): one state per target prompt, its last real token, guided
+    to the empty prompt's last real token (its start-of-text state); nothing kept."""
+    states, empty = encode(pipe, prompts.target), encode(pipe, [""])
+    c = states[torch.arange(len(states)), last_token_index(pipe, prompts.target)]
+    guide = empty[0, last_token_index(pipe, [""])[0]]
+    return EditRows(c, guide.expand_as(c), states.new_zeros((0, states.shape[-1])))
 
 
 def kv_weights(pipe, projections) -> dict[str, torch.Tensor]:

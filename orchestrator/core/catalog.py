@@ -15,6 +15,7 @@ from typing import Any
 from orchestrator.core.errors import MethodConfigError
 
 PRECISIONS = ("no", "fp16", "bf16")
+TUNED, PUBLISHED = "tuned", "published"
 
 
 @dataclass(frozen=True)
@@ -70,9 +71,14 @@ class MethodEntry:
     trains: TrainedSet = TrainedSet("none")
     artifact: str = "dense"          # "dense" differences or "lora" factors
     not_for: dict[str, str] = field(default_factory=dict)   # family -> why the method cannot apply
+    # Named variants: "tuned" is the project's defaults (the params'); others change some of them, e.g.
+    # "published" = the official code's. A campaign picks one with hparams.<method>.variant.
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def defaults(self) -> dict[str, Any]:
-        return {p.name: _copy(p.default) for p in self.params}
+    def defaults(self, variant: str = TUNED) -> dict[str, Any]:
+        """The hyperparameters a run gets when it sets nothing but (optionally) the variant."""
+        base = {p.name: _copy(p.default) for p in self.params}
+        return {**base, **self.variants.get(variant, {})} if variant != TUNED else base
 
     @property
     def default_strength(self) -> Any:
@@ -92,9 +98,9 @@ class MethodEntry:
             known[name].check(self.name, value)
 
     def resolve(self, given: dict[str, Any]) -> dict[str, Any]:
-        """The defaults with `given` on top, after checking `given`."""
+        """The defaults of the variant `given` names (tuned if none) with `given` on top, after checking `given`."""
         self.check(given)
-        return {**self.defaults(), **given}
+        return {**self.defaults(given.get("variant", TUNED)), **given}
 
 
 def _copy(value: Any) -> Any:
@@ -128,8 +134,20 @@ def _finetune(steps: int, lr: float, batch: int) -> tuple[Param, ...]:
 
 _PRESERVE = Param("preserve_weight", float, 1.0, "weight of the term that keeps other concepts' predictions",
                   minimum=0)
+def _variant(published: str) -> Param:
+    return Param("variant", str, TUNED, f"{TUNED}: this project's defaults; {PUBLISHED}: {published}",
+                 choices=(TUNED, PUBLISHED))
+
+
 _ESD_PARAMS = (Param("eta", float, 1.0, "negative guidance: how far from the concept the target points",
-                     minimum=0),) + _finetune(150, 5e-4, 16) + (_PRESERVE,)
+                     minimum=0),) + _finetune(150, 5e-4, 16) + (_PRESERVE,) + (
+    Param("anchor", str, "without_concept", "what the target points to: the prompt without the concept, "
+          "or the empty prompt (the official ESD)", choices=("without_concept", "empty")),
+    _variant("the official diffusers script's: empty-prompt anchor, eta 2, no preservation, 200 steps "
+             "at lr 5e-5, batch 1"))
+# The official ESD script (diffusers): what differs is switched here; its x_t from a partial sampling run of
+# the frozen model (here x0 generated once, forward-noised) and ESD-u's parameter set are not.
+_ESD_PUBLISHED = {"anchor": "empty", "eta": 2.0, "preserve_weight": 0.0, "steps": 200, "lr": 5e-5, "batch": 1}
 _NO_JOINT_TEXT_STATES = ("UCE's closed form edits K/V projections that read the text encoder's states directly; "
                          "in SD3's joint attention the text stream is re-modulated by the timestep and mixed "
                          "with image tokens in every block, so no projection sees fixed text states")
@@ -143,18 +161,27 @@ METHODS: tuple[MethodEntry, ...] = (
         (Param("lam", float, 0.5, "weight of the old projection", positive=True),
          Param("erase_scale", float, 1.0, "weight of the erase rows", minimum=0),
          Param("preserve_scale", float, 1.0, "weight of the preserve rows", minimum=0),
-         Param("projections", list, ["to_k", "to_v"], "cross-attention projections edited")),
+         Param("projections", list, ["to_k", "to_v"], "cross-attention projections edited"),
+         Param("rows", str, "from_concept", "which text states are edited: every position from the concept "
+               "word on, guided to the prompt without it (and preserving the words before), or the official "
+               "script's last real token of each prompt, guided to the empty prompt",
+               choices=("from_concept", "last_token")),
+         _variant("the official script's: last real token per prompt, guided to the empty prompt, nothing "
+                  "preserved")),
         strength="erase_scale", closed_form=True, graph_forwards=0,
-        not_for={"sd3": _NO_JOINT_TEXT_STATES}),
+        not_for={"sd3": _NO_JOINT_TEXT_STATES},
+        variants={PUBLISHED: {"rows": "last_token", "preserve_scale": 0.0}}),
     MethodEntry(
         "esd-x", "jobs.methods.esd:erase",
         "ESD-x (arXiv 2303.07345): negative-guidance fine-tune of text-facing attention",
-        _ESD_PARAMS, strength="eta", frozen_copy=True, trains=TrainedSet("text_attention")),
+        _ESD_PARAMS, strength="eta", frozen_copy=True, trains=TrainedSet("text_attention"),
+        variants={PUBLISHED: _ESD_PUBLISHED}),
     MethodEntry(
         "esd-u", "jobs.methods.esd:erase",
         "ESD-u: the same loss on every other denoiser weight (larger lr, measured on the toy world)",
         tuple(Param("lr", float, 1e-3, p.help, positive=True) if p.name == "lr" else p for p in _ESD_PARAMS),
-        strength="eta", frozen_copy=True, trains=TrainedSet("non_text_attention")),
+        strength="eta", frozen_copy=True, trains=TrainedSet("non_text_attention"),
+        variants={PUBLISHED: _ESD_PUBLISHED}),
     MethodEntry(
         "fmn", "jobs.methods.fmn:erase",
         "Forget-Me-Not (arXiv 2303.17591): minimise the concept tokens' cross-attention",
