@@ -144,10 +144,11 @@ def method_params(net, method: str) -> dict:
 
 
 def trainable_count(net, method: str) -> int:
-    """Parameters `method` trains at its defaults: its denoiser weights, or its LoRA factors (SPM: rank x features)."""
+    """Parameters `method` trains at its defaults: its denoiser weights, or its LoRA factors (SPM, MACE: rank x features)."""
     entry = catalog.get(method)
-    if entry.trains.kind == "block_linears_lora":
-        return entry.defaults()["rank"] * lora_features(net, tuple(targets.transformer_block_linears(net)))
+    wrapped = targets.lora_linears(net, entry.trains)
+    if wrapped:
+        return entry.defaults()["rank"] * lora_features(net, tuple(wrapped))
     return sum(p.numel() for p in method_params(net, method).values())
 
 
@@ -199,8 +200,8 @@ def _measure(net, pipeline: str, modules: dict, notes: list[str], lora_targets: 
 
 def _trained_params(net, method: str, lora_targets: tuple[str, ...]) -> list:
     """The parameters whose gradients decide what autograd keeps (LoRA: the wrapped layers' weights)."""
-    if catalog.get(method).trains.kind == "block_linears_lora":
-        wrapped = set(targets.transformer_block_linears(net))
+    wrapped = set(targets.lora_linears(net, catalog.get(method).trains))
+    if wrapped:
         return [m.weight for n, m in net.named_modules() if n in wrapped]
     if method == "lora":
         return [m.weight for n, m in net.named_modules()

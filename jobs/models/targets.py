@@ -59,6 +59,20 @@ def transformer_block_linears(net: nn.Module) -> list[str]:
     return out
 
 
+def text_kv_linears(net: nn.Module) -> list[str]:
+    """Names of the cross-attention key and value projections (MACE's LoRA)."""
+    return [f"{m}.{p}" for m in cross_attention_modules(net) for p in ("to_k", "to_v")]
+
+
+def lora_linears(net: nn.Module, trains: TrainedSet) -> list[str]:
+    """The Linear layers a LoRA-training entry wraps (empty for the others)."""
+    if trains.kind == "lora_block_linears":
+        return transformer_block_linears(net)
+    if trains.kind == "lora_text_kv":
+        return text_kv_linears(net)
+    return []
+
+
 def cross_attention_params(net: nn.Module, projections: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out")
                            ) -> dict[str, nn.Parameter]:
     """Parameters of the text-facing attention projections named (ESD-x trains all of them)."""

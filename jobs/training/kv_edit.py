@@ -110,3 +110,14 @@ def regeneration_error(edited: list[torch.Tensor], original: list[torch.Tensor],
         num += float((c_adv.double() @ new.double().T - target).pow(2).sum())
         den += float(target.pow(2).sum())
     return num / den
+
+
+def fit(w: torch.Tensor, c: torch.Tensor, v: torch.Tensor, lam: float) -> torch.Tensor:
+    """argmin_W lam ||W - w||^2 + sum ||W c_i - v_i||^2 = (lam w + v^T c)(lam I + c^T c)^-1, fp64 inside.
+
+    MACE's fusion: v are what a LoRA-edited projection gives for rows c; the result carries that edit on
+    those rows and stays at w elsewhere (one LoRA or several, their rows stacked)."""
+    w64, c, v = w.double(), c.double(), v.double()
+    lhs = lam * w64 + v.T @ c
+    rhs = lam * torch.eye(w.shape[1], dtype=torch.float64) + c.T @ c
+    return torch.linalg.solve(rhs, lhs.T).T.to(w.dtype)

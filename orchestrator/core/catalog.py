@@ -49,9 +49,9 @@ class TrainedSet:
 
     kind: "none" (closed form on projections / LoRA factors only), "text_attention" (the
     text-facing attention projections named; UNet attn2, SD3's joint-attention text stream),
-    "non_text_attention" (everything else but the conditioning embeddings), "block_linears_lora"
-    (LoRA factors of the `rank` hyperparameter on every attention and feed-forward Linear inside the
-    transformer blocks: the denoiser's own weights stay frozen).
+    "non_text_attention" (everything else but the conditioning embeddings), and two LoRAs of the
+    `rank` hyperparameter that leave the denoiser's own weights frozen: "lora_block_linears" (every
+    attention and feed-forward Linear inside the transformer blocks) and "lora_text_kv" (cross-attention K/V).
     """
 
     kind: str
@@ -68,6 +68,7 @@ class MethodEntry:
     closed_form: bool = False        # no training loop: one process whatever resources.num_workers says
     graph_forwards: int = 2          # denoiser forwards per step that keep an autograd graph
     frozen_copy: bool = False        # keeps a frozen copy of the denoiser to make targets
+    attention_probs: bool = False    # its loss reads cross-attention probabilities (kept for the backward)
     trains: TrainedSet = TrainedSet("none")
     artifact: str = "dense"          # "dense" differences or "lora" factors
     not_for: dict[str, str] = field(default_factory=dict)   # family -> why the method cannot apply
@@ -185,7 +186,7 @@ METHODS: tuple[MethodEntry, ...] = (
     MethodEntry(
         "fmn", "jobs.methods.fmn:erase",
         "Forget-Me-Not (arXiv 2303.17591): minimise the concept tokens' cross-attention",
-        _finetune(35, 2e-3, 8), strength="steps", graph_forwards=1,
+        _finetune(35, 2e-3, 8), strength="steps", graph_forwards=1, attention_probs=True,
         trains=TrainedSet("text_attention", ("to_k", "to_v")), not_for={"sd3": _NO_CROSS_ATTENTION_PROBE}),
     MethodEntry(
         "ca", "jobs.methods.ablation:erase",
@@ -223,7 +224,23 @@ METHODS: tuple[MethodEntry, ...] = (
          Param("eta", float, 1.0, "negative guidance of the erase target (published 1)", minimum=0))
         + _finetune(200, 1e-3, 8)
         + (Param("anchor_weight", float, 1.0, "weight of latent anchoring on the preserve prompts", minimum=0),),
-        strength="eta", trains=TrainedSet("block_linears_lora"), artifact="lora"),
+        strength="eta", trains=TrainedSet("lora_block_linears"), artifact="lora"),
+    MethodEntry(
+        "mace", "jobs.methods.mace:erase",
+        "MACE (arXiv 2403.06135): closed-form K/V refinement, a masked-attention rank-1 LoRA, closed-form fusion",
+        (Param("lam", float, 0.5, "weight of the old projection in the refinement (UCE's lam)", positive=True),
+         Param("erase_scale", float, 1.0, "weight of the refinement's erase rows", minimum=0),
+         Param("preserve_scale", float, 1.0, "weight of the refinement's preserve rows (published 0)", minimum=0),
+         Param("rank", int, 1, "LoRA rank (published 1)", minimum=1),
+         Param("alpha", float, 1.0, "LoRA alpha (scale alpha / rank)", positive=True),
+         Param("mask_quantile", float, 0.7, "a pixel is in the concept's region above this quantile of its "
+               "image's attention map", minimum=0))
+        + _finetune(50, 1e-3, 4)
+        + (Param("fuse_lam", float, 1e3, "weight of the refined weights in the fusion (published lamb 1e3)",
+                 positive=True),),
+        strength="erase_scale", graph_forwards=1, attention_probs=True, trains=TrainedSet("lora_text_kv"),
+        not_for={"sd3": _NO_JOINT_TEXT_STATES.replace("UCE's closed form", "MACE's refinement and fusion (UCE-style "
+                                                      "closed forms) and its attention loss")}),
 )
 
 CATALOG: dict[str, MethodEntry] = {m.name: m for m in METHODS}

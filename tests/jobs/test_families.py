@@ -22,7 +22,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:Depreca
 
 BUILDERS = {"sdxl": tiny_sdxl_pipeline, "sd3": tiny_sd3_pipeline}
 SHORT = {"uce": {}, "rece": {"rounds": 1}, "esd-x": {"steps": 2, "batch": 2}, "esd-u": {"steps": 2, "batch": 2}, "fmn": {"steps": 2, "batch": 2},
-         "ca": {"steps": 2, "batch": 2}, "lora": {"steps": 2, "batch": 2}, "spm": {"steps": 2, "batch": 2}}
+         "ca": {"steps": 2, "batch": 2}, "lora": {"steps": 2, "batch": 2}, "spm": {"steps": 2, "batch": 2}, "mace": {"steps": 2, "batch": 2}}
 CASES = [(f, m) for f in BUILDERS for m in METHOD_NAMES]
 
 
@@ -114,7 +114,7 @@ def test_each_applicable_method_erases_each_family(pipes, prompts, family, metho
 def _check_targets(family: str, method: str, keys: list[str]) -> None:
     """Each method touched the family's text-facing attention (or, for ESD-u, everything else)."""
     text_facing = (".attn2.",) if family == "sdxl" else (".add_q_proj.", ".add_k_proj.", ".add_v_proj.", ".to_add_out.")
-    if method in ("uce", "rece", "ca", "fmn", "esd-x"):
+    if method in ("uce", "rece", "mace", "ca", "fmn", "esd-x"):
         assert all(any(t in k for t in text_facing) for k in keys), keys
     if method == "ca" and family == "sd3":
         assert all(".add_k_proj." in k or ".add_v_proj." in k for k in keys), keys

@@ -61,3 +61,38 @@ def test_rece_with_no_rounds_is_uce_with_the_same_settings(pipe):
     uce = registry.erase("uce", pipe, EraseInputs("star", prompts, hp, log=lambda *a: None))
     assert rece.tensors.keys() == uce.tensors.keys()
     assert all(torch.equal(rece.tensors[k], uce.tensors[k]) for k in uce.tensors)
+
+
+def test_mace_fusion_carries_the_lora_on_its_rows_and_keeps_the_rest():
+    w = _random((8, 6), 0)
+    lora = 0.2 * _random((8, 1), 1) @ _random((1, 6), 2)
+    c = torch.cat([_random((3, 4), 3), torch.zeros(3, 2, dtype=torch.float64)], 1)   # rows span the first 4 axes
+    fused = kv_edit.fit(w, c, c @ (w + lora).T, lam=1e-6)
+    assert torch.allclose(c @ fused.T, c @ (w + lora).T, atol=1e-5)   # on the rows: CFR + LoRA
+    off = torch.zeros(1, 6, dtype=torch.float64)
+    off[0, 5] = 1.0
+    assert torch.allclose(off @ fused.T, off @ w.T)                    # orthogonal to them: unchanged
+
+
+def test_concept_masks_follow_where_the_concept_tokens_are_attended(pipe):
+    from jobs.models import attention_probe
+    from jobs.models.adapters import adapter
+    from jobs.models.targets import cross_attention_modules
+    from jobs.models.text_embeddings import concept_positions
+
+    prompts = ["a red star", "a blue star"]
+    fam, modules, store = adapter(pipe), cross_attention_modules(pipe.unet), []
+    tokens = concept_positions(pipe, prompts, ("star",))
+    previous = attention_probe.install(modules, store)
+    try:
+        x = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+        fam.predict(pipe.unet, x, torch.tensor([500, 500]), fam.encode(prompts))
+    finally:
+        attention_probe.restore(modules, previous)
+    maps = attention_probe.concept_maps(store, tokens, 8)
+    masks = attention_probe.threshold_masks(maps, 0.7)
+    assert maps.shape == masks.shape == (2, 8, 8) and 0.2 <= masks.float().mean() <= 0.35
+    for m, k in zip(maps, masks):
+        assert m[k].min() >= m[~k].max()                               # each mask is the top of its map
+    loss = attention_probe.masked_attention(store, tokens, masks)
+    assert loss > 0 and attention_probe.masked_attention(store, tokens, torch.zeros_like(masks)) == 0

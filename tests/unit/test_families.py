@@ -39,7 +39,7 @@ def test_every_family_is_described_and_every_refusal_names_a_known_method():
 def test_unet_families_take_every_method_sd3_all_but_the_cross_attention_ones():
     for family in ("sd", "sdxl"):
         assert [m for m in METHOD_NAMES if catalog.why_not(m, family)] == []
-    assert [m for m in METHOD_NAMES if catalog.why_not(m, "sd3")] == ["uce", "fmn", "rece"]
+    assert [m for m in METHOD_NAMES if catalog.why_not(m, "sd3")] == ["uce", "fmn", "rece", "mace"]
     assert "joint attention" in catalog.why_not("uce", "sd3") and "joint attention" in catalog.why_not("rece", "sd3")
 
 
