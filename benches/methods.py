@@ -1,6 +1,8 @@
 """Every erasure method on the same toy concept, validated by the same suite.
 
-    python benches/methods.py [--concept square] [--methods uce,esd-x,...]
+    python benches/methods.py [--concept square] [--methods uce,esd-x,uce:published,...]
+
+A method may name a catalog variant after a colon (uce:published); plain names run the tuned defaults.
 
 Prints per method: seconds to erase, Forgetting, evasion, Retain (near/far), leakage, KL; then the
 early-stop check: the same candidates gated with and without early stop (images and decisions).
@@ -60,12 +62,15 @@ def main() -> None:
     ap.add_argument("--methods", default=",".join(METHOD_NAMES))
     ap.add_argument("--seeds", type=int, default=4)
     ap.add_argument("--out", type=Path, default=Path("bench-results/methods.json"))
+    ap.add_argument("--no-early-stop-check", action="store_true", help="skip gating each candidate a second time")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-methods-"))
-    spec = ValidationSpec(seeds=args.seeds, early_stop=False)
+    spec = ValidationSpec(seeds=args.seeds, early_stop=False, judge="toyworld")   # what preflight settles for the toy model
     results = {}
     for m in args.methods.split(","):
-        req = StepRequest("bench", 1, 1, args.concept, m, {}, "toyworld", (), str(work / m),
+        method, _, variant = m.partition(":")
+        hparams = {"variant": variant} if variant else {}
+        req = StepRequest("bench", 1, 1, args.concept, method, hparams, "toyworld", (), str(work / m.replace(":", "-")),
                           validation=spec, cache_dir=str(work / "cache"))
         results[m] = run_step(req, log=lambda *a: None)
         print(f"  {m}: done in {results[m].erase_seconds:.1f}s", flush=True)
@@ -75,6 +80,12 @@ def main() -> None:
     print(" ".join(f"{c:>11}" for c in cols))
     for r in rows:
         print(" ".join(f"{r[c]:>11}" for c in cols))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps([{**r, "concept": args.concept} for r in rows], indent=1))
+    if args.no_early_stop_check:
+        print(f"wrote {args.out}")
+        shutil.rmtree(work, ignore_errors=True)
+        return
     checks = early_stop_check(results, spec)
     clear = [c for c in checks if c["early_stopped"]]
     saved = 1 - sum(c["early_images"] for c in clear) / max(1, sum(c["fixed_images"] for c in clear))
@@ -82,8 +93,6 @@ def main() -> None:
           f"{saved:.0%} fewer images on those, same decision on {sum(c['same_decision'] for c in checks)}/{len(checks)}")
     for c in checks:
         print(f"  {c['method']:>6}: {c['fixed_images']} -> {c['early_images']} images, same decision {c['same_decision']}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps([{**r, "concept": args.concept} for r in rows], indent=1))
     early = args.out.with_name("early_stop.json")
     early.write_text(json.dumps({"concept": args.concept, "gates": checks, "image_saving_when_stopped": saved}, indent=1))
     print(f"wrote {args.out} and {early}")

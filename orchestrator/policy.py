@@ -104,7 +104,7 @@ def _adjusted(last: PastAttempt, step: float) -> dict[str, Any]:
         return hparams   # the step broke; its settings were not judged
     entry = catalog.get(last.method)
     key, default = entry.strength, entry.default_strength
-    current = hparams.get(key, default)
+    current = hparams.get(key, entry.resolve(hparams)[key])   # the default of the variant the attempt ran
     under_erased = "forgetting" in last.decision.failed or not last.decision.failed
     value = current * step if under_erased else current / step
     if isinstance(default, int):

@@ -12,26 +12,14 @@ import torch
 import torch.nn.functional as F
 
 from jobs.models.adapters import adapter
+from jobs.training import lora_adapter
 from jobs.training.finetune import batch_index, finetune, finetune_config, step_generator
 from jobs.training.latent_pool import generate_latents
 from jobs.methods.interface import EraseInputs, MethodOutput
 from jobs.models.targets import denoiser
 
-ADAPTER = "erase"
-
-
-def _factors(trained: dict[str, torch.Tensor], component: str) -> dict[str, torch.Tensor]:
-    """LoRA A/B weights under delta keys: '<component>.<module>.lora_A.weight'."""
-    out = {}
-    for name, value in trained.items():
-        module, _, rest = name.partition(".lora_")
-        out[f"{component}.{module}.lora_{rest.split('.')[0]}.weight"] = value
-    return out
-
 
 def erase(pipe, inputs: EraseInputs) -> MethodOutput:
-    from peft import LoraConfig
-
     hp = inputs.hparams
     comp, net = denoiser(pipe)
     fam, cp = adapter(pipe), inputs.prompts
@@ -39,9 +27,7 @@ def erase(pipe, inputs: EraseInputs) -> MethodOutput:
     keep = fam.encode(cp.preserve) if cp.preserve else fam.encode(cp.anchor)
     x0 = generate_latents(pipe, cp.target, inputs.seed)
     keep_x0 = generate_latents(pipe, cp.preserve or cp.anchor, inputs.seed + 1)
-    net.add_adapter(LoraConfig(r=hp["rank"], lora_alpha=hp["alpha"], init_lora_weights="gaussian",
-                               target_modules=list(hp["target_modules"])), adapter_name=ADAPTER)
-    params = {n: p for n, p in net.named_parameters() if ".lora_" in n}
+    params = lora_adapter.attach(net, hp["rank"], hp["alpha"], hp["target_modules"])
 
     def loss_fn(step: int, model, shard) -> torch.Tensor:
         gen = step_generator(inputs.seed, step)
@@ -62,6 +48,6 @@ def erase(pipe, inputs: EraseInputs) -> MethodOutput:
     try:
         trained = finetune(net, params, loss_fn, finetune_config(hp, inputs.seed), inputs.parallel, inputs.log)
     finally:
-        net.unload_lora()  # removes the peft wrappers: the network is as it was
-    return MethodOutput("lora", _factors(trained.values, comp), rank=hp["rank"], alpha=float(hp["alpha"]),
+        lora_adapter.detach(net)
+    return MethodOutput("lora", lora_adapter.factors(trained.values, comp), rank=hp["rank"], alpha=float(hp["alpha"]),
                         stats=trained.stats)

@@ -72,7 +72,7 @@ def inventory_from_configs(model: str, pipeline: str, specs: dict[str, tuple[str
         raise ModelLoadError(f"model {model!r} ({pipeline}) has no unet or transformer component to erase from")
     net = modules[denoiser]
     notes: list[str] = []
-    trainable = {method: sum(p.numel() for p in method_params(net, method).values()) for method in catalog.METHOD_NAMES}
+    trainable = {method: trainable_count(net, method) for method in catalog.METHOD_NAMES}
     shape = _measure(net, pipeline, modules, notes, tuple(lora_targets))
     return ModelInventory(model=model, pipeline=pipeline, denoiser=denoiser, components=counts, trainable=trainable,
                           lora_targets=list(lora_targets), lora_features=lora_features(net, tuple(lora_targets)),
@@ -144,6 +144,15 @@ def method_params(net, method: str) -> dict:
     return targets.trained_params(net, catalog.get(method).trains)
 
 
+def trainable_count(net, method: str) -> int:
+    """Parameters `method` trains at its defaults: its denoiser weights, or its LoRA factors (SPM, MACE: rank x features)."""
+    entry = catalog.get(method)
+    wrapped = targets.lora_linears(net, entry.trains)
+    if wrapped:
+        return entry.defaults()["rank"] * lora_features(net, tuple(wrapped))
+    return sum(p.numel() for p in method_params(net, method).values())
+
+
 TRAINED_BY = tuple(m.name for m in catalog.METHODS if not m.closed_form)   # activations measured for these
 
 
@@ -192,6 +201,9 @@ def _measure(net, pipeline: str, modules: dict, notes: list[str], lora_targets: 
 
 def _trained_params(net, method: str, lora_targets: tuple[str, ...]) -> list:
     """The parameters whose gradients decide what autograd keeps (LoRA: the wrapped layers' weights)."""
+    wrapped = set(targets.lora_linears(net, catalog.get(method).trains))
+    if wrapped:
+        return [m.weight for n, m in net.named_modules() if n in wrapped]
     if method == "lora":
         return [m.weight for n, m in net.named_modules()
                 if any(n == t or n.endswith(f".{t}") for t in lora_targets) and hasattr(m, "weight")]

@@ -69,6 +69,37 @@ def text_only_attention_modules(net: nn.Module) -> dict[str, nn.Module]:
     return {n: m for n, m in net.named_modules() if n.startswith(prefix) and isinstance(m, Attention)}
 
 
+def transformer_block_linears(net: nn.Module) -> list[str]:
+    """Names of the attention and feed-forward Linear layers inside the transformer blocks (SPM's membrane).
+
+    UNet: every BasicTransformerBlock's attn1, attn2 and ff linears; SD3: every JointTransformerBlock's
+    attention (image and text streams) and both feed-forwards. Left out: the AdaLayerNorm modulation
+    linears (they read the timestep, not the tokens) and the 1x1 proj_in/proj_out around the blocks.
+    """
+    out = []
+    for bname, block in net.named_modules():
+        if not type(block).__name__.endswith("TransformerBlock"):
+            continue
+        for name, m in block.named_modules():
+            if isinstance(m, nn.Linear) and name.split(".")[0] in ("attn", "attn1", "attn2", "ff", "ff_context"):
+                out.append(f"{bname}.{name}")
+    return out
+
+
+def text_kv_linears(net: nn.Module) -> list[str]:
+    """Names of the cross-attention key and value projections (MACE's LoRA)."""
+    return [f"{m}.{p}" for m in cross_attention_modules(net) for p in ("to_k", "to_v")]
+
+
+def lora_linears(net: nn.Module, trains: TrainedSet) -> list[str]:
+    """The Linear layers a LoRA-training entry wraps (empty for the others)."""
+    if trains.kind == "lora_block_linears":
+        return transformer_block_linears(net)
+    if trains.kind == "lora_text_kv":
+        return text_kv_linears(net)
+    return []
+
+
 def cross_attention_params(net: nn.Module, projections: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out")
                            ) -> dict[str, nn.Parameter]:
     """Parameters of the text-facing attention projections named (ESD-x trains all of them)."""

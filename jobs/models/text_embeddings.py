@@ -33,6 +33,14 @@ def word_spellings(tokenizer, word: str) -> list[list[int]]:
     return out
 
 
+def last_token_index(pipe, prompts) -> torch.Tensor:
+    """(N,) position of each prompt's last real token: the one before end-of-text (start-of-text for "")."""
+    tok = pipe.tokenizer
+    mask = tok(list(prompts), padding="max_length", max_length=tok.model_max_length, truncation=True,
+               return_tensors="pt").attention_mask
+    return mask.sum(1) - 2
+
+
 def concept_positions(pipe, prompts, words: tuple[str, ...]) -> torch.Tensor:
     """Boolean (N, L): True at the tokens that spell any of `words` in each prompt."""
     from jobs.models.adapters import adapter

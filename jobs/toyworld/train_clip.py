@@ -78,7 +78,7 @@ def pixels(images: np.ndarray) -> torch.Tensor:
     return (x - torch.tensor(MEAN)[:, None, None]) / torch.tensor(STD)[:, None, None]
 
 
-def train(out: Path, steps: int = 600, batch: int = 64, lr: float = 2e-3, n: int = 4000, log=print) -> Path:
+def train(out: Path, steps: int = 600, batch: int = 64, lr: float = 5e-4, n: int = 4000, log=print) -> Path:
     import tempfile
 
     torch.manual_seed(SEED)

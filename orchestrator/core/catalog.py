@@ -15,6 +15,7 @@ from typing import Any
 from orchestrator.core.errors import MethodConfigError
 
 PRECISIONS = ("no", "fp16", "bf16")
+TUNED, PUBLISHED = "tuned", "published"
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,9 @@ class TrainedSet:
     kind: "none" (closed form on projections / LoRA factors only), "text_attention" (the
     text-facing attention projections named; UNet attn2, SD3's and Flux's joint-attention text
     stream, Z-Image's caption-only context_refiner blocks),
-    "non_text_attention" (everything else but the conditioning embeddings).
+    "non_text_attention" (everything else but the conditioning embeddings), and two LoRAs of the
+    `rank` hyperparameter that leave the denoiser's own weights frozen: "lora_block_linears" (every
+    attention and feed-forward Linear inside the transformer blocks) and "lora_text_kv" (cross-attention K/V).
     """
 
     kind: str
@@ -66,12 +69,18 @@ class MethodEntry:
     closed_form: bool = False        # no training loop: one process whatever resources.num_workers says
     graph_forwards: int = 2          # denoiser forwards per step that keep an autograd graph
     frozen_copy: bool = False        # keeps a frozen copy of the denoiser to make targets
+    attention_probs: bool = False    # its loss reads cross-attention probabilities (kept for the backward)
     trains: TrainedSet = TrainedSet("none")
     artifact: str = "dense"          # "dense" differences or "lora" factors
     not_for: dict[str, str] = field(default_factory=dict)   # family -> why the method cannot apply
+    # Named variants: "tuned" is the project's defaults (the params'); others change some of them, e.g.
+    # "published" = the official code's. A campaign picks one with hparams.<method>.variant.
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def defaults(self) -> dict[str, Any]:
-        return {p.name: _copy(p.default) for p in self.params}
+    def defaults(self, variant: str = TUNED) -> dict[str, Any]:
+        """The hyperparameters a run gets when it sets nothing but (optionally) the variant."""
+        base = {p.name: _copy(p.default) for p in self.params}
+        return {**base, **self.variants.get(variant, {})} if variant != TUNED else base
 
     @property
     def default_strength(self) -> Any:
@@ -91,9 +100,9 @@ class MethodEntry:
             known[name].check(self.name, value)
 
     def resolve(self, given: dict[str, Any]) -> dict[str, Any]:
-        """The defaults with `given` on top, after checking `given`."""
+        """The defaults of the variant `given` names (tuned if none) with `given` on top, after checking `given`."""
         self.check(given)
-        return {**self.defaults(), **given}
+        return {**self.defaults(given.get("variant", TUNED)), **given}
 
 
 def _copy(value: Any) -> Any:
@@ -127,14 +136,29 @@ def _finetune(steps: int, lr: float, batch: int) -> tuple[Param, ...]:
 
 _PRESERVE = Param("preserve_weight", float, 1.0, "weight of the term that keeps other concepts' predictions",
                   minimum=0)
+def _variant(published: str) -> Param:
+    return Param("variant", str, TUNED, f"{TUNED}: this project's defaults; {PUBLISHED}: {published}",
+                 choices=(TUNED, PUBLISHED))
+
+
 _ESD_PARAMS = (Param("eta", float, 1.0, "negative guidance: how far from the concept the target points",
-                     minimum=0),) + _finetune(150, 5e-4, 16) + (_PRESERVE,)
+                     minimum=0),) + _finetune(150, 5e-4, 16) + (_PRESERVE,) + (
+    Param("anchor", str, "without_concept", "what the target points to: the prompt without the concept, "
+          "or the empty prompt (the official ESD)", choices=("without_concept", "empty")),
+    _variant("the official diffusers script's: empty-prompt anchor, eta 2, no preservation, 200 steps "
+             "at lr 5e-5, batch 1"))
+# The official ESD script (diffusers): what differs is switched here; its x_t from a partial sampling run of
+# the frozen model (here x0 generated once, forward-noised) and ESD-u's parameter set are not.
+_ESD_PUBLISHED = {"anchor": "empty", "eta": 2.0, "preserve_weight": 0.0, "steps": 200, "lr": 5e-5, "batch": 1}
 _NO_JOINT_TEXT_STATES = ("UCE's closed form edits the Linear maps that read the text encoder's states as they are; "
                          "SD3's context_embedder reads CLIP and T5 states joined along the sequence (CLIP's tokens "
                          "zero-padded to T5's width), so a concept sits at positions of two tokenizers, and the "
                          "alignment of concept tokens to anchor tokens is written for one")
 _NO_CROSS_ATTENTION_PROBE = ("Forget-Me-Not minimises cross-attention maps read by a probe on UNet cross-attention "
                              "(attn2); SD3 has joint attention, which the probe does not read")
+_NO_UNET_KV = ("{} through UNet cross-attention K/V (attn2), whose inputs are the text states alone; Flux "
+               "and Z-Image have no cross-attention (their text enters joint or shared self-attention), and "
+               "the text-embedder port UCE uses is not written for it")
 _NO_FLUX_PROBE = ("Forget-Me-Not minimises cross-attention maps read by a probe on UNet cross-attention (attn2); "
                   "Flux's dual-stream blocks take one softmax over image and text tokens together inside "
                   "FluxAttnProcessor (no image-to-text map of its own), and its single-stream blocks cannot tell "
@@ -153,22 +177,31 @@ METHODS: tuple[MethodEntry, ...] = (
          Param("erase_scale", float, 1.0, "weight of the erase rows", minimum=0),
          Param("preserve_scale", float, 1.0, "weight of the preserve rows", minimum=0),
          Param("projections", list, ["to_k", "to_v"],
-               "cross-attention projections edited (UNet families; DiTs edit their text embedders)")),
+               "cross-attention projections edited (UNet families; DiTs edit their text embedders)"),
+         Param("rows", str, "from_concept", "which text states are edited: every position from the concept "
+               "word on, guided to the prompt without it (and preserving the words before), or the official "
+               "script's last real token of each prompt, guided to the empty prompt",
+               choices=("from_concept", "last_token")),
+         _variant("the official script's: last real token per prompt, guided to the empty prompt, nothing "
+                  "preserved")),
         strength="erase_scale", closed_form=True, graph_forwards=0,
-        not_for={"sd3": _NO_JOINT_TEXT_STATES}),
+        not_for={"sd3": _NO_JOINT_TEXT_STATES},
+        variants={PUBLISHED: {"rows": "last_token", "preserve_scale": 0.0}}),
     MethodEntry(
         "esd-x", "jobs.methods.esd:erase",
         "ESD-x (arXiv 2303.07345): negative-guidance fine-tune of text-facing attention",
-        _ESD_PARAMS, strength="eta", frozen_copy=True, trains=TrainedSet("text_attention")),
+        _ESD_PARAMS, strength="eta", frozen_copy=True, trains=TrainedSet("text_attention"),
+        variants={PUBLISHED: _ESD_PUBLISHED}),
     MethodEntry(
         "esd-u", "jobs.methods.esd:erase",
         "ESD-u: the same loss on every other denoiser weight (larger lr, measured on the toy world)",
         tuple(Param("lr", float, 1e-3, p.help, positive=True) if p.name == "lr" else p for p in _ESD_PARAMS),
-        strength="eta", frozen_copy=True, trains=TrainedSet("non_text_attention")),
+        strength="eta", frozen_copy=True, trains=TrainedSet("non_text_attention"),
+        variants={PUBLISHED: _ESD_PUBLISHED}),
     MethodEntry(
         "fmn", "jobs.methods.fmn:erase",
         "Forget-Me-Not (arXiv 2303.17591): minimise the concept tokens' cross-attention",
-        _finetune(35, 2e-3, 8), strength="steps", graph_forwards=1,
+        _finetune(35, 2e-3, 8), strength="steps", graph_forwards=1, attention_probs=True,
         trains=TrainedSet("text_attention", ("to_k", "to_v")),
         not_for={"sd3": _NO_CROSS_ATTENTION_PROBE, "flux": _NO_FLUX_PROBE, "zimage": _NO_ZIMAGE_PROBE}),
     MethodEntry(
@@ -187,6 +220,47 @@ METHODS: tuple[MethodEntry, ...] = (
                  choices=("frozen", "noise")),
            Param("target_modules", list, ["to_q", "to_k", "to_v"], "attention projections given adapters")),
         strength="suppress_weight", artifact="lora"),
+    MethodEntry(
+        "rece", "jobs.methods.rece:erase",
+        "RECE (arXiv 2407.12383): UCE, then rounds erasing the embeddings that still regenerate the concept",
+        (Param("lam", float, 0.1, "weight of the old projection (published 0.1)", positive=True),
+         Param("erase_scale", float, 1.0, "weight of the erase rows", minimum=0),
+         Param("preserve_scale", float, 1.0, "weight of the preserve rows", minimum=0),
+         Param("rounds", int, 2, "derive-and-re-edit rounds after the first edit (published 1-3)", minimum=0),
+         Param("reg", float, 1e-3, "ridge weight of the derived embedding (published 1e-3)", positive=True),
+         Param("projections", list, ["to_k", "to_v"], "cross-attention projections edited")),
+        strength="erase_scale", closed_form=True, graph_forwards=0,
+        not_for={"sd3": _NO_JOINT_TEXT_STATES.replace("UCE's closed form", "RECE's closed forms (UCE's edit and "
+                                                      "the regenerating embedding)"),
+                 "flux": _NO_UNET_KV.format("RECE derives its regenerating embedding"),
+                 "zimage": _NO_UNET_KV.format("RECE derives its regenerating embedding")}),
+    MethodEntry(
+        "spm", "jobs.methods.spm:erase",
+        "SPM (arXiv 2312.16145): a rank-1 membrane LoRA on the transformer blocks' linears, ESD target + anchoring",
+        (Param("rank", int, 1, "LoRA rank (published 1)", minimum=1),
+         Param("alpha", float, 1.0, "LoRA alpha (published 1; scale alpha / rank)", positive=True),
+         Param("eta", float, 1.0, "negative guidance of the erase target (published 1)", minimum=0))
+        + _finetune(200, 1e-3, 8)
+        + (Param("anchor_weight", float, 1.0, "weight of latent anchoring on the preserve prompts", minimum=0),),
+        strength="eta", trains=TrainedSet("lora_block_linears"), artifact="lora"),
+    MethodEntry(
+        "mace", "jobs.methods.mace:erase",
+        "MACE (arXiv 2403.06135): closed-form K/V refinement, a masked-attention rank-1 LoRA, closed-form fusion",
+        (Param("lam", float, 0.5, "weight of the old projection in the refinement (UCE's lam)", positive=True),
+         Param("erase_scale", float, 1.0, "weight of the refinement's erase rows", minimum=0),
+         Param("preserve_scale", float, 1.0, "weight of the refinement's preserve rows (published 0)", minimum=0),
+         Param("rank", int, 1, "LoRA rank (published 1)", minimum=1),
+         Param("alpha", float, 1.0, "LoRA alpha (scale alpha / rank)", positive=True),
+         Param("mask_quantile", float, 0.7, "a pixel is in the concept's region above this quantile of its "
+               "image's attention map", minimum=0))
+        + _finetune(50, 1e-3, 4)
+        + (Param("fuse_lam", float, 1e3, "weight of the refined weights in the fusion (published lamb 1e3)",
+                 positive=True),),
+        strength="erase_scale", graph_forwards=1, attention_probs=True, trains=TrainedSet("lora_text_kv"),
+        not_for={"sd3": _NO_JOINT_TEXT_STATES.replace("UCE's closed form", "MACE's refinement and fusion (UCE-style "
+                                                      "closed forms) and its attention loss"),
+                 "flux": _NO_UNET_KV.format("MACE refines, masks and fuses"),
+                 "zimage": _NO_UNET_KV.format("MACE refines, masks and fuses")}),
 )
 
 CATALOG: dict[str, MethodEntry] = {m.name: m for m in METHODS}

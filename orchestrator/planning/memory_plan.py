@@ -67,6 +67,7 @@ LOADED_BYTES = 4   # jobs/step.py loads every component in fp32
 # What each method holds, from the catalog: forwards keeping a graph, a frozen copy, whether it trains.
 GRAPH_FORWARDS = {m.name: m.graph_forwards for m in catalog.METHODS}
 KEEPS_FROZEN_COPY = tuple(m.name for m in catalog.METHODS if m.frozen_copy)
+KEEPS_ATTENTION = tuple(m.name for m in catalog.METHODS if m.attention_probs)
 TRAINS = tuple(m.name for m in catalog.METHODS if not m.closed_form)
 DEEPSPEED_DIR = "configs/deepspeed"
 # Rough relative slowdown of each change, used only to rank plans: checkpointing recomputes the
@@ -222,7 +223,7 @@ def estimate(inv: ModelInventory, s: StepSettings, gpu_memory_gb: float) -> Esti
     terms["buffers"] = buffers
     per_worker = math.ceil(s.batch / n) if trains else 0
     kept = (inv.activations_checkpointed if s.gradient_checkpointing else inv.activations).get(s.method, 0)
-    stored = inv.attention_probs if s.method == "fmn" else 0
+    stored = inv.attention_probs if s.method in KEEPS_ATTENTION else 0
     terms["activations"] = per_worker * GRAPH_FORWARDS.get(s.method, 1) * (kept + stored) * a
     terms["overhead"] = (CONTEXT_GIB + (NCCL_GIB if n > 1 and trains else 0.0)) * GIB
     return Estimate(s, terms, host, sum(terms.values()), gpu_memory_gb * USABLE * GIB, p)

@@ -205,3 +205,24 @@ def test_kohya_refuses_components_it_cannot_name(tmp_path):
                "prior.blocks.0.attn.to_k" + LORA_B: torch.ones(2, 1)}
     with pytest.raises(LoraFormatError, match="'prior'"):
         export_kohya_lora([(tensors, DeltaMeta("lora", "m", "c", rank=1, alpha=1.0))], tmp_path / "x.safetensors")
+
+
+def test_an_spm_membrane_exports_as_diffusers_and_kohya_lora(tmp_path):
+    """SPM's rank-1 factors on attn1/attn2/ff linears load back through both formats as the same model."""
+    from jobs.methods import registry
+    from jobs.methods.interface import EraseInputs
+    from jobs.training.concept_prompts import text_concept_prompts
+
+    out = registry.erase("spm", tiny_sd_pipeline(), EraseInputs("star", text_concept_prompts("star", ("heart",)),
+                                                              {"steps": 2, "batch": 2}, log=lambda *a: None))
+    delta = (out.tensors, DeltaMeta("lora", "spm", "star", rank=out.rank, alpha=out.alpha))
+    assert out.rank == 1 and any(".ff.net.0.proj." in k for k in out.tensors) and any(".attn1." in k for k in out.tensors)
+    want = applied(delta)
+    assert not torch.allclose(unet_output(want), unet_output(tiny_sd_pipeline()))
+    export_diffusers_lora([delta], tmp_path)
+    pipe = tiny_sd_pipeline()
+    pipe.load_lora_weights(str(tmp_path))
+    assert_same_model(pipe, want)
+    kohya = export_kohya_lora([delta], tmp_path / "spm.safetensors")
+    assert kohya.fit.rank == 1 and kohya.fit.max_rel_error == 0.0
+    assert_same_model(applied(read_kohya_lora(kohya.path, tiny_sd_pipeline())), want)

@@ -36,13 +36,13 @@ def test_every_family_is_described_and_every_refusal_names_a_known_method():
     assert {f for m in catalog.METHODS for f in m.not_for} <= set(families.DESCRIPTION)
 
 
-def test_unet_families_take_every_method_sd3_all_but_uce_and_fmn_flux_and_zimage_all_but_fmn():
+def test_which_family_takes_which_method():
     for family in ("sd", "sdxl"):
         assert [m for m in METHOD_NAMES if catalog.why_not(m, family)] == []
-    assert [m for m in METHOD_NAMES if catalog.why_not(m, "sd3")] == ["uce", "fmn"]
-    assert "context_embedder" in catalog.why_not("uce", "sd3")
+    assert [m for m in METHOD_NAMES if catalog.why_not(m, "sd3")] == ["uce", "fmn", "rece", "mace"]
+    assert "context_embedder" in catalog.why_not("uce", "sd3") and "context_embedder" in catalog.why_not("rece", "sd3")
     for family in ("flux", "zimage"):
-        assert [m for m in METHOD_NAMES if catalog.why_not(m, family)] == ["fmn"]
+        assert [m for m in METHOD_NAMES if catalog.why_not(m, family)] == ["fmn", "rece", "mace"]
     assert "no cross-attention" in catalog.why_not("fmn", "zimage")
     assert "one softmax over image and text tokens" in catalog.why_not("fmn", "flux")
 

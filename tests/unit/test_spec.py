@@ -186,10 +186,12 @@ def test_the_catalog_resolves_what_the_methods_ran_with_before_it_existed():
     """The defaults the method files held (the toy campaign's deltas keep their sha256 only if these hold)."""
     from orchestrator.core import catalog
 
+    # "rows", "anchor" and "variant" name the behaviour the files had (the published variants switch them).
     assert catalog.get("uce").resolve({}) == {"lam": 0.5, "erase_scale": 1.0, "preserve_scale": 1.0,
-                                              "projections": ["to_k", "to_v"]}
+                                              "projections": ["to_k", "to_v"], "rows": "from_concept",
+                                              "variant": "tuned"}
     esd = {"eta": 1.0, "steps": 150, "lr": 5e-4, "batch": 16, "preserve_weight": 1.0, "grad_accum": 1,
-           "mixed_precision": "no"}
+           "mixed_precision": "no", "anchor": "without_concept", "variant": "tuned"}
     assert catalog.get("esd-x").resolve({}) == esd
     assert catalog.get("esd-u").resolve({}) == {**esd, "lr": 1e-3}
     assert catalog.get("fmn").resolve({}) == {"steps": 35, "lr": 2e-3, "batch": 8, "grad_accum": 1,

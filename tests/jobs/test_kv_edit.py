@@ -1,0 +1,98 @@
+"""The K/V closed forms UCE and RECE share: RECE's regenerating embedding is the minimiser it claims to be,
+and RECE's rounds make the edit resist it."""
+import pytest
+import torch
+
+from jobs.methods import registry
+from jobs.methods.interface import EraseInputs
+from jobs.training import kv_edit
+from jobs.training.concept_prompts import text_concept_prompts
+from tests.fixtures.tiny_pipelines import tiny_sd_pipeline
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    torch.set_num_threads(1)
+    return tiny_sd_pipeline(0)
+
+
+def _random(shape, seed):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def test_the_regenerating_map_minimises_the_ridge_objective():
+    original = [_random((8, 6), i) for i in range(3)]
+    edited = [w + 0.3 * _random((8, 6), 10 + i) for i, w in enumerate(original)]
+    c, reg = _random((5, 6), 20), 1e-2
+    adv = c @ kv_edit.regenerating_map(edited, original, reg).T
+
+    def objective(x):
+        return sum(((x @ n.T - c @ o.T) ** 2).sum() for n, o in zip(edited, original)) + reg * (x ** 2).sum()
+
+    x = adv.clone().requires_grad_(True)
+    objective(x).backward()
+    assert x.grad.abs().max() < 1e-9                       # stationary, and the objective is convex
+    assert objective(adv) < objective(adv + 1e-3 * _random((5, 6), 30))
+
+
+def test_an_unedited_model_regenerates_the_concept_from_the_concept_itself():
+    original = [_random((8, 6), i) for i in range(2)]
+    m = kv_edit.regenerating_map(original, original, 1e-9)
+    assert torch.allclose(m, torch.eye(6, dtype=torch.float64), atol=1e-6)
+    c = _random((4, 6), 5)
+    assert kv_edit.regeneration_error(original, original, c, c) < 1e-12
+
+
+def test_rece_rounds_make_the_edit_resist_its_own_attack(pipe):
+    """After UCE's edit alone an embedding still regenerates the concept's keys/values closely; each
+    round of RECE erases it, so the embedding derived from the final edit regenerates it worse."""
+    prompts = text_concept_prompts("star", preserve=("heart",))
+    runs = {r: registry.erase("rece", pipe, EraseInputs("star", prompts, {"rounds": r}, log=lambda *a: None))
+            for r in (0, 2)}
+    assert runs[0].stats["erase_vectors"] < runs[2].stats["erase_vectors"]
+    assert runs[2].stats["regeneration_error_0"] == pytest.approx(runs[0].stats["regeneration_error_0"])
+    assert runs[2].stats["regeneration_error_2"] > 1.5 * runs[0].stats["regeneration_error_0"], runs[2].stats
+
+
+def test_rece_with_no_rounds_is_uce_with_the_same_settings(pipe):
+    prompts = text_concept_prompts("star", preserve=("heart",))
+    hp = {"lam": 0.5, "erase_scale": 1.0, "preserve_scale": 1.0}
+    rece = registry.erase("rece", pipe, EraseInputs("star", prompts, {**hp, "rounds": 0}, log=lambda *a: None))
+    uce = registry.erase("uce", pipe, EraseInputs("star", prompts, hp, log=lambda *a: None))
+    assert rece.tensors.keys() == uce.tensors.keys()
+    assert all(torch.equal(rece.tensors[k], uce.tensors[k]) for k in uce.tensors)
+
+
+def test_mace_fusion_carries_the_lora_on_its_rows_and_keeps_the_rest():
+    w = _random((8, 6), 0)
+    lora = 0.2 * _random((8, 1), 1) @ _random((1, 6), 2)
+    c = torch.cat([_random((3, 4), 3), torch.zeros(3, 2, dtype=torch.float64)], 1)   # rows span the first 4 axes
+    fused = kv_edit.fit(w, c, c @ (w + lora).T, lam=1e-6)
+    assert torch.allclose(c @ fused.T, c @ (w + lora).T, atol=1e-5)   # on the rows: CFR + LoRA
+    off = torch.zeros(1, 6, dtype=torch.float64)
+    off[0, 5] = 1.0
+    assert torch.allclose(off @ fused.T, off @ w.T)                    # orthogonal to them: unchanged
+
+
+def test_concept_masks_follow_where_the_concept_tokens_are_attended(pipe):
+    from jobs.models import attention_probe
+    from jobs.models.adapters import adapter
+    from jobs.models.targets import cross_attention_modules
+    from jobs.models.text_embeddings import concept_positions
+
+    prompts = ["a red star", "a blue star"]
+    fam, modules, store = adapter(pipe), cross_attention_modules(pipe.unet), []
+    tokens = concept_positions(pipe, prompts, ("star",))
+    previous = attention_probe.install(modules, store)
+    try:
+        x = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+        fam.predict(pipe.unet, x, torch.tensor([500, 500]), fam.encode(prompts))
+    finally:
+        attention_probe.restore(modules, previous)
+    maps = attention_probe.concept_maps(store, tokens, 8)
+    masks = attention_probe.threshold_masks(maps, 0.7)
+    assert maps.shape == masks.shape == (2, 8, 8) and 0.2 <= masks.float().mean() <= 0.35
+    for m, k in zip(maps, masks):
+        assert m[k].min() >= m[~k].max()                               # each mask is the top of its map
+    loss = attention_probe.masked_attention(store, tokens, masks)
+    assert loss > 0 and attention_probe.masked_attention(store, tokens, torch.zeros_like(masks)) == 0
