@@ -69,19 +69,24 @@ def text_only_attention_modules(net: nn.Module) -> dict[str, nn.Module]:
     return {n: m for n, m in net.named_modules() if n.startswith(prefix) and isinstance(m, Attention)}
 
 
+BLOCK_LINEAR_PARENTS = ("attn", "attn1", "attn2", "ff", "ff_context", "attention", "feed_forward")
+
+
 def transformer_block_linears(net: nn.Module) -> list[str]:
     """Names of the attention and feed-forward Linear layers inside the transformer blocks (SPM's membrane).
 
-    UNet: every BasicTransformerBlock's attn1, attn2 and ff linears; SD3: every JointTransformerBlock's
-    attention (image and text streams) and both feed-forwards. Left out: the AdaLayerNorm modulation
-    linears (they read the timestep, not the tokens) and the 1x1 proj_in/proj_out around the blocks.
+    UNet: every BasicTransformerBlock's attn1, attn2 and ff linears; SD3 and Flux's dual-stream blocks:
+    the attention (image and text streams) and both feed-forwards; Z-Image: every block's attention and
+    feed_forward (its refiners' too). Left out: the AdaLayerNorm modulation linears (they read the
+    timestep, not the tokens), the 1x1 proj_in/proj_out around UNet blocks, and Flux's single-stream
+    blocks (their fused proj_mlp/proj_out are not attention or feed-forward modules of their own).
     """
     out = []
     for bname, block in net.named_modules():
         if not type(block).__name__.endswith("TransformerBlock"):
             continue
         for name, m in block.named_modules():
-            if isinstance(m, nn.Linear) and name.split(".")[0] in ("attn", "attn1", "attn2", "ff", "ff_context"):
+            if isinstance(m, nn.Linear) and name.split(".")[0] in BLOCK_LINEAR_PARENTS:
                 out.append(f"{bname}.{name}")
     return out
 
