@@ -24,7 +24,7 @@ from orchestrator.core.concepts import ConceptSet, load_concept_set
 from orchestrator.core.contracts import ParallelSpec
 from orchestrator.core.errors import ConfigError, UnknownConceptError
 from orchestrator.core.judges import DEFAULT_SET, NEEDS_MODEL, judge_for
-from orchestrator.core.models import TOY, check_model, looks_local
+from orchestrator.core.models import TOY, check_model, looks_local, toyworld_dir
 from orchestrator.policy import method_sequence
 from orchestrator.spec import CampaignSpec, Resources
 
@@ -53,7 +53,7 @@ def preflight(spec: CampaignSpec, run: bool = True) -> Settled:
     judge = judge_for(spec.model, spec.validation.judge, concept_set.judge if concept_set else "")
     if run:
         _require_judge(spec, judge)
-        _check_judge_model(judge, spec.validation.judge_model)
+        _check_judge_model(judge, judge_model(spec))
         _check_storage(spec.storage_path)
     return Settled(spec, family, judge, concept_set, parallel, hparams)
 
@@ -172,7 +172,17 @@ def _concept_set(spec: CampaignSpec) -> ConceptSet | None:
 
 
 def with_settled_validation(settled: Settled):
-    """The spec's ValidationSpec as a step sees it: the judge settled, early stop at the gate's thresholds."""
+    """The spec's ValidationSpec as a step sees it: the judge (and its weights) settled, early stop at the
+    gate's thresholds."""
     spec = settled.spec
     return dataclasses.replace(spec.validation, judge=settled.judge or spec.validation.judge,
-                               stop_forgetting=spec.gate.min_forgetting, stop_retain=spec.gate.min_retain)
+                               judge_model=judge_model(spec), stop_forgetting=spec.gate.min_forgetting,
+                               stop_retain=spec.gate.min_retain)
+
+
+def judge_model(spec: CampaignSpec) -> str:
+    """validation.judge_model, else the toy world's own CLIP for a toy-world model judged by clip."""
+    toy_clip = toyworld_dir() / "clip"
+    if not spec.validation.judge_model and spec.validation.judge == "clip" and spec.model == TOY and toy_clip.is_dir():
+        return str(toy_clip)
+    return spec.validation.judge_model
