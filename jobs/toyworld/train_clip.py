@@ -1,6 +1,9 @@
 """A tiny CLIP for the toy world: the `clip` judge's weights on the embedded default, trained here.
 
-    python -m jobs.toyworld.train_clip [--out DIR] [--steps N]     # minutes on 2 cores, deterministic
+    python -m jobs.toyworld.train_clip [--out DIR] [--steps N]     # ~25 min on 2 cores, deterministic
+
+The shipped weights (jobs/toyworld/weights/clip, 0.7 MB) are this script's output at its defaults:
+95% top-1 object accuracy over the toy world's labels on clean renders (300 random objects).
 
 Images are single-object renders, half of them passed through the toy pipeline's VAE (the blur a
 generated image has); captions are toy prompts naming the object (or its superclass, or a synonym)
@@ -78,7 +81,7 @@ def pixels(images: np.ndarray) -> torch.Tensor:
     return (x - torch.tensor(MEAN)[:, None, None]) / torch.tensor(STD)[:, None, None]
 
 
-def train(out: Path, steps: int = 600, batch: int = 64, lr: float = 5e-4, n: int = 4000, log=print) -> Path:
+def train(out: Path, steps: int = 2000, batch: int = 64, lr: float = 1e-3, n: int = 4000, log=print) -> Path:
     import tempfile
 
     torch.manual_seed(SEED)
@@ -123,11 +126,12 @@ def _soft_ce(logits: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=toyworld_dir() / "clip")
-    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=1e-3)
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    print(f"wrote {train(args.out, args.steps, args.batch)}")
+    print(f"wrote {train(args.out, args.steps, args.batch, args.lr)}")
     return 0
 
 
