@@ -60,7 +60,8 @@ def erase(pipe, inputs: EraseInputs) -> MethodOutput:
         return retain + hp["suppress_weight"] * suppress
 
     try:
-        trained = finetune(net, params, loss_fn, finetune_config(hp, inputs.seed), inputs.parallel, inputs.log)
+        trained = finetune(net, params, loss_fn, finetune_config(hp, inputs.seed), inputs.parallel, inputs.log,
+                           progress=inputs.progress)
     finally:
         net.unload_lora()  # removes the peft wrappers: the network is as it was
     return MethodOutput("lora", _factors(trained.values, comp), rank=hp["rank"], alpha=float(hp["alpha"]),

@@ -25,14 +25,18 @@ from jobs.validation import statistics as st
 from jobs.validation.judge import Observation, drift_kl, observe
 from jobs.validation.suite import EVASION_KINDS, Suite, build_suite
 from jobs.toyworld.world import load_world
+from jobs.training.distributed import peak_memory_mb
 from orchestrator.core.errors import ConfigError
 from orchestrator.core.models import resolve, toyworld_dir
+from orchestrator.core.phase_progress import NullProgress, ProgressWriter
 
 Key = tuple[int, int]
 
 
-def generate(pipe, suite: Suite, keys: list[Key], spec: ValidationSpec) -> np.ndarray:
-    """uint8 images for (item, seed) keys; each image's noise depends only on its seed and prompt."""
+def generate(pipe, suite: Suite, keys: list[Key], spec: ValidationSpec, on_batch=None) -> np.ndarray:
+    """uint8 images for (item, seed) keys; each image's noise depends only on its seed and prompt.
+
+    on_batch(n) is told after each batch how many of `keys` are drawn (progress; it changes nothing)."""
     images = []
     size = image_size(pipe)   # any family: the denoiser's sample size x the VAE's factor
     for i in range(0, len(keys), spec.batch_size):
@@ -42,6 +46,8 @@ def generate(pipe, suite: Suite, keys: list[Key], spec: ValidationSpec) -> np.nd
         out = pipe(prompts, num_inference_steps=spec.inference_steps, guidance_scale=spec.guidance_scale,
                    generator=gens, height=size, width=size, output_type="np").images
         images.append(np.clip(np.round(out * 255), 0, 255).astype(np.uint8))
+        if on_batch is not None:
+            on_batch(i + len(chunk))
     return np.concatenate(images)
 
 
@@ -118,17 +124,33 @@ class BaselineCache:
 
 
 class Validator:
-    def __init__(self, world, evaluator: Evaluator, spec: ValidationSpec, cache: BaselineCache, log=print):
+    def __init__(self, world, evaluator: Evaluator, spec: ValidationSpec, cache: BaselineCache, log=print,
+                 progress: ProgressWriter | None = None):
         self.world, self.evaluator, self.spec, self.cache, self.log = world, evaluator, spec, cache, log
+        self.progress = progress or NullProgress()   # "baseline"/"candidate" records: images drawn of total
 
     def baseline(self, base_pipe, model: str, suite: Suite) -> dict[Key, Observation]:
         key = self.cache.key(model, suite, self.spec)
         obs = self.cache.load(key)
         if obs is None:
             keys = stratified_keys(suite, self.spec.seeds)
-            obs = observe(self.world, self.evaluator, suite, keys, generate(base_pipe, suite, keys, self.spec))
+            images = generate(base_pipe, suite, keys, self.spec, self._counter("baseline", len(keys)))
+            obs = observe(self.world, self.evaluator, suite, keys, images)
             self.cache.save(key, obs)
         return {(o.item, o.seed): o for o in obs}
+
+    def _counter(self, stage: str, total: int):
+        """A progress record now (0 of total images), and a function to call with the images drawn so far."""
+        if not self.progress.enabled:
+            return None
+        t0 = time.time()
+        self.progress.write(stage, images=0, images_total=total)
+
+        def drawn(n: int) -> None:
+            seconds = max(time.time() - t0, 1e-9)
+            self.progress.write(stage, images=n, images_total=total, images_per_s=round(n / seconds, 3),
+                                peak_mem_mb=peak_memory_mb())
+        return drawn
 
     def validate(self, pipe, suite: Suite, base: dict[Key, Observation]) -> GateReport:
         """Measure `pipe` (the candidate) on the suite, stopping early once the answer is clear."""
@@ -138,9 +160,11 @@ class Validator:
         looks = max(1, -(-len(keys) // chunk))
         seen: list[Observation] = []
         early = False
+        drawn = self._counter("candidate", len(keys))
         for start in range(0, len(keys), chunk):
             part = keys[start:start + chunk]
-            seen += observe(self.world, self.evaluator, suite, part, generate(pipe, suite, part, self.spec))
+            on_batch = (lambda n, before=start: drawn(before + n)) if drawn else None
+            seen += observe(self.world, self.evaluator, suite, part, generate(pipe, suite, part, self.spec, on_batch))
             if self.spec.early_stop and start + chunk < len(keys) and self._clear(suite, seen, base, looks):
                 early = True
                 break
