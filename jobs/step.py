@@ -8,11 +8,14 @@
     python -m jobs.step REQUEST.json      # both phases, without Ray
 
 Each writes into the request's out_dir: request.json, delta.safetensors, erase_stats.json,
-gate_report.json, grid.png + grid.json, result.json. The request arrives settled by the
+gate_report.json, grid.png + grid.json, result.json, and progress.jsonl (start, the fine-tune's
+"train" records or the validator's image counts, end; rank 0 alone in a worker group), which the
+driver follows while the phase runs. The request arrives settled by the
 orchestrator's preflight (its judge and parallel layout resolved). Never imports Ray.
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import resource
@@ -34,6 +37,7 @@ from orchestrator.core.codec import from_json, to_json
 from orchestrator.core.contracts import DeltaRef, GateReport, StepRequest, StepResult
 from orchestrator.core.errors import ConfigError
 from orchestrator.core.models import TOY
+from orchestrator.core.phase_progress import ProgressWriter
 
 
 # ---- erase --------------------------------------------------------------------------------------
@@ -45,24 +49,27 @@ def run_erase(request: StepRequest, log=print, checkpoints=None) -> DeltaRef | N
     alone writes the delta; the others return None.
     """
     out = _setup(request, log)
+    progress = ProgressWriter(out, "erase", enabled=distributed.is_main())
+    progress.write("start", note=f"{request.method} on {_device()} x{distributed.world_size()}")
     if distributed.is_main():
         (out / "request.json").write_text(to_json(request))
     torch.manual_seed(request.seed)   # before loading: the seeded state every method starts from
     pipe = load_pipeline(request.model, device=_device())
     try:
-        deltas.stack(pipe, request.parents)
-        output = _erase(pipe, request, log, checkpoints)
-        _write_stats(out, output.stats)
-        return _save(request, output, out) if distributed.is_main() else None
+        with _ended(progress):
+            deltas.stack(pipe, request.parents)
+            output = _erase(pipe, request, log, checkpoints, progress)
+            _write_stats(out, output.stats)
+            return _save(request, output, out) if distributed.is_main() else None
     finally:
         del pipe
         _cleanup()
 
 
-def _erase(pipe, request: StepRequest, log, checkpoints) -> MethodOutput:
+def _erase(pipe, request: StepRequest, log, checkpoints, progress=None) -> MethodOutput:
     prompts = concept_prompts(request.concept, request.preserve, "toyworld" if _draws_toy_world(request) else "")
     inputs = EraseInputs(request.concept, prompts, dict(request.hparams), request.seed, log,
-                         distributed.Parallel(request.parallel, checkpoints))
+                         distributed.Parallel(request.parallel, checkpoints), progress)
     return registry.erase(request.method, pipe, inputs)
 
 
@@ -86,23 +93,40 @@ def _write_stats(out: Path, stats: dict) -> None:
 def run_validation(request: StepRequest, candidate: DeltaRef, log=print) -> GateReport:
     """Measure base + parents + candidate against the cached base model; write gate_report.json."""
     out = _setup(request, log)
+    progress = ProgressWriter(out, "validate")
+    progress.write("start", note=f"validation on {_device()}")
     validator, suite = for_request(request, _judge(request), log)
+    validator.progress = progress
     pipe = load_pipeline(request.model, device=_device())
     try:
-        base = validator.baseline(pipe, request.model, suite)  # cached per (model, suite, settings)
-        grid = GridDraft(suite, request.validation, log)
-        grid.draw_base(pipe, validator.cache, request.model)    # before any delta is stacked
-        deltas.stack(pipe, tuple(request.parents) + (candidate,))
-        report = validator.validate(pipe, suite, base)
-        (out / "gate_report.json").write_text(to_json(report))
-        grid.finish(pipe, out)
-        return report
+        with _ended(progress):
+            base = validator.baseline(pipe, request.model, suite)  # cached per (model, suite, settings)
+            grid = GridDraft(suite, request.validation, log)
+            progress.write("grid", note="base")
+            grid.draw_base(pipe, validator.cache, request.model)    # before any delta is stacked
+            deltas.stack(pipe, tuple(request.parents) + (candidate,))
+            report = validator.validate(pipe, suite, base)
+            (out / "gate_report.json").write_text(to_json(report))
+            progress.write("grid", note="erased")
+            grid.finish(pipe, out)
+            return report
     finally:
         del pipe
         _cleanup()
 
 
 # ---- setup and cleanup, shared by both phases ---------------------------------------------------
+
+@contextlib.contextmanager
+def _ended(progress: ProgressWriter):
+    """The phase's last progress record: ok, or the error's first line (the error still propagates)."""
+    try:
+        yield
+    except BaseException as e:
+        progress.write("end", ok=False, note=f"{type(e).__name__}: {' '.join(str(e).split())[:200]}")
+        raise
+    progress.write("end", ok=True)
+
 
 def _setup(request: StepRequest, log) -> Path:
     out = Path(request.out_dir)

@@ -4,6 +4,7 @@
     erase resume RUNS_DIR|CAMPAIGN.yaml          continue a campaign from its journal
     erase submit CAMPAIGN.yaml --address URL     run it as a Ray job on a cluster; prints the job id
     erase status RUNS_DIR|CAMPAIGN.yaml|JOB_ID   per-concept table (local journal) or the job's status
+    erase status TARGET --watch  (erase watch)   live view: progress of the running phase, ETA (Ctrl-C ends it)
     erase logs JOB_ID [--follow]                 the job's output
     erase cancel JOB_ID                          stop the job (resume continues it later)
     erase list                                   jobs on the cluster
@@ -161,10 +162,22 @@ def _job_parsers(sub) -> None:
     address(submit)
     status = _sub(sub, "status", "where a campaign stands: a local journal's table, or a job's status",
                   "TARGET is a campaign directory (storage_path) or campaign YAML: print the per-concept table\n"
-                  "from its journal, no Ray needed. Otherwise TARGET is a job id, asked of the cluster at\n"
-                  "--address.\n\n" + TOKEN_NOTE)
+                  "from its journal, the running phase's last progress record and the ETA, no Ray needed.\n"
+                  "Otherwise TARGET is a job id, asked of the cluster at --address.\n\n"
+                  "--watch redraws a live table (state, attempt, phase, progress bar, time left, last metrics,\n"
+                  "ETA) until the campaign stops running; for a job id it watches the job's storage_path,\n"
+                  "which must be mounted on this machine (shared storage).\n\n" + TOKEN_NOTE)
     status.add_argument("target", help="campaign directory, campaign YAML, or job id")
+    _watch_options(status, flag=True)
     address(status)
+    watch = _sub(sub, "watch", "live view of a campaign (same as erase status TARGET --watch)",
+                 "Redraw a table of the campaign's concepts every --interval seconds: state, attempt, the\n"
+                 "running phase with a progress bar, its time left and last metrics, and the campaign's ETA.\n"
+                 "Reads the files on storage_path only. Ends when the campaign stops running, or on Ctrl-C.\n\n"
+                 + TOKEN_NOTE)
+    watch.add_argument("target", help="campaign directory, campaign YAML, or job id")
+    _watch_options(watch, flag=False)
+    address(watch)
     logs = _sub(sub, "logs", "print a job's output (progress lines and final table)",
                 "Print what the job's driver wrote so far; --follow streams it until the job ends.\n\n" + TOKEN_NOTE)
     logs.add_argument("job_id", help="job id, as printed by `erase submit` or `erase list`")
@@ -178,6 +191,12 @@ def _job_parsers(sub) -> None:
     listing = _sub(sub, "list", "list the jobs on the cluster", "One line per job: id, status, start time, "
                    "entrypoint.\n\n" + TOKEN_NOTE)
     address(listing)
+
+
+def _watch_options(parser: argparse.ArgumentParser, flag: bool) -> None:
+    if flag:
+        parser.add_argument("--watch", "-w", action="store_true", help="redraw a live view until the campaign ends")
+    parser.add_argument("--interval", type=float, default=1.0, metavar="SECONDS", help="redraw period (default 1)")
 
 
 @command("toyworld")
@@ -248,7 +267,6 @@ def _resume(args) -> int:
 def _drive(spec, args) -> int:
     """Run the driver on Ray to the campaign's end; 0 finished, 1 halted."""
     from launch import cluster
-
     from orchestrator.preflight import preflight
 
     settled = preflight(spec)   # every mistake the campaign names is one line before Ray starts
@@ -309,21 +327,66 @@ def _report(args) -> int:
 def _status(args) -> int:
     local = _local_campaign(args.target)
     if local is not None:
-        from orchestrator.manifest import Manifest
-        from orchestrator.progress import summary_table
-
-        spec, root = local
-        manifest = Manifest.open(root)
-        print(f"campaign {manifest.campaign}: {manifest.status}")
-        print(summary_table(spec, manifest.history, root))
-        return 0
+        return _watch_local(*local, args.interval) if args.watch else _print_status(*local)
     from launch.jobs_api import Jobs
 
     job = Jobs(args.address).status(args.target)
+    if args.watch:
+        return _watch_local(*_job_campaign(job), args.interval)
     print(f"{job.id}: {job.status}" + (f"  ({job.message})" if job.message else ""))
     print(f"  entrypoint: {job.entrypoint}")
     print(f"  started {_when(job.start_time)}" + (f", ended {_when(job.end_time)}" if job.end_time else ""))
+    if job.storage_path:
+        print(f"  storage_path: {job.storage_path}  (erase watch {job.storage_path})")
     return 0
+
+
+@command("watch")
+def _watch(args) -> int:
+    args.watch = True
+    return _status(args)
+
+
+def _print_status(spec, root) -> int:
+    """The journal's table, then the running phase's last record and the ETA."""
+    from orchestrator.live import snapshot
+    from orchestrator.manifest import Manifest
+    from orchestrator.progress import progress_detail, summary_table
+
+    snap = snapshot(spec, root)
+    print(f"campaign {snap.campaign}: {snap.status}")
+    print(summary_table(spec, Manifest.open(root).history, root))
+    running = next((r for r in snap.rows if r.state == "running"), None)
+    if running is not None and snap.inflight is not None:
+        detail = progress_detail(snap.last, snap.eta.phase_left if snap.eta else None) if snap.last else "no progress yet"
+        ago = f", driver updated {snap.updated_ago:.0f}s ago" if snap.updated_ago is not None else ""
+        print(f"now: step {running.step} {running.concept} attempt {snap.inflight.attempt} {running.method} "
+              f"{running.phase or 'between phases'}: {detail}{ago}")
+    if snap.eta is not None:
+        print(f"ETA {snap.eta.text()} (if every attempt from now on passes to if every retry is used; +: at least)")
+    if snap.stale:
+        print("warning: the driver has written nothing for a while; if it died, `erase resume` continues it")
+    return 0
+
+
+def _watch_local(spec, root, interval: float) -> int:
+    from orchestrator.outputs.live_view import watch
+
+    status = watch(spec, root, interval=max(0.1, interval))
+    return 0 if status == "finished" else 1
+
+
+def _job_campaign(job):
+    """(spec, storage_path) of a job's campaign, when its storage_path is reachable from here."""
+    from orchestrator.core.errors import ClusterError
+
+    if not job.storage_path:
+        raise ClusterError(f"job {job.id} does not record its storage_path (not submitted by `erase submit`); "
+                           "run `erase watch STORAGE_PATH` where the storage is mounted")
+    if not Path(job.storage_path, "manifest.json").is_file():
+        raise ClusterError(f"job {job.id} keeps its campaign at {job.storage_path}, which has no journal here "
+                           f"(not mounted on this machine, or the job has not started it yet)")
+    return _local_campaign(job.storage_path)
 
 
 def _local_campaign(target: str):

@@ -59,7 +59,9 @@ def start(num_cpus: int | None = None, num_gpus: int | None = None) -> str:
         return "cluster"
     # Workers' output goes to each phase's log file; forwarding it would also bring Ray Train's
     # complaints that the State API (which needs the dashboard) is off.
-    ray.init(num_cpus=num_cpus or os.cpu_count() or 1, num_gpus=num_gpus, include_dashboard=False,
+    # address="local": a Ray of its own; without it ray.init() joins any Ray already running on this
+    # machine (another user's, another campaign's) and then refuses num_cpus.
+    ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, num_gpus=num_gpus, include_dashboard=False,
              object_store_memory=OBJECT_STORE_BYTES, logging_level="WARNING", log_to_driver=False)
     return "embedded"
 

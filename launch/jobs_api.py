@@ -51,6 +51,7 @@ class JobView:
     entrypoint: str
     start_time: float | None     # seconds since the epoch
     end_time: float | None
+    storage_path: str = ""       # the campaign's directory, from the job's metadata (erase submit sets it)
 
 
 def default_address() -> str:
@@ -227,7 +228,8 @@ def _view(info) -> JobView:
         return ms / 1000.0 if ms else None
     return JobView(id=info.submission_id or info.job_id or "?", status=str(info.status.value if hasattr(
         info.status, "value") else info.status), message=info.message or "", entrypoint=info.entrypoint or "",
-        start_time=seconds(info.start_time), end_time=seconds(info.end_time))
+        start_time=seconds(info.start_time), end_time=seconds(info.end_time),
+        storage_path=str((getattr(info, "metadata", None) or {}).get("storage_path", "")))
 
 
 def _first_line(e: BaseException) -> str:

@@ -4,20 +4,27 @@
 
 The executor runs a step's two phases somewhere (Ray tasks in orchestrator/ray/driver.py; in-process
 or fake in tests): the loop is the same either way, so the tests drive the loop the driver runs.
-Everything else that watches a campaign (progress lines, W&B tracking) is a Callbacks object the
-loop tells what happened; a callback never decides anything. The manifest is the truth: a loop
-killed at any point is continued by running it again on the same journal.
+Everything else that watches a campaign (progress lines, W&B tracking, the live status file) is a
+Callbacks object the loop tells what happened; a callback never decides anything. The manifest is
+the truth: a loop killed at any point is continued by running it again on the same journal.
+
+Inside a phase the worker appends progress records to the attempt's progress.jsonl
+(orchestrator/core/phase_progress.py). The loop hands the executor a `watch` function for each
+phase; an executor that waits (the Ray one polls every second) calls it while the phase runs, and
+the loop calls it once more when the phase returns, so every record reaches `phase_progress`, the
+ones written mid-phase while the phase still runs.
 """
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from orchestrator.campaign import CommitAttempt, Finished, Halted, RunAttempt, SkipConcept, next_action, step_request
 from orchestrator.core.contracts import DeltaRef, GateReport, StepRequest
+from orchestrator.core.phase_progress import ProgressFollower, ProgressRecord
 from orchestrator.gate import GateDecision, decide, error_decision
 from orchestrator.manifest import CommitRecord, Manifest
 from orchestrator.preflight import Settled
@@ -55,12 +62,24 @@ class RunOutcome:
     skipped: tuple[str, ...] = ()
 
 
+Watch = Callable[[], None]
+
+
+def unwatched() -> None:
+    return None
+
+
 class Executor(Protocol):
-    """Runs the phases of one attempt and reports each as a PhaseOutput (never raises for a failed phase)."""
+    """Runs the phases of one attempt and reports each as a PhaseOutput (never raises for a failed phase).
 
-    def erase(self, a: RunAttempt, request: StepRequest) -> PhaseOutput: ...
+    `watch` reads the phase's new progress records and tells the callbacks: call it every second or so
+    while the phase runs (it is cheap: one read of the end of a small file). Not calling it is allowed:
+    the loop calls it when the phase returns."""
 
-    def validate(self, a: RunAttempt, request: StepRequest, candidate: DeltaRef) -> PhaseOutput: ...
+    def erase(self, a: RunAttempt, request: StepRequest, watch: Watch = unwatched) -> PhaseOutput: ...
+
+    def validate(self, a: RunAttempt, request: StepRequest, candidate: DeltaRef,
+                 watch: Watch = unwatched) -> PhaseOutput: ...
 
 
 class Callbacks:
@@ -70,6 +89,9 @@ class Callbacks:
 
     def phase_started(self, a: RunAttempt, phase: str, before: PhaseOutput | None) -> None:
         """`phase` begins; `before` is the phase that ran before it in this attempt (None for erase)."""
+
+    def phase_progress(self, a: RunAttempt, phase: str, records: Sequence[ProgressRecord]) -> None:
+        """New progress records of the running `phase`, in the order the worker wrote them."""
 
     def attempt_finished(self, a: RunAttempt, phases: Sequence[PhaseOutput], decision: GateDecision,
                          report: GateReport | None, candidate: DeltaRef | None) -> None: ...
@@ -127,11 +149,34 @@ class CampaignLoop:
 
     def _phases(self, a: RunAttempt, request: StepRequest) -> list[PhaseOutput]:
         self._tell("phase_started", a, "erase", None)
-        erase = self.executor.erase(a, request)
+        erase = self._watched(a, request, "erase", lambda watch: self.executor.erase(a, request, watch))
         if erase.error:
             return [erase]
         self._tell("phase_started", a, "validate", erase)
-        return [erase, self.executor.validate(a, request, erase.value)]
+        validate = self._watched(a, request, "validate",
+                                 lambda watch: self.executor.validate(a, request, erase.value, watch))
+        return [erase, validate]
+
+    def _watched(self, a: RunAttempt, request: StepRequest, phase: str,
+                 run: Callable[[Watch], PhaseOutput]) -> PhaseOutput:
+        """Run one phase with a watch on its progress records (from the end of the file as it is now)."""
+        follower = ProgressFollower(request.out_dir, phase)
+        broken: set[int] = set()
+
+        def watch() -> None:
+            records = follower.read_new()
+            for i, callback in enumerate(self.callbacks):
+                if not records or i in broken:
+                    continue
+                try:
+                    callback.phase_progress(a, phase, records)
+                except Exception as e:  # noqa: BLE001 - showing progress must never stop the campaign
+                    broken.add(i)
+                    self._tell("event", f"{type(callback).__name__} stops showing the progress of step "
+                                        f"{a.step} {phase}: {type(e).__name__}: {' '.join(str(e).split())[:200]}")
+        output = run(watch)
+        watch()   # what was written after the executor's last look
+        return output
 
     def commit(self, c: CommitAttempt) -> None:
         record = self.manifest.commit(c.step, c.attempt)

@@ -50,7 +50,7 @@ def erase(pipe, inputs: EraseInputs) -> MethodOutput:
 
     try:
         trained = finetune(net, params, loss_fn, finetune_config(hp, inputs.seed, log_every=10),
-                           inputs.parallel, inputs.log)
+                           inputs.parallel, inputs.log, progress=inputs.progress)
     finally:
         attention_probe.restore(modules, previous)
     restore(params, before)

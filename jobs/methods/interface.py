@@ -22,6 +22,7 @@ class EraseInputs:
     seed: int = 0
     log: Any = print
     parallel: Parallel = Parallel()   # one process unless the step runs as a worker group
+    progress: Any = None              # a ProgressWriter for the fine-tune's "train" records (None: none)
     method: MethodEntry | None = None   # set by the registry
 
 

@@ -46,7 +46,8 @@ def erase(pipe, inputs: EraseInputs) -> MethodOutput:
         return retain + hp["suppress_weight"] * suppress
 
     try:
-        trained = finetune(net, params, loss_fn, finetune_config(hp, inputs.seed), inputs.parallel, inputs.log)
+        trained = finetune(net, params, loss_fn, finetune_config(hp, inputs.seed), inputs.parallel, inputs.log,
+                           progress=inputs.progress)
     finally:
         lora_adapter.detach(net)
     return MethodOutput("lora", lora_adapter.factors(trained.values, comp), rank=hp["rank"], alpha=float(hp["alpha"]),

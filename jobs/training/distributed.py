@@ -10,6 +10,7 @@ global batch, and N workers train the same delta as one worker at the same globa
 from __future__ import annotations
 
 import os
+import resource
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -78,6 +79,14 @@ def device() -> torch.device:
     if torch.cuda.is_available():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
     return torch.device("cpu")
+
+
+def peak_memory_mb(on: torch.device | None = None) -> float:
+    """GPU: the most memory torch has allocated on the device; CPU: this process's peak resident set (MiB)."""
+    on = on if on is not None else device()
+    if on.type == "cuda":
+        return round(torch.cuda.max_memory_allocated(on) / 2**20, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)   # Linux reports KiB
 
 
 def describe() -> str:

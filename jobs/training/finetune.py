@@ -22,6 +22,7 @@ import torch
 
 from jobs.training import distributed
 from jobs.training.distributed import Parallel, Shard
+from orchestrator.core.phase_progress import NullProgress, ProgressWriter
 
 LossFn = Callable[[int, torch.nn.Module, Shard], torch.Tensor]
 
@@ -36,6 +37,7 @@ class FinetuneConfig:
     max_grad_norm: float = 1.0
     seed: int = 0
     log_every: int = 50
+    progress_every: int = 0         # optimizer steps between progress records (0: steps // 100, at least 1)
 
 
 @dataclass
@@ -104,8 +106,16 @@ def _release(accelerator) -> None:
 
 
 def finetune(model: torch.nn.Module, params: dict[str, torch.nn.Parameter], loss_fn: LossFn,
-             cfg: FinetuneConfig, parallel: Parallel = Parallel(), log=print) -> Trained:
-    """Train `params` (a subset of `model`) to minimise loss_fn; returns their final values and stats."""
+             cfg: FinetuneConfig, parallel: Parallel = Parallel(), log=print,
+             progress: ProgressWriter | None = None) -> Trained:
+    """Train `params` (a subset of `model`) to minimise loss_fn; returns their final values and stats.
+
+    Every cfg.progress_every optimizer steps (and the first and last), `progress` gets a "train" record: steps
+    done, loss, lr, gradient norm (the one clipping measured anyway), steps/s, samples/s, peak memory. It draws
+    no randomness and changes no value: on a GPU, reading the loss and the norm waits for that step's kernels
+    (as the text log does every log_every steps), which costs time, not results.
+    """
+    progress = progress or NullProgress()
     shard = distributed.shard()
     if cfg.batch % shard.world:
         raise ValueError(f"batch {cfg.batch} does not split over {shard.world} workers; "
@@ -125,11 +135,14 @@ def finetune(model: torch.nn.Module, params: dict[str, torch.nn.Parameter], loss
         f"global batch {cfg.batch} = {shard.world} x {cfg.batch // shard.world}, steps {start}..{cfg.steps}")
     wrapped.train()
     t0, loss = time.time(), torch.tensor(0.0)
+    every = cfg.progress_every or max(1, cfg.steps // 100)
     try:
         for step in range(start, cfg.steps):
-            loss = _optimizer_step(accelerator, wrapped, opt, params, loss_fn, step, cfg, shard)
+            loss, norm = _optimizer_step(accelerator, wrapped, opt, params, loss_fn, step, cfg, shard)
             if step % cfg.log_every == 0:
                 log(f"  step {step} loss {loss.item():.4f}")
+            if progress.enabled and ((step + 1) % every == 0 or step + 1 == cfg.steps or step == start):
+                _report(progress, accelerator, wrapped, opt, cfg, step, start, t0, loss, norm)
             if _checkpoint_due(parallel, step, cfg.steps):
                 _checkpoint(parallel, accelerator, step, float(loss.item()))
         values = _final_values(accelerator, params)
@@ -144,18 +157,40 @@ def finetune(model: torch.nn.Module, params: dict[str, torch.nn.Parameter], loss
                             "resumed_from_step": float(start), "workers": float(shard.world)})
 
 
-def _optimizer_step(accelerator, wrapped, opt, params, loss_fn, step, cfg, shard) -> torch.Tensor:
-    """One optimizer step of cfg.grad_accum micro-steps (numbered so a resume replays them)."""
+def _optimizer_step(accelerator, wrapped, opt, params, loss_fn, step, cfg, shard):
+    """One optimizer step of cfg.grad_accum micro-steps (numbered so a resume replays them).
+
+    Returns the last micro-step's loss and the gradient norm the clipping measured (None under DeepSpeed,
+    which clips inside its engine: _report asks the engine)."""
+    norm = None
     for micro in range(cfg.grad_accum):
         with accelerator.accumulate(wrapped):
             with _autocast(accelerator, cfg):
                 loss = loss_fn(step * cfg.grad_accum + micro, wrapped, shard)
             accelerator.backward(loss)
             if accelerator.sync_gradients and accelerator.state.deepspeed_plugin is None:
-                accelerator.clip_grad_norm_(list(params.values()), cfg.max_grad_norm)
+                norm = accelerator.clip_grad_norm_(list(params.values()), cfg.max_grad_norm)
             opt.step()
             opt.zero_grad(set_to_none=True)
-    return loss.detach()
+    return loss.detach(), norm
+
+
+def _report(progress: ProgressWriter, accelerator, wrapped, opt, cfg: FinetuneConfig, step: int, start: int,
+            t0: float, loss: torch.Tensor, norm) -> None:
+    """One "train" record (rank 0 only: the others' writers are disabled). Reads values, changes nothing."""
+    if norm is None and hasattr(wrapped, "get_global_grad_norm"):   # DeepSpeed's engine keeps its own
+        norm = wrapped.get_global_grad_norm()
+    try:
+        lr = float(opt.param_groups[0]["lr"])
+    except (AttributeError, IndexError, KeyError, TypeError):
+        lr = None
+    seconds = max(time.time() - t0, 1e-9)
+    done = step + 1
+    progress.write("train", step=done, total=cfg.steps, loss=float(loss.item()), lr=lr,
+                   grad_norm=float(norm) if norm is not None else None,
+                   steps_per_s=round((done - start) / seconds, 4),
+                   samples_per_s=round((done - start) * cfg.batch * cfg.grad_accum / seconds, 3),
+                   peak_mem_mb=distributed.peak_memory_mb(accelerator.device))
 
 
 def _autocast(accelerator, cfg: FinetuneConfig):

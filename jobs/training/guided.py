@@ -67,6 +67,7 @@ def run(pipe, inputs, params: dict, x0: torch.Tensor, eta: float) -> tuple[dict[
             loss = loss + hp["preserve_weight"] * preserve_loss(model, frozen, fam, keep_x0[j], keep[j], gen, shard)
         return loss
 
-    trained = finetune(net, params, loss_fn, finetune_config(hp, inputs.seed), inputs.parallel, inputs.log)
+    trained = finetune(net, params, loss_fn, finetune_config(hp, inputs.seed), inputs.parallel, inputs.log,
+                       progress=inputs.progress)
     restore(params, before)
     return dense_delta(comp, trained.values, before), trained.stats

@@ -30,13 +30,17 @@ from jobs.validation.judges.toyworld import ToyJudge
 from jobs.validation.suite import EVASION_KINDS, Suite, build_suite
 from orchestrator.core.concepts import load_concept_set
 from jobs.toyworld.world import load_world
+from jobs.training.distributed import peak_memory_mb
 from orchestrator.core.models import resolve, toyworld_dir
+from orchestrator.core.phase_progress import NullProgress, ProgressWriter
 
 Key = tuple[int, int]
 
 
-def generate(pipe, suite: Suite, keys: list[Key], spec: ValidationSpec) -> np.ndarray:
-    """uint8 images for (item, seed) keys; each image's noise depends only on its seed and prompt."""
+def generate(pipe, suite: Suite, keys: list[Key], spec: ValidationSpec, on_batch=None) -> np.ndarray:
+    """uint8 images for (item, seed) keys; each image's noise depends only on its seed and prompt.
+
+    on_batch(n) is told after each batch how many of `keys` are drawn (progress; it changes nothing)."""
     images = []
     size = image_size(pipe)   # any family: the denoiser's sample size x the VAE's factor
     for i in range(0, len(keys), spec.batch_size):
@@ -46,6 +50,8 @@ def generate(pipe, suite: Suite, keys: list[Key], spec: ValidationSpec) -> np.nd
         out = pipe(prompts, num_inference_steps=spec.inference_steps, guidance_scale=spec.guidance_scale,
                    generator=gens, height=size, width=size, output_type="np").images
         images.append(np.clip(np.round(out * 255), 0, 255).astype(np.uint8))
+        if on_batch is not None:
+            on_batch(i + len(chunk))
     return np.concatenate(images)
 
 
@@ -125,8 +131,10 @@ class BaselineCache:
 class Validator:
     """Generates a suite's images and has a judge observe them (any judge with observe, posterior_split, cache_id)."""
 
-    def __init__(self, judge, spec: ValidationSpec, cache: BaselineCache, log=print):
+    def __init__(self, judge, spec: ValidationSpec, cache: BaselineCache, log=print,
+                 progress: ProgressWriter | None = None):
         self.judge, self.spec, self.cache, self.log = judge, spec, cache, log
+        self.progress = progress or NullProgress()   # "baseline"/"candidate" records: images drawn of total
 
     def baseline(self, base_pipe, model: str, suite: Suite) -> dict[Key, Observation]:
         key = self.cache.key(model, suite, self.spec, self.judge.cache_id)
@@ -134,12 +142,26 @@ class Validator:
         fresh = obs is None
         if fresh:
             keys = stratified_keys(suite, self.spec.seeds)
-            obs = self.judge.observe(suite, keys, generate(base_pipe, suite, keys, self.spec))
+            images = generate(base_pipe, suite, keys, self.spec, self._counter("baseline", len(keys)))
+            obs = self.judge.observe(suite, keys, images)
         if hasattr(self.judge, "calibrate"):   # a zero-shot judge sets its thresholds on the base model's images
             obs = self.judge.calibrate(suite, obs)
         if fresh:
             self.cache.save(key, obs)
         return {(o.item, o.seed): o for o in obs}
+
+    def _counter(self, stage: str, total: int):
+        """A progress record now (0 of total images), and a function to call with the images drawn so far."""
+        if not self.progress.enabled:
+            return None
+        t0 = time.time()
+        self.progress.write(stage, images=0, images_total=total)
+
+        def drawn(n: int) -> None:
+            seconds = max(time.time() - t0, 1e-9)
+            self.progress.write(stage, images=n, images_total=total, images_per_s=round(n / seconds, 3),
+                                peak_mem_mb=peak_memory_mb())
+        return drawn
 
     def validate(self, pipe, suite: Suite, base: dict[Key, Observation]) -> GateReport:
         """Measure `pipe` (the candidate) on the suite, stopping early once the answer is clear."""
@@ -149,9 +171,11 @@ class Validator:
         looks = max(1, -(-len(keys) // chunk))
         seen: list[Observation] = []
         early = False
+        drawn = self._counter("candidate", len(keys))
         for start in range(0, len(keys), chunk):
             part = keys[start:start + chunk]
-            seen += self.judge.observe(suite, part, generate(pipe, suite, part, self.spec))
+            on_batch = (lambda n, before=start: drawn(before + n)) if drawn else None
+            seen += self.judge.observe(suite, part, generate(pipe, suite, part, self.spec, on_batch))
             if self.spec.early_stop and start + chunk < len(keys) and self._clear(suite, seen, base, looks):
                 early = True
                 break

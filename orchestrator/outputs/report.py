@@ -3,8 +3,11 @@
     write_report("runs/toy")        # -> runs/toy/report.html
 
 Sections: summary, per-concept metrics with their Wilson intervals, plots (Forgetting and
-Retain per step, retain by distance, cumulative drift, the attempt timeline), before/after
-grids found as `grid.png` in attempt directories, the audit log and the resolved spec.
+Retain per step, retain by distance, cumulative drift), the timeline (one row per attempt with a
+bar per phase on a shared time axis, hovering a bar shows its phase, duration and host; the gate's
+reasons in a collapsible row under it), per attempt its before/after grid (`grid.png` in the
+attempt directory) next to its training curves (loss, gradient norm and learning rate per logged
+step, from the attempt's progress.jsonl), the audit log and the resolved spec.
 Images are inlined as base64 PNG and the page has no script and no external reference, so it
 can be mailed or archived as one file and opened offline. Every manifest string is escaped.
 """
@@ -23,6 +26,7 @@ from typing import Any
 import yaml
 
 from orchestrator.core.contracts import Estimate, GateReport
+from orchestrator.core.phase_progress import ProgressRecord, current_run, read_records
 from orchestrator.outputs import report_plots as plots
 from orchestrator.manifest import AttemptRecord, CommitRecord, History, Manifest, attempt_dir
 
@@ -69,8 +73,8 @@ def render_report(storage_path: str | Path) -> str:
     manifest = Manifest.open(storage_path)
     spec = yaml.safe_load(manifest.spec_yaml)
     steps = step_views(spec["concepts"], manifest.history)
-    body = [_summary(manifest, spec, steps), _metrics_table(steps), _plots(spec, steps, manifest.history),
-            _timeline_table(manifest.history), _grids(manifest.root, manifest.history),
+    body = [_summary(manifest, spec, steps), _metrics_table(steps), _plots(spec, steps),
+            _timeline(manifest.root, manifest.history), _grids(manifest.root, manifest.history),
             _audit(manifest), _spec_section(manifest.spec_yaml)]
     return _page(f"Campaign {manifest.campaign}", "\n".join(body))
 
@@ -119,11 +123,10 @@ def _metrics_table(steps: list[StepView]) -> str:
     return _section("Concepts", note + _table(head, rows))
 
 
-def _plots(spec: dict, steps: list[StepView], history: History) -> str:
+def _plots(spec: dict, steps: list[StepView]) -> str:
     gate = spec.get("gate", {})
     measured = [s for s in steps if s.report is not None]
-    figures = [("Attempts over time (green: committed, red: rejected, grey: running)",
-                plots.timeline(_bars(history)) if history.attempts else None)]
+    figures: list[tuple[str, bytes | None]] = []
     if measured:
         labels = [s.label for s in measured]
         reports = [s.report for s in measured]
@@ -146,45 +149,140 @@ def _plots(spec: dict, steps: list[StepView], history: History) -> str:
     return _section("Plots", "\n".join(parts) or "<p class=note>No attempt has been measured yet.</p>")
 
 
-def _bars(history: History) -> list[plots.Bar]:
+@dataclass(frozen=True)
+class PhaseSpan:
+    """One phase of an attempt on the timeline: seconds since the campaign's first attempt began."""
+
+    phase: str           # erase | validate
+    start: float
+    seconds: float
+    note: str            # where it ran, or why it failed
+
+
+def phase_spans(root: Path, a: AttemptRecord, t0: datetime) -> list[PhaseSpan]:
+    """The attempt's phases: from its progress records (start to end, as the worker saw them), else laid
+    end to end from the attempt's start with the seconds placement.json measured; [] when neither exists."""
+    directory = root / attempt_dir(a.step, a.concept, a.attempt)
+    placement = _placement(directory)
+    spans = []
+    for phase in ("erase", "validate"):
+        records = current_run(read_records(directory, phase))
+        info = placement.get(phase) if isinstance(placement.get(phase), dict) else {}
+        note = _where(info)
+        if len(records) >= 2:
+            begin = datetime.fromtimestamp(records[0].t, timezone.utc)
+            spans.append(PhaseSpan(phase, (begin - t0).total_seconds(), records[-1].t - records[0].t, note))
+        elif isinstance(info.get("seconds"), (int, float)):
+            begin = spans[-1].start + spans[-1].seconds if spans else (_time(a.started_at) - t0).total_seconds()
+            spans.append(PhaseSpan(phase, begin, float(info["seconds"]), note))
+    return spans
+
+
+def _placement(directory: Path) -> dict:
+    try:
+        data = json.loads((directory / "placement.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _where(info: dict) -> str:
+    if info.get("error"):
+        return f"failed: {info['error']}"
+    placement = info.get("placement") or {}
+    return f"on {placement.get('host', '?')}" if placement else ""
+
+
+def _timeline(root: Path, history: History) -> str:
+    """One row per attempt: a bar per phase on a shared time axis (hover: phase, duration, host), the verdict,
+    and the gate's reasons in a collapsible row underneath."""
     attempts = sorted(history.attempts, key=lambda a: (a.started_at, a.step, a.attempt))
+    if not attempts:
+        return _section("Timeline", "<p class=note>No attempt yet.</p>")
     t0 = _time(attempts[0].started_at)
-    bars = []
-    for a in attempts:
-        start = _time(a.started_at)
-        end = _time(a.finished_at) if a.finished_at else start
-        verdict = a.decision.verdict if a.decision else "running"
-        bars.append(plots.Bar(f"{a.step}.{a.attempt} {a.concept}", (start - t0).total_seconds(),
-                              (end - start).total_seconds(), verdict))
-    return bars
-
-
-def _timeline_table(history: History) -> str:
-    head = ("step.attempt", "concept", "method", "hparams", "started", "finished", "duration", "host", "restarts",
-            "verdict", "reasons")
     rows = []
-    for a in sorted(history.attempts, key=lambda a: (a.started_at, a.step, a.attempt)):
-        reasons = "; ".join(a.decision.reasons) if a.decision else ""
-        rows.append((f"{a.step}.{a.attempt}", a.concept, a.method, json.dumps(a.hparams, sort_keys=True),
-                     a.started_at, a.finished_at or "—", _duration(a), a.host or "—", str(a.restarts),
-                     a.decision.verdict if a.decision else "running", reasons))
-    return _section("Timeline", _table(head, rows) if rows else "<p class=note>No attempt yet.</p>")
+    for a in attempts:
+        end = _time(a.finished_at) if a.finished_at else _time(a.started_at)
+        spans = phase_spans(root, a, t0)
+        rows.append((a, (_time(a.started_at) - t0).total_seconds(), (end - _time(a.started_at)).total_seconds(),
+                     spans))
+    total = max([start + seconds for _, start, seconds, _ in rows] +
+                [s.start + s.seconds for *_, spans in rows for s in spans] + [1.0])
+    head = "".join(f"<th>{h}</th>" for h in ("step.attempt", "concept", "method", "hparams",
+                                              f"time (0 to {_e(_clock(total))})", "duration", "verdict"))
+    out = [f"<table class=timeline><tr>{head}</tr>"]
+    for a, start, seconds, spans in rows:
+        verdict = a.decision.verdict if a.decision else "running"
+        reasons = list(a.decision.reasons) if a.decision else []
+        failed = len(a.decision.failed) if a.decision else 0
+        label = (f"started {a.started_at}, finished {a.finished_at or '-'}, host {a.host or '-'}, "
+                 f"restarts {a.restarts}")
+        out.append(f"<tr><td title=\"{_e(label)}\">{a.step}.{a.attempt}</td><td>{_e(a.concept)}</td>"
+                   f"<td>{_e(a.method)}</td><td class=hp>{_e(json.dumps(a.hparams, sort_keys=True))}</td>"
+                   f"<td>{_track(a, start, seconds, spans, total, verdict)}</td><td>{_e(_duration(a))}</td>"
+                   f"<td class=\"v {_e(verdict)}\" title=\"{_e('; '.join(reasons))}\">{_e(verdict)}</td></tr>")
+        if reasons:
+            first = reasons[0] if len(reasons[0]) <= 90 else reasons[0][:87] + "..."
+            summary = (f"{failed} failed of {len(reasons)} checks: {first}" if failed
+                       else f"{len(reasons)} checks passed")
+            items = "".join(f"<li class={'fail' if i < failed else 'pass'}>{_e(r)}</li>" for i, r in enumerate(reasons))
+            extra = f"<p class=note>{_e(label)}</p>"
+            out.append(f"<tr class=reasons><td></td><td colspan=6><details><summary>{_e(summary)}</summary>"
+                       f"<ul>{items}</ul>{extra}</details></td></tr>")
+    out.append("</table>")
+    legend = ("<p class=note>Bars: <span class=\"key erase\"></span> erase, <span class=\"key validate\"></span> "
+              "validate, <span class=\"key other\"></span> the attempt outside its phases (scheduling, gate, "
+              "journal); hover a bar for its duration and host. A row's reasons open under it.</p>")
+    return _section("Timeline", legend + "\n".join(out))
+
+
+def _track(a: AttemptRecord, start: float, seconds: float, spans: list[PhaseSpan], total: float,
+           verdict: str) -> str:
+    def bar(kind: str, left: float, width: float, title: str) -> str:
+        pct_left, pct_width = 100 * left / total, max(0.4, 100 * width / total)   # a sliver for instant phases
+        return (f"<span class=\"{kind}\" style=\"left:{pct_left:.2f}%;width:{pct_width:.2f}%\" "
+                f"title=\"{_e(title)}\"></span>")
+    parts = [bar(f"other {verdict}", start, seconds, f"attempt {a.step}.{a.attempt}: {_clock(seconds)} ({verdict})")]
+    for s in spans:
+        parts.append(bar(s.phase, s.start, s.seconds, f"{s.phase} {_clock(s.seconds)} {s.note}".strip()))
+    return f"<div class=track>{''.join(parts)}</div>"
+
+
+def _clock(seconds: float) -> str:
+    s = max(0, round(seconds))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
 def _grids(root: Path, history: History) -> str:
+    """Per attempt, its before/after grid next to its training curves (either may be missing)."""
     parts = []
     for a in sorted(history.attempts, key=lambda a: (a.step, a.attempt)):
-        path = root / attempt_dir(a.step, a.concept, a.attempt) / GRID
-        if not path.is_file():
+        directory = root / attempt_dir(a.step, a.concept, a.attempt)
+        path = directory / GRID
+        train = [r for r in current_run(read_records(directory, "erase")) if r.stage == "train" and r.loss is not None]
+        if not path.is_file() and not train:
             continue   # grids are optional: a validator that draws none leaves nothing here
-        caption = f"step {a.step} attempt {a.attempt}: {a.concept} ({a.method}, " \
-                  f"{a.decision.verdict if a.decision else 'running'}) — base vs erased"
-        data = path.read_bytes() if path.stat().st_size <= MAX_GRID_BYTES else b""
-        if data.startswith(PNG_MAGIC):
-            parts.append(f"<figure class=grid>{_img(data, caption)}<figcaption>{_e(caption)}</figcaption></figure>")
-        else:
-            parts.append(f"<p class=note>{_e(caption)}: {_e(str(path))} (too large or not a PNG; not inlined)</p>")
-    return _section("Before / after grids", "\n".join(parts)) if parts else ""
+        verdict = a.decision.verdict if a.decision else "running"
+        caption = f"step {a.step} attempt {a.attempt}: {a.concept} ({a.method}, {verdict}) — base vs erased"
+        cells = []
+        if path.is_file():
+            data = path.read_bytes() if path.stat().st_size <= MAX_GRID_BYTES else b""
+            if data.startswith(PNG_MAGIC):
+                cells.append(f"<figure class=grid>{_img(data, caption)}<figcaption>{_e(caption)}</figcaption></figure>")
+            else:
+                cells.append(f"<p class=note>{_e(caption)}: {_e(str(path))} (too large or not a PNG; not inlined)</p>")
+        if train:
+            curve = (f"step {a.step} attempt {a.attempt}: training curves ({len(train)} logged steps of "
+                     f"{train[-1].total})")
+            cells.append(f"<figure class=curve>{_img(_curve_png(train), curve)}<figcaption>{_e(curve)}"
+                         f"</figcaption></figure>")
+        parts.append(f"<div class=attempt>{''.join(cells)}</div>")
+    return _section("Before / after grids and training curves", "\n".join(parts)) if parts else ""
+
+
+def _curve_png(train: list[ProgressRecord]) -> bytes:
+    return plots.training_curves([r.step or 0 for r in train], [r.loss for r in train],
+                                 [r.grad_norm for r in train], [r.lr for r in train])
 
 
 def _audit(manifest: Manifest) -> str:
@@ -224,7 +322,20 @@ CSS = """body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-widt
 table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;
 vertical-align:top}th{background:#f3f3f3}tr:nth-child(even) td{background:#fafafa}
 figure{display:inline-block;margin:8px 16px 8px 0}figcaption{color:#555;font-size:12px}
-img{max-width:100%;border:1px solid #eee}.grid img{image-rendering:pixelated;min-width:384px}.note{color:#666;font-size:12px}pre{background:#f6f6f6;padding:8px}"""
+img{max-width:100%;border:1px solid #eee}.grid img{image-rendering:pixelated;min-width:384px}.note{color:#666;font-size:12px}pre{background:#f6f6f6;padding:8px}
+.attempt{display:flex;flex-wrap:wrap;align-items:flex-start;gap:8px;border-bottom:1px solid #eee}
+.curve img{width:460px}
+.timeline td{vertical-align:middle}.timeline .hp{max-width:220px;font-size:12px;color:#555;overflow-wrap:anywhere}
+.track{position:relative;height:16px;width:480px;background:#f6f6f6}
+.track span{position:absolute;top:2px;height:12px;border-radius:2px}
+.track .other{top:6px;height:4px;background:#bdbdbd}.track .other.commit{background:#81c784}
+.track .other.reject{background:#e57373}
+.track .erase,.key.erase{background:#3949ab}.track .validate,.key.validate{background:#00897b}
+.key{display:inline-block;width:14px;height:10px;vertical-align:middle}.key.other{background:#bdbdbd}
+.v.commit{color:#2e7d32;font-weight:bold}.v.reject{color:#c62828;font-weight:bold}
+tr.reasons td{background:#fff;border-top:none;padding-top:0}
+details summary{cursor:pointer;color:#444;font-size:12px}details ul{margin:4px 0 4px 16px;padding:0;font-size:12px}
+li.fail{color:#c62828}li.pass{color:#555}"""
 
 
 def _page(title: str, body: str) -> str:

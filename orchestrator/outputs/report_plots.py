@@ -7,21 +7,8 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from orchestrator.core.contracts import Estimate
-
-VERDICT_COLOURS = {"commit": "#2e7d32", "reject": "#c62828", "running": "#9e9e9e"}
-
-
-@dataclass(frozen=True)
-class Bar:
-    """One attempt on the timeline: seconds since the campaign started, and how it ended."""
-
-    label: str
-    start: float
-    seconds: float
-    verdict: str      # commit | reject | running
 
 
 def _figure(width: float = 7.0, height: float = 3.2):
@@ -57,18 +44,25 @@ def _steps_axis(ax, labels: Sequence[str], ylabel: str) -> None:
     ax.grid(alpha=0.3)
 
 
-def timeline(bars: Sequence[Bar]) -> bytes:
-    """Attempts as horizontal bars over wall-clock time, coloured by the gate's verdict."""
-    fig = _figure(7.0, 0.8 + 0.32 * max(1, len(bars)))
+def training_curves(steps: Sequence[float], loss: Sequence[float], grad_norm: Sequence[float | None],
+                    lr: Sequence[float | None]) -> bytes:
+    """One attempt's fine-tune: loss per logged step (left axis), gradient norm and learning rate (right axes)."""
+    fig = _figure(4.8, 2.8)
     ax = fig.add_subplot()
-    total = max((b.start + b.seconds for b in bars), default=0.0) or 1.0
-    for i, bar in enumerate(bars):
-        # A zero-length bar would vanish: keep a sliver so every attempt shows.
-        ax.barh(i, max(bar.seconds, 0.005 * total), left=bar.start, color=VERDICT_COLOURS.get(bar.verdict, "#9e9e9e"))
-    ax.set_yticks(range(len(bars)), [b.label for b in bars])
-    ax.invert_yaxis()
-    ax.set_xlabel("seconds since the campaign started")
-    ax.grid(axis="x", alpha=0.3)
+    ax.plot(steps, loss, "-", color="#3949ab", lw=1.5, label="loss")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss", color="#3949ab")
+    ax.grid(alpha=0.3)
+    norms = [(s, g) for s, g in zip(steps, grad_norm) if g is not None]
+    if norms:
+        right = ax.twinx()
+        right.plot([p[0] for p in norms], [p[1] for p in norms], "-", color="#ef6c00", lw=1, alpha=0.8,
+                   label="grad norm")
+        right.set_ylabel("grad norm", color="#ef6c00")
+    rates = [v for v in lr if v is not None]
+    if rates:
+        low, high = min(rates), max(rates)
+        ax.set_title(f"lr {low:.2g}" if low == high else f"lr {low:.2g} .. {high:.2g}", fontsize=9)
     return _png(fig)
 
 

@@ -4,6 +4,12 @@ Layout (one W&B project per spec.tracking.project):
 - group = campaign name; one run per (step, attempt, phase), job_type "erase" or "validate"
   (or "commit" when a commit is published after a driver restart), with a stable id from
   (campaign, step, attempt, phase) and resume="allow": a redone attempt resumes its run.
+- while the erase phase runs, its progress records become the erase run's training curves:
+  train/loss, train/lr, train/grad_norm, train/steps_per_s, train/samples_per_s, train/peak_mem_mb,
+  one point per record, with train/step (optimizer steps done) as their x-axis (define_metric).
+  The validation's records (validate/<stage>_images, validate/images_per_s, validate/peak_mem_mb
+  over validate/seconds) go to the validate run, which opens when the gate has decided: they are
+  held until then (the terminal and `erase watch` show them live).
 - the erase run logs the candidate delta to "<campaign>-candidates" (type "candidate-delta",
   by reference: the file stays on storage_path); the validate run logs the gate metrics,
   the decision and the image grids (wandb.Table "grids", one row per prompt: group, prompt, base,
@@ -31,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.core.contracts import DeltaRef, Estimate, GateReport
+from orchestrator.core.phase_progress import ProgressRecord
 from orchestrator.campaign import CommitAttempt, RunAttempt
 from orchestrator.gate import GateDecision
 from orchestrator.loop import Callbacks, PhaseOutput
@@ -74,6 +81,26 @@ def gate_metrics(report: GateReport, decision: GateDecision) -> dict[str, float]
     return out
 
 
+TRAIN_KEYS = ("loss", "lr", "grad_norm", "steps_per_s", "samples_per_s", "peak_mem_mb")
+
+
+def train_point(record: ProgressRecord) -> dict[str, float]:
+    """A fine-tune's progress record as one W&B point: train/<key>, x-axis train/step."""
+    point = {"train/step": float(record.step or 0)}
+    point.update({f"train/{k}": float(getattr(record, k)) for k in TRAIN_KEYS if getattr(record, k) is not None})
+    return point
+
+
+def validate_point(record: ProgressRecord, t0: float) -> dict[str, float]:
+    """A validation's progress record as one W&B point over seconds since the phase's first record."""
+    point = {"validate/seconds": round(record.t - t0, 3), f"validate/{record.stage}_images": float(record.images or 0)}
+    if record.images_per_s is not None:
+        point["validate/images_per_s"] = float(record.images_per_s)
+    if record.peak_mem_mb is not None:
+        point["validate/peak_mem_mb"] = float(record.peak_mem_mb)
+    return point
+
+
 class Tracker:
     """W&B for one campaign. Build with from_spec(); call the hooks in the order the runner meets them.
 
@@ -93,6 +120,7 @@ class Tracker:
         self._run = None                       # the one open run
         self._open: tuple[int, int, str] | None = None
         self._attempt: tuple[int, str, int] | None = None   # (step, concept, attempt) of the current attempt
+        self._validation: list[ProgressRecord] = []          # the validation's records, until its run opens
         self._wandb = None
         if mode != "disabled":
             self.dir.mkdir(parents=True, exist_ok=True)
@@ -119,8 +147,23 @@ class Tracker:
                         hparams: Mapping[str, Any] | None = None) -> None:
         """Before the erase phase: opens (or, for a redone attempt, resumes) the attempt's erase run."""
         self._attempt = (step, concept, attempt)
+        self._validation = []
         if self.enabled:
             self._start(step, attempt, "erase", {"concept": concept, "method": method, "hparams": dict(hparams or {})})
+
+    def phase_progress(self, phase: str, records: Sequence[ProgressRecord]) -> None:
+        """Progress records of the running phase: the erase run's training curves now; the validation's later."""
+        if not self.enabled or self._attempt is None:
+            return
+        step, _, attempt = self._attempt
+        if phase == "validate":
+            self._validation += [r for r in records if r.stage in ("baseline", "candidate")]
+            return
+        train = [r for r in records if r.stage == "train" and r.step is not None]
+        if train:
+            run = self._ensure(step, attempt, "erase")
+            for record in train:
+                run.log(train_point(record))
 
     def attempt_finished(self, report: GateReport | None, decision: GateDecision,
                          images: Sequence[ImagePair] = (), candidate: DeltaRef | None = None,
@@ -149,6 +192,9 @@ class Tracker:
         if candidate_artifact is not None and self.mode == "online":
             candidate_artifact.wait()   # its version must exist before another run can use it
             run.use_artifact(candidate_artifact)
+        validation, self._validation = self._validation, []
+        for record in validation:
+            run.log(validate_point(record, validation[0].t))
         data: dict[str, Any] = dict(gate_metrics(report, decision))
         images = images or self._grid_pairs(step, concept, attempt)
         if images:
@@ -171,9 +217,12 @@ class Tracker:
         self._finish()
 
     def close(self) -> None:
-        """Finish whatever run is open; safe to call twice."""
+        """Finish whatever run is open and stop wandb's service, which writes the last records of an offline
+        run's .wandb file only when it shuts down (read right after finish(), it can hold just its header).
+        Safe to call twice."""
         if self.enabled:
             self._finish()
+            self._wandb.teardown()
 
     # -- internals --
 
@@ -189,6 +238,12 @@ class Tracker:
                                config={**self.config, "step": step, "attempt": attempt, "phase": phase, **config},
                                allow_val_change=True)
         self._open = (step, attempt, phase)
+        if phase == "erase":      # progress curves plot against their own counters, not W&B's _step
+            self._run.define_metric("train/step")
+            self._run.define_metric("train/*", step_metric="train/step")
+        elif phase == "validate":
+            self._run.define_metric("validate/seconds")
+            self._run.define_metric("validate/*", step_metric="validate/seconds")
         return self._run
 
     def _ensure(self, step: int, attempt: int, phase: str):
@@ -245,6 +300,9 @@ class TrackingCallbacks(Callbacks):
 
     def attempt_started(self, a: RunAttempt, request) -> None:
         self.tracker.attempt_started(a.step, a.concept, a.attempt, a.method, a.hparams)
+
+    def phase_progress(self, a: RunAttempt, phase: str, records: Sequence[ProgressRecord]) -> None:
+        self.tracker.phase_progress(phase, records)
 
     def attempt_finished(self, a: RunAttempt, phases: Sequence[PhaseOutput], decision: GateDecision,
                          report: GateReport | None, candidate: DeltaRef | None) -> None:

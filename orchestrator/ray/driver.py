@@ -14,7 +14,9 @@ Per attempt: record_start -> erase phase (num_cpus=cpus_per_step, num_gpus=gpus_
 machine then asks for the commit (atomic, sha256-checked) or the next attempt. A phase that
 raised is a failed attempt (gate.error_decision); a phase whose worker died is re-run by Ray
 (ray_tasks.MAX_RETRIES) before it counts as failed. A phase no node can ever hold raises
-ClusterError after `schedule_timeout_s` instead of waiting forever.
+ClusterError after `schedule_timeout_s` instead of waiting forever. While a phase runs, the same
+wait reads the attempt's progress.jsonl every POLL_S (the loop's `watch`), so progress lines, W&B
+curves and live.json follow the phase from inside.
 """
 from __future__ import annotations
 
@@ -33,7 +35,8 @@ from orchestrator.campaign import RunAttempt
 from orchestrator.core import catalog
 from orchestrator.core.contracts import DeltaRef, StepRequest
 from orchestrator.core.errors import CampaignError, ClusterError
-from orchestrator.loop import CampaignLoop, PhaseOutput, RunOutcome
+from orchestrator.live import LiveStatus
+from orchestrator.loop import CampaignLoop, PhaseOutput, RunOutcome, Watch, unwatched
 from orchestrator.manifest import Manifest
 from orchestrator.outputs.tracking import Tracker, TrackingCallbacks
 from orchestrator.preflight import Settled, preflight
@@ -70,7 +73,7 @@ def run_campaign(spec: CampaignSpec | Settled, echo: Callable[[str], None] = _pr
     with driver_lock(root):
         manifest = Manifest.create(root, spec, allow_spec_change=allow_spec_change)
         tracker = Tracker.from_spec(spec, root)   # W&B: only the driver logs, one run per attempt and phase
-        callbacks = [ProgressLines(spec, manifest, echo), TrackingCallbacks(tracker)]
+        callbacks = [ProgressLines(spec, manifest, echo), TrackingCallbacks(tracker), LiveStatus(manifest)]
         try:
             return CampaignLoop(settled, manifest, RayExecutor(spec, schedule_timeout_s), callbacks).run()
         finally:
@@ -106,13 +109,15 @@ class RayExecutor:
     def __init__(self, spec: CampaignSpec, timeout_s: float):
         self.spec, self.res, self.timeout_s = spec, spec.resources, timeout_s
 
-    def erase(self, a: RunAttempt, request: StepRequest) -> PhaseOutput:
-        return self._phase(a, "erase", (request,), self.res.gpus_per_step, group=_is_group(request))
+    def erase(self, a: RunAttempt, request: StepRequest, watch: Watch = unwatched) -> PhaseOutput:
+        return self._phase(a, "erase", (request,), self.res.gpus_per_step, watch, group=_is_group(request))
 
-    def validate(self, a: RunAttempt, request: StepRequest, candidate: DeltaRef) -> PhaseOutput:
-        return self._phase(a, "validate", (request, candidate), self.res.validation_gpus)
+    def validate(self, a: RunAttempt, request: StepRequest, candidate: DeltaRef,
+                 watch: Watch = unwatched) -> PhaseOutput:
+        return self._phase(a, "validate", (request, candidate), self.res.validation_gpus, watch)
 
-    def _phase(self, a: RunAttempt, phase: str, args: tuple, gpus: float, group: bool = False) -> PhaseOutput:
+    def _phase(self, a: RunAttempt, phase: str, args: tuple, gpus: float, watch: Watch,
+               group: bool = False) -> PhaseOutput:
         # A worker group must fit on one node (STRICT_PACK); its launcher task itself holds nothing.
         need = {"CPU": float(self.res.cpus_per_step), "GPU": float(gpus)}
         task, held = (ray_tasks.remote("erase_group", 0), {"CPU": 0.0, "GPU": 0.0}) if group \
@@ -121,19 +126,21 @@ class RayExecutor:
         ref = task.options(num_cpus=held["CPU"], num_gpus=held["GPU"],
                            name=f"{phase}:{self.spec.name}:{a.step}.{a.attempt}").remote(*args)
         try:
-            return self._await(ref, phase, a, need)
+            return self._await(ref, phase, a, need, watch)
         except _PHASE_FAILURES as e:
             reason = " ".join(str(e).split())[:300]
             return PhaseOutput(phase, None, f"{type(e).__name__} (after up to {MAX_RETRIES} retries): {reason}",
                                None, 0.0, "")
 
-    def _await(self, ref, phase: str, a: RunAttempt, need: dict[str, float]) -> PhaseOutput:
-        """ray.get, except that a phase no alive node can hold fails after timeout_s instead of hanging."""
+    def _await(self, ref, phase: str, a: RunAttempt, need: dict[str, float], watch: Watch) -> PhaseOutput:
+        """ray.get, except that a phase no alive node can hold fails after timeout_s instead of hanging;
+        every POLL_S the phase's progress file is read (watch) so its records reach the callbacks live."""
         stuck_since = None
         while True:
             ready, _ = ray.wait([ref], timeout=POLL_S)
             if ready:
                 return ray.get(ref)
+            watch()
             nodes = _alive_nodes()
             if any(_fits(n, need) for n in nodes):
                 stuck_since = None   # it can run somewhere: waiting for a busy cluster is normal

@@ -56,7 +56,7 @@ def test_report_loads_in_chromium_with_every_image_decoded(report_html, tmp_path
     assert run.returncode == 0, run.stderr[-2000:]
     title = re.search(r"<title>(.*?)</title>", run.stdout)
     assert title is not None, run.stdout[:500]
-    assert title.group(1) == "ok:5", title.group(1)   # 4 plots + 1 grid, all decoded
+    assert title.group(1) == "ok:4", title.group(1)   # 3 plots + 1 grid, all decoded
     console = [line for line in run.stderr.splitlines() if ":CONSOLE" in line]
     assert console == [], console
 

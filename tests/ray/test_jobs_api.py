@@ -128,6 +128,9 @@ def test_submit_poll_to_succeeded_and_read_logs(head, campaign):
     assert job_id in listed.stdout and "SUCCEEDED" in listed.stdout
     local = erase(head, "status", spec.storage_path)           # the journal the job wrote, read here
     assert local.returncode == 0 and "committed" in local.stdout
+    assert f"storage_path: {spec.storage_path}" in status.stdout   # where `erase watch` finds the job's journal
+    watched = erase(head, "watch", job_id, "--address", head.address)   # the job's storage_path is mounted here
+    assert watched.returncode == 0 and "star" in watched.stdout and "committed" in watched.stdout, watched.stderr
 
 
 def test_wrong_or_missing_token_is_one_line(head, tmp_path):

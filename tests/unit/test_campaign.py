@@ -59,7 +59,7 @@ class FakeExecutor:
     def __init__(self, m: Manifest, verdicts: dict[str, list[GateDecision]]):
         self.m, self.verdicts = m, verdicts
 
-    def erase(self, a: RunAttempt, request) -> PhaseOutput:
+    def erase(self, a: RunAttempt, request, watch=None) -> PhaseOutput:
         out = Path(request.out_dir)
         out.mkdir(parents=True, exist_ok=True)
         payload = f"{a.concept}-{a.attempt}".encode()
@@ -67,7 +67,7 @@ class FakeExecutor:
         return PhaseOutput("erase", DeltaRef(str(out / "delta.safetensors"), hashlib.sha256(payload).hexdigest()),
                            "", None, 0.0, "")
 
-    def validate(self, a: RunAttempt, request, candidate) -> PhaseOutput:
+    def validate(self, a: RunAttempt, request, candidate, watch=None) -> PhaseOutput:
         return PhaseOutput("validate", gate_report(a.concept, self.verdicts[a.concept].pop(0)), "", None, 0.0, "")
 
 

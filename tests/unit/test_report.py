@@ -84,7 +84,8 @@ def test_report_has_every_section_and_the_wilson_bounds(campaign):
     out = write_report(campaign)
     assert out == campaign / "report.html"
     text = out.read_text()
-    for title in ("Summary", "Concepts", "Plots", "Timeline", "Before / after grids", "Audit log", "Resolved spec"):
+    for title in ("Summary", "Concepts", "Plots", "Timeline", "Before / after grids and training curves", "Audit log",
+                  "Resolved spec"):
         assert f"<h2>{title}</h2>" in text
     assert "0.97 [0.93, 0.99] n=96" in text            # star's committed attempt, not the rejected one
     assert "0.95 [0.90, 0.98] n=96" in text and "0.96 [0.90, 0.99] n=48" in text   # square; near retain
@@ -94,7 +95,7 @@ def test_report_has_every_section_and_the_wilson_bounds(campaign):
 
 def test_plots_and_the_one_grid_are_inlined_pngs(campaign):
     pictures = images(render_report(campaign))
-    assert len(pictures) == 5                           # timeline, forgetting/retain, by distance, drift + 1 grid
+    assert len(pictures) == 4                           # forgetting/retain, by distance, drift + 1 grid
     assert all(p.startswith(PNG_MAGIC) for p in pictures)
     assert png() in pictures                            # the grid is inlined byte for byte
 
@@ -130,3 +131,50 @@ def test_importing_report_does_not_import_matplotlib_or_torch():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
                          check=False)
     assert out.stdout.split() == ["False", "False"], out.stderr
+
+
+def test_timeline_has_a_bar_per_phase_with_hover_text_and_the_reasons_in_a_collapsible_row(campaign):
+    import json as _json
+
+    from orchestrator.core.phase_progress import ProgressWriter
+
+    directory = campaign / "steps" / "1-star" / "attempt-2"
+    m = Manifest.open(campaign)
+    start = datetime_of(m.history.attempts_for(1)[1].started_at)
+    ticks = iter([start, start + 2, start + 12, start + 13, start + 14, start + 16])
+    erase = ProgressWriter(directory, "erase", clock=lambda: next(ticks))
+    validate = ProgressWriter(directory, "validate", clock=lambda: next(ticks))
+    erase.write("start")
+    erase.write("train", step=5, total=10, loss=0.5, lr=1e-3, grad_norm=0.3)
+    erase.write("end", ok=True)
+    validate.write("start")
+    validate.write("candidate", images=8, images_total=8, images_per_s=4.0)
+    validate.write("end", ok=True)
+    (directory / "placement.json").write_text(_json.dumps({"erase": {"seconds": 12.5, "error": "",
+                                                                     "placement": {"host": "gpu-7"}}}))
+    text = render_report(campaign)
+    timeline = text[text.index("<h2>Timeline</h2>"):text.index("<h2>Before / after")]
+    assert timeline.count('<span class="erase"') == 1 and timeline.count('<span class="validate"') == 1
+    assert 'title="erase 12s on gpu-7"' in timeline and 'title="validate 3s"' in timeline
+    assert timeline.count("<details>") == 4                                  # every judged attempt
+    assert "<summary>1 failed of 1 checks: forgetting 0.40 &lt; 0.90</summary>" in timeline
+    assert "erase: worker lost" in timeline and "<th>reasons</th>" not in timeline   # no narrow reasons column
+
+
+def test_an_attempts_training_curves_sit_next_to_its_grid(campaign):
+    from orchestrator.core.phase_progress import ProgressWriter
+
+    progress = ProgressWriter(campaign / "steps" / "1-star" / "attempt-2", "erase")
+    for step in range(1, 11):
+        progress.write("train", step=step, total=10, loss=1.0 / step, lr=1e-3, grad_norm=0.1 * step)
+    text = render_report(campaign)
+    section = text[text.index("<h2>Before / after grids and training curves</h2>"):text.index("<h2>Audit log</h2>")]
+    (row,) = [part for part in section.split("<div class=attempt>")[1:] if "training curves" in part]
+    assert "step 1 attempt 2: star" in row and "training curves (10 logged steps of 10)" in row
+    assert len(images(row)) == 2 and all(p.startswith(PNG_MAGIC) for p in images(row))   # grid + curves
+
+
+def datetime_of(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso).timestamp()

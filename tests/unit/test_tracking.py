@@ -129,3 +129,31 @@ def test_importing_tracking_does_not_import_wandb():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
                          check=False)
     assert out.stdout.split() == ["False", "False"], out.stderr
+
+
+def test_fine_tune_progress_is_a_curve_per_logged_step_and_validation_progress_lands_in_its_run(offline):
+    from orchestrator.core.phase_progress import ProgressRecord
+    from tests.fixtures.wandb_records import history, run_file
+    from tests.fixtures.wandb_records import records as read_records
+
+    tracker = Tracker("toy", offline, mode="offline")
+    tracker.attempt_started(1, "star", 1, "esd-x", {"steps": 30})
+    train = [ProgressRecord(t=100.0 + s, phase="erase", stage="train", step=s, total=30, loss=1.0 / s, lr=5e-4,
+                            grad_norm=0.1 * s, steps_per_s=2.0, samples_per_s=32.0, peak_mem_mb=600.0)
+             for s in (1, 10, 20, 30)]
+    tracker.phase_progress("erase", [ProgressRecord(t=99.0, phase="erase", stage="start"), *train[:2]])
+    tracker.phase_progress("erase", train[2:])
+    tracker.phase_progress("validate", [ProgressRecord(t=140.0, phase="validate", stage="candidate", images=n,
+                                                       images_total=16, images_per_s=4.0) for n in (8, 16)])
+    tracker.attempt_finished(report(), ACCEPT, phase_seconds={"erase": 40.0, "validate": 5.0})
+    tracker.close()
+
+    erase_dir, validate_dir = run_dirs(offline)
+    points = [row for row in history(run_file(erase_dir)) if "train/loss" in row]
+    assert [(p["train/step"], p["train/loss"], p["train/lr"], p["train/grad_norm"]) for p in points] == \
+        [(float(r.step), r.loss, r.lr, r.grad_norm) for r in train]       # one point per logged step
+    metrics = {m.metric.name or m.metric.glob_name: m.metric.step_metric for m in read_records(run_file(erase_dir))
+               if m.WhichOneof("record_type") == "metric"}
+    assert metrics.get("train/*") == "train/step"                        # the curves' x-axis is the step
+    shown = [row for row in history(run_file(validate_dir)) if "validate/candidate_images" in row]
+    assert [(row["validate/seconds"], row["validate/candidate_images"]) for row in shown] == [(0.0, 8.0), (0.0, 16.0)]
