@@ -52,7 +52,8 @@ def test_a_clip_judge_that_is_not_on_the_machine_is_refused_before_ray(tmp_path,
     base = ["name=c", "concepts=[star]", "validation.judge=clip", "concepts_from=toyworld",
             f"storage_path={tmp_path / 'runs'}"]
     with pytest.raises(ConfigError, match="the clip judge needs its weights"):
-        preflight(load_spec(None, base))
+        preflight(load_spec(None, [*base, "model=someone/a-real-model"]))
+    assert preflight(load_spec(None, base)).judge == "clip"   # the toy model: the toy world's own CLIP
     with pytest.raises(ConfigError, match="not in the Hugging Face cache"):
         preflight(load_spec(None, [*base, "validation.judge_model=someone/clip-nowhere"]))
     assert preflight(load_spec(None, [*base, f"validation.judge_model={clip_dir}"])).judge == "clip"
