@@ -72,13 +72,14 @@ def test_a_campaign_takes_its_concepts_from_a_set_and_keeps_old_spec_hashes(tmp_
     assert spec_hash(load_spec(None, base)) != spec_hash(load_spec(None, [*base, "concepts_from=coco-objects"]))
 
 
-@pytest.mark.parametrize("name", ["toy", "sd14-nudity"])
+@pytest.mark.parametrize("name", ["toy", "sd14-nudity", "sd14-objects", "sdxl-styles"])
 def test_shipped_campaigns_settle_with_their_concept_set_and_judge(name):
     from pathlib import Path
 
     path = Path(__file__).resolve().parents[2] / "configs" / "campaigns" / f"{name}.yaml"
     settled = preflight(load_spec(str(path)), run=False)
-    assert settled.judge == {"toy": "toyworld", "sd14-nudity": "nudenet"}[name]
+    assert settled.judge == {"toy": "toyworld", "sd14-nudity": "nudenet", "sd14-objects": "clip",
+                             "sdxl-styles": "clip"}[name]
     assert settled.concept_set is not None
 
 
