@@ -96,7 +96,22 @@ def token_ids(tokenizer, prompts, max_length: int) -> torch.Tensor:
                      return_tensors="pt").input_ids
 
 
-class UNetFamily:
+class _SpatialLatents:
+    """Families whose concept tokens are the first CLIP tokenizer's and whose latents are (C, H, W) images."""
+
+    pipe: object
+
+    def token_ids(self, prompts) -> tuple[torch.Tensor, object]:
+        """Ids aligned with encode()'s states, and the tokenizer that made them (SDXL's second shares the vocabulary)."""
+        tok = self.pipe.tokenizer
+        return token_ids(tok, prompts, tok.model_max_length), tok
+
+    def latent_shape(self, n: int) -> tuple[int, ...]:
+        net, size = denoiser(self.pipe)[1], image_size(self.pipe) // self.pipe.vae_scale_factor
+        return (n, net.config.in_channels, size, size)
+
+
+class UNetFamily(_SpatialLatents):
     """SD 1.x/2.x and SDXL: UNet2DConditionModel with cross-attention, DDPM-style noising."""
 
     def __init__(self, pipe, family: str):
@@ -114,15 +129,6 @@ class UNetFamily:
         size = image_size(pipe)
         ids = torch.tensor([[size, size, 0, 0, size, size]], dtype=states.dtype, device=states.device)
         return Conditioning(states, pooled, ids.repeat(len(states), 1))
-
-    def token_ids(self, prompts) -> tuple[torch.Tensor, object]:
-        """Ids aligned with encode()'s states, and the tokenizer that made them (SDXL's second shares the vocabulary)."""
-        tok = self.pipe.tokenizer
-        return token_ids(tok, prompts, tok.model_max_length), tok
-
-    def latent_shape(self, n: int) -> tuple[int, ...]:
-        net, size = denoiser(self.pipe)[1], image_size(self.pipe) // self.pipe.vae_scale_factor
-        return (n, net.config.in_channels, size, size)
 
     def predict(self, net, xt: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         if cond.pooled is None:
@@ -150,7 +156,7 @@ class UNetFamily:
         return a * x0 + b * noise, target, t
 
 
-class SD3Family:
+class SD3Family(_SpatialLatents):
     """SD3: joint-attention transformer trained by flow matching (FlowMatchEulerDiscreteScheduler)."""
 
     family = "sd3"
@@ -165,14 +171,6 @@ class SD3Family:
                                                        device=self.pipe.device, num_images_per_prompt=1,
                                                        do_classifier_free_guidance=False)
         return Conditioning(states, pooled)
-
-    def token_ids(self, prompts) -> tuple[torch.Tensor, object]:
-        tok = self.pipe.tokenizer
-        return token_ids(tok, prompts, tok.model_max_length), tok
-
-    def latent_shape(self, n: int) -> tuple[int, ...]:
-        net, size = denoiser(self.pipe)[1], image_size(self.pipe) // self.pipe.vae_scale_factor
-        return (n, net.config.in_channels, size, size)
 
     def predict(self, net, xt: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         return net(hidden_states=xt, encoder_hidden_states=cond.states, pooled_projections=cond.pooled,
