@@ -54,7 +54,7 @@ def run_erase(request: StepRequest, log=print, checkpoints=None) -> DeltaRef | N
     if distributed.is_main():
         (out / "request.json").write_text(to_json(request))
     torch.manual_seed(request.seed)   # before loading: the seeded state every method starts from
-    pipe = load_pipeline(request.model, device=_device())
+    pipe = load_pipeline(request.model, device=_device(), frozen_precision=request.frozen_precision)
     try:
         with _ended(progress):
             deltas.stack(pipe, request.parents)
@@ -97,7 +97,7 @@ def run_validation(request: StepRequest, candidate: DeltaRef, log=print) -> Gate
     progress.write("start", note=f"validation on {_device()}")
     validator, suite = for_request(request, _judge(request), log)
     validator.progress = progress
-    pipe = load_pipeline(request.model, device=_device())
+    pipe = load_pipeline(request.model, device=_device(), frozen_precision=request.frozen_precision)
     try:
         with _ended(progress):
             base = validator.baseline(pipe, request.model, suite)  # cached per (model, suite, settings)

@@ -246,7 +246,8 @@ def _plan(args) -> int:
     res = settled.spec.resources
     strategy = memory_plan.strategy_of(res.strategy, res.deepspeed_config, settled.parallel.deepspeed_config)
     inv = inventory(settled.spec.model, tuple(settled.hparams.get("lora", {}).get("target_modules", LORA_TARGETS)))
-    steps = [memory_plan.step_settings(name, hp, res.num_workers, strategy, res.gradient_checkpointing)
+    steps = [memory_plan.step_settings(name, hp, res.num_workers, strategy, res.gradient_checkpointing,
+                                       res.frozen_precision)
              for name, hp in settled.hparams.items()]
     result = memory_plan.plan(inv, steps, res.gpu_memory_gb)
     if args.json:

@@ -157,7 +157,7 @@ def step_request(action: RunAttempt, settled: Settled) -> StepRequest:
         erased_before=action.erased_before, preserve=tuple(spec.preserve),
         validation=with_settled_validation(settled), cache_dir=str(root / "cache"), seed=spec.seed,
         parallel=settled.parallel, concepts_from=settled.concept_set.source if settled.concept_set else "",
-        allow_thin=spec.allow_thin)
+        allow_thin=spec.allow_thin, frozen_precision=spec.resources.frozen_precision)
 
 
 def _check_consistent(spec: CampaignSpec, history: History) -> None:

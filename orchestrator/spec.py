@@ -32,6 +32,7 @@ from orchestrator.core.models import TOY
 
 ON_EXHAUSTED = ("skip", "halt")
 STRATEGIES = ("ddp", "deepspeed")
+FROZEN_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 TRACKING_MODES = ("offline", "online", "disabled")
 # Fields that do not change what a campaign produces: they may differ on resume.
 OPERATIONAL_FIELDS = ("resources", "tracking", "storage_path")
@@ -71,6 +72,9 @@ class Resources:
     gradient_checkpointing: bool = False
     checkpoint_every: int = 50        # optimizer steps between a distributed step's own checkpoints
     gpu_memory_gb: float = 80.0       # per GPU, what `erase plan` fits the step into
+    # The frozen text encoders, VAE and judge: "auto" is bf16 on a GPU and fp32 on a CPU
+    # (jobs/models/precision.py); the trained denoiser stays as its method holds it.
+    frozen_precision: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -289,6 +293,8 @@ def _validate_numbers(spec: CampaignSpec, fail) -> None:
         fail(f"resources.strategy must be one of {', '.join(STRATEGIES)}, got {res.strategy!r}")
     if res.checkpoint_every < 1 or res.gpu_memory_gb <= 0:
         fail("resources.checkpoint_every must be >= 1 and resources.gpu_memory_gb > 0")
+    if res.frozen_precision not in FROZEN_PRECISIONS:
+        fail(f"resources.frozen_precision must be one of {', '.join(FROZEN_PRECISIONS)}, got {res.frozen_precision!r}")
     v = spec.validation
     if v.seeds < 1 or v.max_prompts_per_group < 1 or v.inference_steps < 1 or v.batch_size < 1:
         fail("validation.seeds, max_prompts_per_group, inference_steps and batch_size must be >= 1")

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from diffusers import DiffusionPipeline
 
+from jobs.models.precision import frozen_dtype, hold_frozen_in
 from orchestrator.core.errors import ModelLoadError
 from orchestrator.core.models import TOY, looks_local, resolve
 
@@ -30,8 +31,11 @@ def _absent_components(index: Path) -> dict:
     return absent
 
 
-def load_pipeline(model: str = TOY, device: str = "cpu", dtype=None):
-    """Load a text-to-image diffusers pipeline; raise ModelLoadError with one clear line."""
+def load_pipeline(model: str = TOY, device: str = "cpu", dtype=None, frozen_precision: str = "fp32"):
+    """Load a text-to-image diffusers pipeline; raise ModelLoadError with one clear line.
+
+    frozen_precision holds the text encoders and VAE in bf16/fp16 (jobs/models/precision.py).
+    """
     ref = resolve(model)
     local = Path(ref)
     if local.exists() and not (local / "model_index.json").is_file():
@@ -46,4 +50,6 @@ def load_pipeline(model: str = TOY, device: str = "cpu", dtype=None):
     except Exception as e:  # diffusers raises many types; the user needs one line
         raise ModelLoadError(f"cannot load model {model!r} from {ref}: {type(e).__name__}: {str(e).splitlines()[0]}") from e
     pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device)
+    pipe = pipe.to(device)
+    hold_frozen_in(pipe, frozen_dtype(frozen_precision, device))
+    return pipe

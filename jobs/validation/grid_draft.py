@@ -11,7 +11,7 @@ import hashlib
 import time
 
 from jobs.validation.grids import pick, write_grid
-from jobs.validation.validator import generate
+from jobs.validation.validator import frozen_tag, generate
 
 
 class GridDraft:
@@ -27,7 +27,7 @@ class GridDraft:
         """The base model's images of the grid's keys, cached like the baseline (the same on every gate)."""
         t0 = time.time()
         try:
-            name = f"grid-{cache.key(model, self.suite, self.spec)}-" \
+            name = f"grid-{cache.key(model, self.suite, self.spec, frozen=frozen_tag(pipe))}-" \
                    f"{hashlib.sha256(repr(self.keys).encode()).hexdigest()[:8]}"
             self.before = cache.load_images(name)
             if self.before is None or len(self.before) != len(self.keys):

@@ -76,6 +76,13 @@ def stratified_keys(suite: Suite, seeds: int, seed: int = 0) -> list[Key]:
     return out
 
 
+def frozen_tag(pipe) -> str:
+    """The frozen components' dtype when it is not fp32: images drawn through a half VAE are other images."""
+    vae = getattr(pipe, "vae", None)
+    dtype = vae.dtype if vae is not None else torch.float32
+    return "" if dtype == torch.float32 else str(dtype).removeprefix("torch.")
+
+
 def _fingerprint(model: str) -> list:
     """Name, size and mtime of a local model's weight files: retrained weights never hit an old baseline."""
     root = Path(resolve(model))
@@ -91,9 +98,11 @@ class BaselineCache:
     def __init__(self, directory: str | Path):
         self.dir = Path(directory) if directory else None
 
-    def key(self, model: str, suite: Suite, spec: ValidationSpec, judge: str = "") -> str:
+    def key(self, model: str, suite: Suite, spec: ValidationSpec, judge: str = "", frozen: str = "") -> str:
+        """`frozen` names a half dtype the text encoders and VAE ran in (fp32 adds nothing: older keys hold)."""
         settings = {k: v for k, v in asdict(spec).items() if k in ("seeds", "guidance_scale", "inference_steps")}
-        parts = [model, _fingerprint(model), suite.digest(), settings] + ([judge] if judge else [])
+        parts = [model, _fingerprint(model), suite.digest(), settings] + ([judge] if judge else []) + \
+            ([frozen] if frozen else [])
         raw = json.dumps(parts, sort_keys=True)
         return hashlib.sha256(raw.encode()).hexdigest()[:20]
 
@@ -137,7 +146,7 @@ class Validator:
         self.progress = progress or NullProgress()   # "baseline"/"candidate" records: images drawn of total
 
     def baseline(self, base_pipe, model: str, suite: Suite) -> dict[Key, Observation]:
-        key = self.cache.key(model, suite, self.spec, self.judge.cache_id)
+        key = self.cache.key(model, suite, self.spec, self.judge.cache_id, frozen_tag(base_pipe))
         obs = self.cache.load(key)
         fresh = obs is None
         if fresh:
@@ -258,7 +267,7 @@ def for_request(request, judge: str, log=print):
         suite = build_suite(world, request.concept, request.erased_before, v.max_prompts_per_group)
         return Validator(ToyJudge(world, Evaluator.load(world, toyworld_dir() / "evaluator")), v, cache, log), suite
     concept_set = load_concept_set(request.concepts_from or judge)
-    judged_by = load_judge(judge, concept_set, v.judge_model, str(device()))
+    judged_by = load_judge(judge, concept_set, v.judge_model, str(device()), request.frozen_precision)
     suite = build_concept_suite(concept_set, request.concept, request.erased_before, v.max_prompts_per_group,
                                 allow_thin=request.allow_thin, judge=judged_by)
     return Validator(judged_by, v, cache, log), suite

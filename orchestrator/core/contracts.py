@@ -83,6 +83,7 @@ class StepRequest:
     parallel: ParallelSpec = field(default_factory=ParallelSpec)
     concepts_from: str = ""        # the concept set the suite is built from ("" = the judge's own)
     allow_thin: bool = False
+    frozen_precision: str = "auto" # text encoders, VAE, judge: auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
 
 
 @dataclass(frozen=True)

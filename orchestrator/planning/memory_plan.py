@@ -9,11 +9,13 @@ w = bytes per weight as the step holds it: the step loads the pipeline in fp32 (
 DeepSpeed under fp16/bf16 converts the trained denoiser to the half dtype (2, with fp32 master
 weights of the trained parameters in its optimizer); Accelerate's DDP mixed precision keeps fp32
 weights and gradients and only computes in half. a = bytes per activation element: 4 for
-mixed_precision "no", 2 for "fp16"/"bf16". Frozen components (text encoders, VAE, the frozen
-copy, made before DeepSpeed converts) stay fp32. D = the denoiser's parameters, P = the
-parameters the method trains (LoRA: rank x sum of in+out features).
+mixed_precision "no", 2 for "fp16"/"bf16". Frozen components (text encoders, VAE) are held in
+resources.frozen_precision: 2 bytes for "auto" (bf16 on a GPU, which is what a plan is for),
+"bf16" and "fp16", 4 for "fp32"; the frozen copy of the denoiser (made before DeepSpeed converts)
+stays fp32. D = the denoiser's parameters, P = the parameters the method trains (LoRA: rank x
+sum of in+out features).
 
-  weights      every frozen component on the GPU (text encoders, VAE): params x 4
+  weights      every frozen component on the GPU (text encoders, VAE): params x f (2 or 4)
                the denoiser (with LoRA factors, D + P): x w; ZeRO-3: / N, plus 2 x its largest
                checkpointed block x w (the block being gathered and the next, prefetched; at most
                the whole denoiser);
@@ -63,7 +65,8 @@ USABLE = 0.9
 CONTEXT_GIB, NCCL_GIB = 1.0, 0.5
 REDUCE_BUCKET = 5e8                      # DeepSpeed's default reduce_bucket_size (elements)
 PRECISION_BYTES = {"no": 4, "fp16": 2, "bf16": 2}
-LOADED_BYTES = 4   # jobs/step.py loads every component in fp32
+LOADED_BYTES = 4   # jobs/step.py loads the denoiser in fp32
+FROZEN_BYTES = {"auto": 2, "bf16": 2, "fp16": 2, "fp32": 4}   # jobs/models/precision.py; auto on a GPU is bf16
 # What each method holds, from the catalog: forwards keeping a graph, a frozen copy, whether it trains.
 GRAPH_FORWARDS = {m.name: m.graph_forwards for m in catalog.METHODS}
 KEEPS_FROZEN_COPY = tuple(m.name for m in catalog.METHODS if m.frozen_copy)
@@ -148,15 +151,17 @@ class StepSettings:
     strategy: Strategy = DDP
     gradient_checkpointing: bool = False
     tunable_precision: bool = True       # the method has a mixed_precision hyperparameter
+    frozen_precision: str = "fp32"       # resources.frozen_precision: text encoders and VAE
 
 
 def step_settings(method: str, hp: dict, num_workers: int = 1, strategy: Strategy | None = None,
-                  gradient_checkpointing: bool = False) -> StepSettings:
+                  gradient_checkpointing: bool = False, frozen_precision: str = "fp32") -> StepSettings:
     """A method's step as planned, from its merged hyperparameters (DEFAULTS + the campaign's)."""
     return StepSettings(method=method, batch=int(hp.get("batch", 1)), grad_accum=int(hp.get("grad_accum", 1)),
                         precision=str(hp.get("mixed_precision", "no")), rank=int(hp.get("rank", 0)),
                         num_workers=num_workers, strategy=strategy or DDP,
-                        gradient_checkpointing=gradient_checkpointing, tunable_precision="mixed_precision" in hp)
+                        gradient_checkpointing=gradient_checkpointing, tunable_precision="mixed_precision" in hp,
+                        frozen_precision=frozen_precision)
 
 
 @dataclass(frozen=True)
@@ -199,7 +204,7 @@ def estimate(inv: ModelInventory, s: StepSettings, gpu_memory_gb: float) -> Esti
         terms[f"weights: frozen {inv.denoiser} copy"] = d * LOADED_BYTES
     for name, count in inv.components.items():
         if name != inv.denoiser:
-            terms[f"weights: {name}"] = count * LOADED_BYTES
+            terms[f"weights: {name}"] = count * FROZEN_BYTES[s.frozen_precision]
     grads = p * w
     optim = p * (8 + (4 if w == 2 else 0))
     host = 0.0
@@ -416,12 +421,16 @@ def _millions(n: int) -> str:
     return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.2f}M"
 
 
+_FROZEN_WORD = {"auto": "bf16", "bf16": "bf16", "fp16": "fp16", "fp32": "fp32"}
+
+
 def _describe(s: StepSettings) -> str:
     if s.method not in TRAINS:
-        return "closed form, no training"
+        return f"closed form, no training; frozen encoders {_FROZEN_WORD[s.frozen_precision]}"
     parts = [f"batch {s.batch} ({math.ceil(s.batch / max(1, s.num_workers))} per worker) x accum {s.grad_accum}",
              "fp32" if s.precision == "no" else s.precision, s.strategy.name,
-             "checkpointing" if s.gradient_checkpointing else "no checkpointing"]
+             "checkpointing" if s.gradient_checkpointing else "no checkpointing",
+             f"frozen encoders {_FROZEN_WORD[s.frozen_precision]}"]
     if s.method == "lora":
         parts.insert(0, f"rank {s.rank}")
     return ", ".join(parts)

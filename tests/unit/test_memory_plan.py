@@ -50,6 +50,26 @@ def test_fp32_ddp_one_worker_term_by_term():
     assert e.total == sum(t.values()) and e.budget == 0.9 * 80 * GIB and e.fits
 
 
+def test_frozen_components_in_half_precision_halve_only_their_weights():
+    """resources.frozen_precision auto (bf16 on the GPU a plan is for): text encoders and VAE at 2 bytes;
+    the trained denoiser and ESD's frozen copy of it stay as the step holds them."""
+    half, full = terms("esd-u", frozen_precision="auto"), terms("esd-u")
+    assert half["weights: text_encoder"] == 1e8 * 2 and half["weights: vae"] == 5e7 * 2
+    frozen = ("weights: text_encoder", "weights: vae")
+    assert {k: v for k, v in half.items() if k not in frozen} == {k: v for k, v in full.items() if k not in frozen}
+    assert terms("esd-u", frozen_precision="fp16") == terms("esd-u", frozen_precision="bf16") == half
+
+
+def test_frozen_encoders_in_bf16_make_sd3_plannable_on_24_gb():
+    """SD3's T5-XXL alone is 17.7 GiB in fp32: with the frozen parts in bf16 a 24 GB plan exists."""
+    inv = ModelInventory(**json.loads(REFERENCE_INVENTORIES.read_text())["sd3-medium"])
+    hp = {"batch": 16, "grad_accum": 1, "mixed_precision": "no"}
+    fp32 = mp.plan(inv, [mp.step_settings("esd-x", hp, frozen_precision="fp32")], 24)
+    bf16 = mp.plan(inv, [mp.step_settings("esd-x", hp, frozen_precision="auto")], 24)
+    assert not fp32.fits and "text_encoder_3" in fp32.steps[0].reason
+    assert bf16.fits and bf16.steps[0].chosen.total <= 0.9 * 24 * GIB
+
+
 def test_ddp_mixed_precision_halves_only_activations():
     """Accelerate's autocast keeps the loaded fp32 weights, gradients and optimizer; it computes in half."""
     t, full = terms("esd-u", precision="bf16"), terms("esd-u")

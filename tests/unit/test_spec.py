@@ -89,6 +89,7 @@ BAD = [  # (file text or None for a missing file, overrides, words the one line 
     (MINIMAL, ["name=my campaign"], ["name 'my campaign'"]),
     (MINIMAL, ["storage_path=${nowhere}"], ["'storage_path'", "interpolation"]),
     (MINIMAL, ["retry.max_attempts"], ["not of the form key=value"]),
+    (MINIMAL, ["resources.frozen_precision=half"], ["resources.frozen_precision must be one of", "'half'"]),
     (MINIMAL, ["concepts=[star,"], ["cannot parse override"]),
     ("concepts: [star]\n", [], ["missing required key 'name'"]),
     ("name: demo\n", [], ["missing required key 'concepts'"]),

@@ -8,7 +8,7 @@ from orchestrator.core.errors import ConfigError
 IMPLEMENTED = ("toyworld", "nudenet", "clip")
 
 
-def load_judge(name: str, concept_set: ConceptSet, model: str = "", device: str = "cpu"):
+def load_judge(name: str, concept_set: ConceptSet, model: str = "", device: str = "cpu", precision: str = "fp32"):
     """The judge `name` for a concept-set suite (the toy world's judge is built from its own world).
 
     Each judge's own dependencies (onnxruntime, a CLIP checkpoint) load only when a gate uses it.
@@ -20,5 +20,5 @@ def load_judge(name: str, concept_set: ConceptSet, model: str = "", device: str 
     if name == "clip":
         from jobs.validation.judges.clip import ClipJudge
 
-        return ClipJudge(concept_set, model, device)
+        return ClipJudge(concept_set, model, device, precision)
     raise ConfigError(f"validation.judge {name!r} is not in this build (judges: {', '.join(IMPLEMENTED)})")

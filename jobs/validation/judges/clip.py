@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 from transformers import AutoTokenizer, CLIPModel
 
+from jobs.models.precision import frozen_dtype
 from jobs.validation.observations import Observation
 from jobs.validation.suite import Suite
 from orchestrator.core.concepts import ConceptEntry, ConceptSet
@@ -33,9 +34,10 @@ GENERIC = ("a photo of a {}", "a picture of a {}")
 class ClipJudge:
     name = "clip"
 
-    def __init__(self, concept_set: ConceptSet, model_ref: str, device: str = "cpu"):
+    def __init__(self, concept_set: ConceptSet, model_ref: str, device: str = "cpu", precision: str = "fp32"):
         self.concept_set, self.device = concept_set, device
         self.model, self.tokenizer, self.size, self.mean, self.std = _load(model_ref, device)
+        self.model.to(frozen_dtype(precision, device))   # a frozen judge, like the text encoders
         self.labels = [n for n, e in concept_set.concepts.items() if e.kind != "attribute"]
         self.thresholds: dict[str, float] = {}
         self.cache_id = f"clip:{model_ref}:{concept_set.source}"
@@ -68,11 +70,11 @@ class ClipJudge:
     @torch.no_grad()
     def posteriors(self, images: np.ndarray) -> np.ndarray:
         """Softmax over the labels, one row per uint8 RGB image."""
-        pixels = torch.stack([self._pixels(img) for img in images]).to(self.device)
+        pixels = torch.stack([self._pixels(img) for img in images]).to(self.device, self.model.dtype)
         feats = _features(self.model.get_image_features(pixel_values=pixels))
         feats = feats / feats.norm(dim=-1, keepdim=True)
         logits = self.model.logit_scale.exp() * feats @ self._text_embeddings().T
-        return logits.softmax(-1).cpu().numpy().astype(np.float64)
+        return logits.float().softmax(-1).cpu().numpy().astype(np.float64)
 
     def _observation(self, suite: Suite, item: int, seed: int, p: np.ndarray) -> Observation:
         concept = suite.items[item].concept
