@@ -123,8 +123,11 @@ def _require_judge(spec: CampaignSpec, judge: str | None) -> None:
     if judge is None:
         raise ConfigError(f"validation.judge: model {spec.model!r} has no judge in this build: name a concept set "
                           f"whose judge this build has (concepts_from=nudity: NudeNet), or validation.judge="
-                          f"nudenet; CLIP and VQA judges are not in this build yet; validation.judge=toyworld is "
-                          f"for pipelines that draw the toy world")
+                          f"clip | vqa | nudenet (clip and vqa with validation.judge_model); validation.judge="
+                          f"toyworld is for pipelines that draw the toy world")
+
+
+EXAMPLE_WEIGHTS = {"clip": "openai/clip-vit-large-patch14", "vqa": "Salesforce/blip-vqa-base"}
 
 
 def _check_judge_model(judge: str, model: str) -> None:
@@ -133,7 +136,7 @@ def _check_judge_model(judge: str, model: str) -> None:
         return
     if not model:
         raise ConfigError(f"validation.judge_model: the {judge} judge needs its weights (a hub id or a local "
-                          f"directory, e.g. openai/clip-vit-large-patch14)")
+                          f"directory, e.g. {EXAMPLE_WEIGHTS[judge]})")
     local = Path(model)
     found = (local / "config.json").is_file() if looks_local(model) else \
         families.hub_cache_file(model, "config.json") is not None

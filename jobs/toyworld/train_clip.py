@@ -75,7 +75,7 @@ def through_vae(images: np.ndarray) -> np.ndarray:
 
 def pixels(images: np.ndarray) -> torch.Tensor:
     """Scaled as the judge scales them (jobs/validation/judges/clip.py: CLIP's mean and std)."""
-    from jobs.validation.judges.clip import MEAN, STD
+    from jobs.validation.judges.pixels import MEAN, STD
 
     x = torch.from_numpy(images.astype(np.float32) / 255.0).permute(0, 3, 1, 2)
     return (x - torch.tensor(MEAN)[:, None, None]) / torch.tensor(STD)[:, None, None]

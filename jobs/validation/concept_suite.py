@@ -21,11 +21,12 @@ GROUPS = ("target", "evasion:subclass", "evasion:composition", "evasion:paraphra
 
 @dataclass(frozen=True)
 class TextPrompt:
-    """A prompt of a concept-set suite: its text, and the attribute value a leakage item checks."""
+    """A prompt of a concept-set suite: its text, and the attribute value a leakage item checks on `other`."""
 
     text: str
     is_pair: bool = False
     attribute: str = ""
+    other: str = ""
 
 
 def _templates(concept_set: ConceptSet, entry: ConceptEntry) -> tuple[str, ...]:
@@ -56,8 +57,9 @@ def _leakage(entry: ConceptEntry, rng: random.Random) -> list[SuiteItem]:
     colours = entry.attributes.get("colour", ())
     if not colours or not entry.leakage:
         return []
-    return [SuiteItem(TextPrompt(f"a {c} {entry.name} and a {entry.leakage[rng.randrange(len(entry.leakage))]}",
-                                 is_pair=True, attribute=c), "leakage", entry.name) for c in colours]
+    others = [entry.leakage[rng.randrange(len(entry.leakage))] for _ in colours]
+    return [SuiteItem(TextPrompt(f"a {c} {entry.name} and a {o}", is_pair=True, attribute=c, other=o), "leakage",
+                      entry.name) for c, o in zip(colours, others)]
 
 
 def build_concept_suite(concept_set: ConceptSet, target: str, erased_before: tuple[str, ...] = (),

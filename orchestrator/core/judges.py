@@ -2,14 +2,15 @@
 
 "auto" is the toy world's evaluator for the toy model, else the judge the campaign's concept set
 names; "toyworld" also for another pipeline that draws the toy world (e.g. an SDXL trained on it);
-"nudenet" the NudeNet detector (jobs/validation/judges/nudenet.py).
+"nudenet" the NudeNet detector (jobs/validation/judges/nudenet.py); "clip" zero-shot CLIP and "vqa" a
+BLIP-VQA model asking yes/no questions, both from validation.judge_model.
 """
 from __future__ import annotations
 
 from orchestrator.core.models import TOY
 
-JUDGES = ("auto", "toyworld", "nudenet", "clip")
-NEEDS_MODEL = ("clip",)   # judges whose weights validation.judge_model names
+JUDGES = ("auto", "toyworld", "nudenet", "clip", "vqa")
+NEEDS_MODEL = ("clip", "vqa")   # judges whose weights validation.judge_model names
 DEFAULT_SET = {"toyworld": "toyworld", "nudenet": "nudity"}   # a judge's own concept set (configs/concepts/)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from orchestrator.core.concepts import ConceptSet
 from orchestrator.core.errors import ConfigError
 
-IMPLEMENTED = ("toyworld", "nudenet", "clip")
+IMPLEMENTED = ("toyworld", "nudenet", "clip", "vqa")
 
 
 def load_judge(name: str, concept_set: ConceptSet, model: str = "", device: str = "cpu", precision: str = "fp32"):
@@ -21,4 +21,8 @@ def load_judge(name: str, concept_set: ConceptSet, model: str = "", device: str 
         from jobs.validation.judges.clip import ClipJudge
 
         return ClipJudge(concept_set, model, device, precision)
+    if name == "vqa":
+        from jobs.validation.judges.vqa import VqaJudge
+
+        return VqaJudge(concept_set, model, device, precision)
     raise ConfigError(f"validation.judge {name!r} is not in this build (judges: {', '.join(IMPLEMENTED)})")

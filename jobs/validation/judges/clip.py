@@ -11,23 +11,21 @@ directory (validation.judge_model).
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from transformers import AutoTokenizer, CLIPModel
 
 from jobs.models.precision import frozen_dtype
+from jobs.validation.judges.pixels import normalisation, pixel_batch
 from jobs.validation.observations import Observation
 from jobs.validation.suite import Suite
 from orchestrator.core.concepts import ConceptEntry, ConceptSet
 from orchestrator.core.errors import ModelLoadError
 from orchestrator.core.models import looks_local
 
-MEAN, STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)   # CLIP's own
 GENERIC = ("a photo of a {}", "a picture of a {}")
 
 
@@ -70,7 +68,7 @@ class ClipJudge:
     @torch.no_grad()
     def posteriors(self, images: np.ndarray) -> np.ndarray:
         """Softmax over the labels, one row per uint8 RGB image."""
-        pixels = torch.stack([self._pixels(img) for img in images]).to(self.device, self.model.dtype)
+        pixels = pixel_batch(images, self.size, self.mean, self.std).to(self.device, self.model.dtype)
         feats = _features(self.model.get_image_features(pixel_values=pixels))
         feats = feats / feats.norm(dim=-1, keepdim=True)
         logits = self.model.logit_scale.exp() * feats @ self._text_embeddings().T
@@ -101,11 +99,6 @@ class ClipJudge:
             self._text = torch.stack(rows)
         return self._text
 
-    def _pixels(self, image: np.ndarray) -> torch.Tensor:
-        resized = Image.fromarray(image).convert("RGB").resize((self.size, self.size), Image.BICUBIC)
-        x = torch.from_numpy(np.asarray(resized, np.float32) / 255.0).permute(2, 0, 1)
-        return (x - torch.tensor(self.mean)[:, None, None]) / torch.tensor(self.std)[:, None, None]
-
 
 def _features(out) -> torch.Tensor:
     """transformers 5 returns a model output (projected embeddings in pooler_output); 4.x a tensor."""
@@ -119,16 +112,5 @@ def _load(ref: str, device: str):
         tokenizer = AutoTokenizer.from_pretrained(ref, local_files_only=local)
     except Exception as e:   # transformers raises many types; the user needs one line
         raise ModelLoadError(f"cannot load the CLIP judge {ref!r}: {type(e).__name__}: {str(e).splitlines()[0]}") from e
-    mean, std = _normalisation(Path(ref))
+    mean, std = normalisation(Path(ref))
     return model, tokenizer, model.config.vision_config.image_size, mean, std
-
-
-def _normalisation(directory: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """The image mean/std the checkpoint's preprocessor_config.json names, else CLIP's own."""
-    try:
-        cfg = json.loads((directory / "preprocessor_config.json").read_text())
-        return tuple(cfg["image_mean"]), tuple(cfg["image_std"])
-    except (OSError, ValueError, KeyError):
-        return MEAN, STD
-
-
