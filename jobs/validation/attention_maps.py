@@ -170,6 +170,7 @@ class AttentionProbe:
     def finish(self, pipe, out_dir) -> None:
         meta = {"prompt": self.prompt, "seed": SEED, "tokens": list(self.words), "skipped": self.skipped}
         t0 = time.time()
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
         if not self.skipped and self.base is not None:
             try:
                 image, maps = token_maps(pipe, self.prompt, self.words, self.spec)
