@@ -47,3 +47,23 @@ def test_the_threshold_is_a_spec_option_that_leaves_the_spec_hash_alone():
     assert spec_hash(default) == spec_hash(tight)   # an alarm changes no result: resuming with another is allowed
     with pytest.raises(ConfigError, match="alarms.rebound must be between 0 and 1"):
         load_spec(None, ["name=toy", "concepts=[star]", "alarms.rebound=2"])
+
+
+def test_the_progress_lines_print_an_alarm_line_after_the_gate(tmp_path):
+    import shutil
+
+    from orchestrator.campaign import RunAttempt
+    from orchestrator.gate import GateDecision
+    from orchestrator.progress import ProgressLines
+
+    root = tmp_path / "toy"
+    shutil.copytree(RECORDED, root)
+    m = Manifest.open(root)
+    spec = load_spec(str(root / "spec.yaml"), [f"storage_path={root}", "alarms.rebound=0.05"])
+    lines: list[str] = []
+    progress = ProgressLines(spec, m, lines.append, now=lambda: 0.0)
+    report = next(a.report for a in m.history.attempts if (a.step, a.attempt) == (3, 2))
+    a = RunAttempt(3, "round", 2, "esd-x", {}, ("star", "square"), ())
+    progress.attempt_finished(a, (), GateDecision("reject", ("forgetting 0.5 < 0.9",), ("forgetting",)), report, None)
+    assert "alarm  rebound: star drawn 0.10 at step 3, 0.02 when committed (+0.08)" in lines[-1]
+    assert "gate" in lines[-2]
