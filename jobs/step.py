@@ -8,7 +8,7 @@
     python -m jobs.step REQUEST.json      # both phases, without Ray
 
 Each writes into the request's out_dir: request.json, delta.safetensors, erase_stats.json,
-gate_report.json, grid.png + grid.json, result.json, and progress.jsonl (start, the fine-tune's
+gate_report.json, grid.png + grid.json, attention.png + attention.json, result.json, and progress.jsonl (start, the fine-tune's
 "train" records or the validator's image counts, end; rank 0 alone in a worker group), which the
 driver follows while the phase runs. The request arrives settled by the
 orchestrator's preflight (its judge and parallel layout resolved). Never imports Ray.
@@ -31,6 +31,7 @@ from jobs.methods.interface import EraseInputs, MethodOutput
 from jobs.models.loader import load_pipeline
 from jobs.training import distributed
 from jobs.training.concept_prompts import concept_prompts
+from jobs.validation.gate_views import GateViews
 from jobs.validation.grid_draft import GridDraft
 from jobs.validation.validator import for_request
 from orchestrator.core.codec import from_json, to_json
@@ -104,8 +105,11 @@ def run_validation(request: StepRequest, candidate: DeltaRef, log=print) -> Gate
             grid = GridDraft(suite, request.validation, log)
             progress.write("grid", note="base")
             grid.draw_base(pipe, validator.cache, request.model)    # before any delta is stacked
+            views = GateViews(request, candidate, pipe, validator, log)   # drift, capability, attention maps
+            views.draw_base(pipe)
             deltas.stack(pipe, tuple(request.parents) + (candidate,))
             report = validator.validate(pipe, suite, base)
+            report = views.finish(pipe, report, out)
             (out / "gate_report.json").write_text(to_json(report))
             progress.write("grid", note="erased")
             grid.finish(pipe, out)

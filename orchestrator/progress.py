@@ -26,6 +26,7 @@ from orchestrator.gate import GateDecision
 from orchestrator.live import measured_phases, phase_times, record_metrics
 from orchestrator.loop import Callbacks, PhaseOutput, RunOutcome
 from orchestrator.manifest import MANIFEST, History, Manifest
+from orchestrator.rebound import committed_accuracy, rebounds
 from orchestrator.spec import CampaignSpec
 
 DONE = ("committed", "skipped")
@@ -162,6 +163,9 @@ class ProgressLines(Callbacks):
             self._line(a, f"{failed.phase} failed", failed.error + (f" (log {failed.log})" if failed.log else ""))
         else:
             self._line(a, "gate", f"{metrics(report)} -> {verdict(decision)}")
+            for alarm in rebounds(committed_accuracy(self.manifest.history), report.cumulative, a.step,
+                                  self.spec.alarms.rebound):
+                self._line(a, "alarm", alarm.text())
 
     def committed(self, c: CommitAttempt, record, path: Path) -> None:
         self._line(c, "committed", f"{path} sha256 {record.delta.sha256[:12]}")

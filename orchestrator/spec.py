@@ -35,7 +35,7 @@ STRATEGIES = ("ddp", "deepspeed")
 FROZEN_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 TRACKING_MODES = ("offline", "online", "disabled")
 # Fields that do not change what a campaign produces: they may differ on resume.
-OPERATIONAL_FIELDS = ("resources", "tracking", "storage_path")
+OPERATIONAL_FIELDS = ("resources", "tracking", "storage_path", "alarms")
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,13 @@ class Tracking:
 
 
 @dataclass(frozen=True)
+class Alarms:
+    """Warnings over a campaign (progress lines, report, W&B); they reject nothing, so they are operational."""
+
+    rebound: float = 0.15             # an earlier concept drawn this much more than when it was committed
+
+
+@dataclass(frozen=True)
 class CampaignSpec:
     """An ordered list of concepts to erase from one model, and how to judge each step."""
 
@@ -99,6 +106,7 @@ class CampaignSpec:
     resources: Resources = field(default_factory=Resources)
     validation: ValidationSpec = field(default_factory=ValidationSpec)
     tracking: Tracking = field(default_factory=Tracking)
+    alarms: Alarms = field(default_factory=Alarms)
     storage_path: str = "runs/${name}"
     seed: int = 0
     # The concept set the concepts come from: a shipped name (configs/concepts/<name>.yaml) or a path;
@@ -282,6 +290,8 @@ def _validate_numbers(spec: CampaignSpec, fail) -> None:
         fail(f"retry.strength_step must be > 0, got {r.strength_step}")
     if r.on_exhausted not in ON_EXHAUSTED:
         fail(f"retry.on_exhausted must be one of {', '.join(ON_EXHAUSTED)}, got {r.on_exhausted!r}")
+    if not 0.0 <= spec.alarms.rebound <= 1.0:
+        fail(f"alarms.rebound must be between 0 and 1, got {spec.alarms.rebound}")
     if spec.tracking.mode not in TRACKING_MODES:
         fail(f"tracking.mode must be one of {', '.join(TRACKING_MODES)}, got {spec.tracking.mode!r}")
     res = spec.resources

@@ -87,6 +87,27 @@ class StepRequest:
 
 
 @dataclass(frozen=True)
+class ParamDrift:
+    """How far the committed deltas plus the candidate moved one layer group from the base weights."""
+
+    norm: float                     # Frobenius norm of the summed deltas over the group's parameters
+    relative: float                 # norm / the base weights' norm over the same group
+
+
+@dataclass(frozen=True)
+class Capability:
+    """Forget-Me-Not's memorization idea per gate: how well the model still draws a fixed bench of concepts."""
+
+    bench: str                      # the bench's name (a fixed set of prompts, the same on every gate)
+    score: float                    # recognised images of the entries not erased so far / the base's
+    drawn: dict[str, float]         # per bench entry: share of its images the judge recognises
+    base: dict[str, float]          # the same for the base model
+    erased: tuple[str, ...]         # bench entries erased so far (left out of the score)
+    images: int
+    seconds: float
+
+
+@dataclass(frozen=True)
 class GateReport:
     """What the validator measured for one candidate, relative to the base model."""
 
@@ -106,6 +127,8 @@ class GateReport:
     seconds: float
     unjudged: dict[str, str] = field(default_factory=dict)   # suite group left out -> why its judge cannot answer
     thin: bool = False              # the concept was not in its concept set: a templates-only suite
+    drift: dict[str, ParamDrift] = field(default_factory=dict)   # layer group -> drift of base+parents+candidate
+    capability: Capability | None = None   # None: not measured (no bench for this judge, or older journals)
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,13 @@
     write_report("runs/toy")        # -> runs/toy/report.html
 
 Sections: summary, per-concept metrics with their Wilson intervals, plots (Forgetting and
-Retain per step, retain by distance, cumulative drift), the timeline (one row per attempt with a
+Retain per step, retain by distance, cumulative drift; where measured, parameter drift per layer group and
+the capability curve), the rebound alarms (orchestrator/rebound.py), the timeline (one row per attempt with a
 bar per phase on a shared time axis, hovering a bar shows its phase, duration and host; the gate's
 reasons in a collapsible row under it), per attempt its before/after grid (`grid.png` in the
 attempt directory) next to its training curves (loss, gradient norm and learning rate per logged
-step, from the attempt's progress.jsonl), the audit log and the resolved spec.
+step, from the attempt's progress.jsonl), per attempt its cross-attention maps (`attention.png`, or why
+there are none, from `attention.json`), the audit log and the resolved spec.
 Images are inlined as base64 PNG and the page has no script and no external reference, so it
 can be mailed or archived as one file and opened offline. Every manifest string is escaped.
 """
@@ -29,9 +31,12 @@ from orchestrator.core.contracts import Estimate, GateReport
 from orchestrator.core.phase_progress import ProgressRecord, current_run, read_records
 from orchestrator.outputs import report_plots as plots
 from orchestrator.manifest import AttemptRecord, CommitRecord, History, Manifest, attempt_dir
+from orchestrator.rebound import campaign_rebounds
 
 REPORT = "report.html"
 GRID = "grid.png"
+ATTENTION_PNG, ATTENTION_JSON = "attention.png", "attention.json"   # jobs/validation/attention_maps.py writes them
+REBOUND_DEFAULT = 0.15   # spec alarms.rebound's default, for journals whose spec predates it
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 MAX_GRID_BYTES = 8 * 2**20   # a larger file is linked by path, not inlined
 
@@ -74,7 +79,8 @@ def render_report(storage_path: str | Path) -> str:
     spec = yaml.safe_load(manifest.spec_yaml)
     steps = step_views(spec["concepts"], manifest.history)
     body = [_summary(manifest, spec, steps), _metrics_table(steps), _plots(spec, steps),
-            _timeline(manifest.root, manifest.history), _grids(manifest.root, manifest.history),
+            _rebound_alarms(spec, manifest.history), _timeline(manifest.root, manifest.history),
+            _grids(manifest.root, manifest.history), _attention(manifest.root, manifest.history),
             _audit(manifest), _spec_section(manifest.spec_yaml)]
     return _page(f"Campaign {manifest.campaign}", "\n".join(body))
 
@@ -144,9 +150,68 @@ def _plots(spec: dict, steps: list[StepView]) -> str:
                                     gate.get("max_cumulative_acc", 0.2), [r.kl for r in reports],
                                     [r.kl_base_noise for r in reports], gate.get("max_kl", 0.3))),
         ]
+        figures += _campaign_views(labels, reports)
     parts = [f"<figure>{_img(png, caption)}<figcaption>{_e(caption)}</figcaption></figure>"
              for caption, png in figures if png is not None]
     return _section("Plots", "\n".join(parts) or "<p class=note>No attempt has been measured yet.</p>")
+
+
+def _campaign_views(labels: list[str], reports: list[GateReport]) -> list[tuple[str, bytes | None]]:
+    """Drift per layer group and the capability curve, for the gates that measured them."""
+    figures: list[tuple[str, bytes | None]] = []
+    groups = list(dict.fromkeys(g for r in reports for g in r.drift))
+    if groups:
+        relative = {g: [r.drift[g].relative if g in r.drift else None for r in reports] for g in groups}
+        figures.append(("Parameter drift: norm of the summed committed deltas and the candidate per layer group, "
+                        "relative to the base weights", plots.parameter_drift(labels, relative)))
+    measured = [r.capability for r in reports]
+    if any(c is not None for c in measured):
+        bench = next(c.bench for c in measured if c is not None)
+        entries = list(dict.fromkeys(e for c in measured if c is not None for e in c.drawn))
+        per_entry = {e: [c.drawn[e] / c.base[e] if c is not None and c.base.get(e) else None for c in measured]
+                     for e in entries}
+        figures.append((f"Capability across the campaign (bench {bench}; the score leaves out entries erased "
+                        "so far)", plots.capability(labels, [c.score if c else None for c in measured], per_entry)))
+    return figures
+
+
+def _rebound_alarms(spec: dict, history: History) -> str:
+    """Earlier concepts drawn again: the alarm of orchestrator/rebound.py over every measured attempt."""
+    threshold = float((spec.get("alarms") or {}).get("rebound", REBOUND_DEFAULT))
+    alarms = campaign_rebounds(history, threshold)
+    note = (f"<p class=note>An earlier erased concept whose accuracy on a later gate is more than {threshold:.2f} "
+            "above its accuracy on the gate that committed it (alarms.rebound).</p>")
+    if not alarms:
+        return _section("Rebound alarms", note + "<p>None.</p>")
+    rows = [(str(a.step), a.concept, f"{a.at_commit:.2f}", f"{a.now:.2f}", f"+{a.climb:.2f}") for a in alarms]
+    return _section("Rebound alarms", note + _table(("step", "concept", "at commit", "now", "climb"), rows))
+
+
+def _attention(root: Path, history: History) -> str:
+    """Per attempt, the cross-attention maps of its concept's token and an attribute token, base vs erased."""
+    parts = []
+    for a in sorted(history.attempts, key=lambda a: (a.step, a.attempt)):
+        directory = root / attempt_dir(a.step, a.concept, a.attempt)
+        try:
+            meta = json.loads((directory / ATTENTION_JSON).read_text())
+        except (OSError, ValueError):
+            continue   # no maps drawn for this attempt (older journals, a failed phase)
+        head = f"step {a.step} attempt {a.attempt}: {a.concept}"
+        path = directory / ATTENTION_PNG
+        data = path.read_bytes() if path.is_file() and path.stat().st_size <= MAX_GRID_BYTES else b""
+        if meta.get("skipped") or not data.startswith(PNG_MAGIC):
+            why = meta.get("skipped") or "attention.png missing or not a PNG"
+            parts.append(f"<p class=note>{_e(head)}: no attention maps ({_e(why)})</p>")
+            continue
+        tokens = ", ".join(f'"{t}"' for t in meta.get("tokens", []))
+        caption = f"{head} — \"{meta.get('prompt', '')}\" seed {meta.get('seed', 0)}: attention of {tokens}"
+        parts.append(f"<figure class=grid>{_img(data, caption)}<figcaption>{_e(caption)}</figcaption></figure>")
+    if not parts:
+        return ""
+    note = ("<p class=note>Where the image attends to each token (red: most), on one fixed prompt and seed, "
+            "in the base model and in the erased one. An attribute's attention moving to the other object "
+            "is the side effect to look for.</p>")
+    return _section("Cross-attention maps", note + "\n".join(parts))
 
 
 @dataclass(frozen=True)

@@ -121,3 +121,39 @@ def cumulative_drift(labels: Sequence[str], earlier: Mapping[str, Sequence[Estim
     right.legend(loc="upper left", fontsize=8)
     right.set_title("drift from the base model", fontsize=9)
     return _png(fig)
+
+
+def parameter_drift(labels: Sequence[str], relative: Mapping[str, Sequence[float | None]]) -> bytes:
+    """Per layer group, the norm of the summed deltas over the base weights' norm, one curve per group."""
+    fig = _figure()
+    ax = fig.add_subplot()
+    for group, values in relative.items():
+        pts = [(x, v) for x, v in enumerate(values) if v is not None]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=group)
+    _steps_axis(ax, labels, "||sum of deltas|| / ||base||")
+    ax.set_ylim(bottom=0)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title("drift from the base weights per layer group", fontsize=9)
+    return _png(fig)
+
+
+def capability(labels: Sequence[str], scores: Sequence[float | None],
+               entries: Mapping[str, Sequence[float | None]]) -> bytes:
+    """Left: the capability score per step (1.0 = draws the kept bench entries as the base does).
+    Right: each bench entry's share drawn over the base's, per step (blank: not measured or never drawn)."""
+    fig = _figure(10.0, max(3.2, 0.22 * len(entries) + 1.2))
+    left, right = fig.subplots(1, 2, width_ratios=[1, 1.3])
+    pts = [(x, s) for x, s in enumerate(scores) if s is not None]
+    left.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color="#2e7d32", label="capability")
+    left.axhline(1.0, color="grey", ls=":", lw=1, label="base")
+    left.set_ylim(0, 1.15)
+    _steps_axis(left, labels, "recognised / base (kept entries)")
+    left.legend(loc="lower left", fontsize=8)
+    names = list(entries)
+    grid = [[float("nan") if v is None else v for v in entries[n]] for n in names]
+    image = right.imshow(grid, aspect="auto", cmap="RdYlGn", vmin=0.0, vmax=1.0, interpolation="nearest")
+    right.set_yticks(range(len(names)), names, fontsize=7)
+    right.set_xticks(range(len(labels)), labels, rotation=20, ha="right")
+    right.set_title("per bench entry: drawn / base", fontsize=9)
+    fig.colorbar(image, ax=right, shrink=0.8)
+    return _png(fig)

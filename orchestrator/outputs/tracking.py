@@ -12,7 +12,9 @@ Layout (one W&B project per spec.tracking.project):
   held until then (the terminal and `erase watch` show them live).
 - the erase run logs the candidate delta to "<campaign>-candidates" (type "candidate-delta",
   by reference: the file stays on storage_path); the validate run logs the gate metrics,
-  the decision and the image grids (wandb.Table "grids", one row per prompt: group, prompt, base,
+  the decision, the campaign views (drift/<group>[_relative], capability/score, capability/<entry>,
+  rebound/<concept> and alarm/rebounds: orchestrator/rebound.py against the accuracies at commit this
+  tracker saw) and the image grids (wandb.Table "grids", one row per prompt: group, prompt, base,
   erased, read from the grid.png/grid.json the validator wrote in the attempt directory),
   and, online, use_artifact(candidate) for
   lineage (wandb refuses use_artifact offline: there the candidate's name and sha256 go in
@@ -42,6 +44,7 @@ from orchestrator.campaign import CommitAttempt, RunAttempt
 from orchestrator.gate import GateDecision
 from orchestrator.loop import Callbacks, PhaseOutput
 from orchestrator.manifest import attempt_dir, slug
+from orchestrator.rebound import rebounds
 from orchestrator.spec import TRACKING_MODES, CampaignSpec, spec_hash
 
 ENV_DIRS = ("WANDB_DIR", "WANDB_DATA_DIR", "WANDB_CACHE_DIR")
@@ -78,7 +81,23 @@ def gate_metrics(report: GateReport, decision: GateDecision) -> dict[str, float]
     out.update({"gate/base_target_acc": report.base_target_acc, "gate/kl": report.kl,
                 "gate/kl_base_noise": report.kl_base_noise, "gate/images_generated": float(report.images_generated),
                 "gate/validate_seconds": report.seconds, "gate/committed": float(decision.committed)})
+    out.update(view_metrics(report))
     return out
+
+
+def view_metrics(report: GateReport) -> dict[str, float]:
+    """The campaign views of a gate: drift/<group>[_relative], capability/score and capability/<entry>."""
+    out: dict[str, float] = {}
+    for group, d in sorted(report.drift.items()):
+        out.update({f"drift/{group}": d.norm, f"drift/{group}_relative": d.relative})
+    if report.capability is not None:
+        out["capability/score"] = report.capability.score
+        out.update({f"capability/{_key(e)}": v for e, v in sorted(report.capability.drawn.items())})
+    return out
+
+
+def _key(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_")
 
 
 TRAIN_KEYS = ("loss", "lr", "grad_norm", "steps_per_s", "samples_per_s", "peak_mem_mb")
@@ -109,7 +128,8 @@ class Tracker:
     """
 
     def __init__(self, campaign: str, storage_path: str | Path, mode: str = "offline",
-                 project: str = "concept-erasure", config: Mapping[str, Any] | None = None):
+                 project: str = "concept-erasure", config: Mapping[str, Any] | None = None,
+                 rebound: float = 0.15):
         mode = os.environ.get("WANDB_MODE") or mode
         if mode not in TRACKING_MODES:
             raise ValueError(f"tracking mode must be one of {', '.join(TRACKING_MODES)}, got {mode!r}")
@@ -122,6 +142,9 @@ class Tracker:
         self._attempt: tuple[int, str, int] | None = None   # (step, concept, attempt) of the current attempt
         self._validation: list[ProgressRecord] = []          # the validation's records, until its run opens
         self._wandb = None
+        self.rebound = rebound                 # spec alarms.rebound
+        self._at_commit: dict[str, float] = {}   # concept -> target accuracy on the gate that committed it
+        self._last: GateReport | None = None
         if mode != "disabled":
             self.dir.mkdir(parents=True, exist_ok=True)
             for var in ENV_DIRS:   # wandb reads these at init; without them it writes under ~
@@ -135,7 +158,8 @@ class Tracker:
         """A Tracker for a campaign spec; storage_path defaults to spec.storage_path."""
         config = {"campaign": spec.name, "model": spec.model, "method": spec.method, "spec_hash": spec_hash(spec),
                   "concepts": list(spec.concepts), "gate": asdict(spec.gate), "retry": asdict(spec.retry)}
-        return cls(spec.name, storage_path or spec.storage_path, spec.tracking.mode, spec.tracking.project, config)
+        return cls(spec.name, storage_path or spec.storage_path, spec.tracking.mode, spec.tracking.project, config,
+                   spec.alarms.rebound)
 
     @property
     def enabled(self) -> bool:
@@ -196,6 +220,10 @@ class Tracker:
         for record in validation:
             run.log(validate_point(record, validation[0].t))
         data: dict[str, Any] = dict(gate_metrics(report, decision))
+        self._last = report
+        alarms = rebounds(self._at_commit, report.cumulative, step, self.rebound)
+        data.update({f"rebound/{_key(a.concept)}": a.climb for a in alarms})
+        data["alarm/rebounds"] = float(len(alarms))
         images = images or self._grid_pairs(step, concept, attempt)
         if images:
             data["grids"] = self._table(images)
@@ -204,6 +232,8 @@ class Tracker:
 
     def committed(self, step: int, concept: str, delta_path: str | Path, sha256: str) -> None:
         """After Manifest.commit: a new version of the campaign's model-delta artifact."""
+        if self._last is not None and self._last.concept == concept:
+            self._at_commit[concept] = self._last.target_acc.value
         if not self.enabled:
             return
         if self._open is None or self._open[0] != step:
