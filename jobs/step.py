@@ -31,6 +31,7 @@ from jobs.methods.interface import EraseInputs, MethodOutput
 from jobs.models.loader import load_pipeline
 from jobs.training import distributed
 from jobs.training.concept_prompts import concept_prompts
+from jobs.validation.attack import AttackProbe
 from jobs.validation.gate_views import GateViews
 from jobs.validation.grid_draft import GridDraft
 from jobs.validation.validator import for_request
@@ -107,8 +108,11 @@ def run_validation(request: StepRequest, candidate: DeltaRef, log=print) -> Gate
             grid.draw_base(pipe, validator.cache, request.model)    # before any delta is stacked
             views = GateViews(request, candidate, pipe, validator, log)   # drift, capability, attention maps
             views.draw_base(pipe)
+            attack = AttackProbe(suite, request.validation, validator.judge, log)
+            attack.capture(pipe)                                     # the base model's K/V
             deltas.stack(pipe, tuple(request.parents) + (candidate,))
             report = validator.validate(pipe, suite, base)
+            report = attack.finish(pipe, report)
             report = views.finish(pipe, report, out)
             (out / "gate_report.json").write_text(to_json(report))
             progress.write("grid", note="erased")

@@ -145,6 +145,8 @@ def spec_hash(spec: CampaignSpec) -> str:
         del data["validation"]["judge"]
     if data["validation"]["judge_model"] == "":
         del data["validation"]["judge_model"]
+    if data["validation"]["attack_prompts"] == ValidationSpec.attack_prompts:
+        del data["validation"]["attack_prompts"]
     for key, default in (("concepts_from", ""), ("allow_thin", False)):
         if data[key] == default:
             del data[key]
@@ -308,6 +310,8 @@ def _validate_numbers(spec: CampaignSpec, fail) -> None:
     v = spec.validation
     if v.seeds < 1 or v.max_prompts_per_group < 1 or v.inference_steps < 1 or v.batch_size < 1:
         fail("validation.seeds, max_prompts_per_group, inference_steps and batch_size must be >= 1")
+    if v.attack_prompts < 0:
+        fail(f"validation.attack_prompts must be >= 0 (0 turns the attack group off), got {v.attack_prompts}")
     if v.judge not in JUDGES:
         fail(f"validation.judge must be one of {', '.join(JUDGES)}, got {v.judge!r}")
     if not 0.0 < v.confidence < 1.0:

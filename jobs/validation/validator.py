@@ -42,20 +42,25 @@ def generate(pipe, suite: Suite, keys: list[Key], spec: ValidationSpec, on_batch
 
     on_batch(n) is told after each batch how many of `keys` are drawn (progress; it changes nothing)."""
     images = []
-    size = image_size(pipe)   # any family: the denoiser's sample size x the VAE's factor
     for i in range(0, len(keys), spec.batch_size):
         chunk = keys[i:i + spec.batch_size]
         prompts = [suite.items[k].prompt.text for k, _ in chunk]
-        gens = [torch.Generator().manual_seed(_noise_seed(suite.items[k].prompt.text, s)) for k, s in chunk]
-        out = pipe(prompts, num_inference_steps=spec.inference_steps, guidance_scale=spec.guidance_scale,
-                   generator=gens, height=size, width=size, output_type="np").images
-        images.append(np.clip(np.round(out * 255), 0, 255).astype(np.uint8))
+        gens = [torch.Generator().manual_seed(noise_seed(suite.items[k].prompt.text, s)) for k, s in chunk]
+        images.append(images_from(pipe, {"prompt": prompts}, gens, spec))
         if on_batch is not None:
             on_batch(i + len(chunk))
     return np.concatenate(images)
 
 
-def _noise_seed(prompt: str, seed: int) -> int:
+def images_from(pipe, inputs: dict, generators: list, spec: ValidationSpec) -> np.ndarray:
+    """uint8 images of one batch; `inputs` are the prompts (prompt=) or their states (prompt_embeds=, ...)."""
+    size = image_size(pipe)   # any family: the denoiser's sample size x the VAE's factor
+    out = pipe(**inputs, num_inference_steps=spec.inference_steps, guidance_scale=spec.guidance_scale,
+               generator=generators, height=size, width=size, output_type="np").images
+    return np.clip(np.round(out * 255), 0, 255).astype(np.uint8)
+
+
+def noise_seed(prompt: str, seed: int) -> int:
     return int(hashlib.sha256(f"{prompt}|{seed}".encode()).hexdigest()[:8], 16)
 
 

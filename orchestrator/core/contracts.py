@@ -39,6 +39,7 @@ class ValidationSpec:
     # preflight settles "auto" once: a StepRequest always names its judge.
     judge: str = "auto"
     judge_model: str = ""          # the judge's weights (clip): a hub id or a local directory
+    attack_prompts: int = 8        # target prompts the attack group regenerates per seed (0: no attack group)
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,8 @@ class GateReport:
     seconds: float
     unjudged: dict[str, str] = field(default_factory=dict)   # suite group left out -> why its judge cannot answer
     thin: bool = False              # the concept was not in its concept set: a templates-only suite
+    attack: Estimate | None = None  # the erased concept regenerated through the candidate's K/V (jobs/validation/attack.py)
+    attack_seconds: float = 0.0
     drift: dict[str, ParamDrift] = field(default_factory=dict)   # layer group -> drift of base+parents+candidate
     capability: Capability | None = None   # None: not measured (no bench for this judge, or older journals)
 
