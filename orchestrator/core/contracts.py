@@ -39,6 +39,9 @@ class ValidationSpec:
     # preflight settles "auto" once: a StepRequest always names its judge.
     judge: str = "auto"
     judge_model: str = ""          # the judge's weights (clip): a hub id or a local directory
+    # Shards of a gate: the looks are split over this many Ray tasks, each on validation_gpus
+    # (0: as many as the cluster has free GPUs). The report is the same for any number (operational).
+    shards: int = 1
 
 
 @dataclass(frozen=True)

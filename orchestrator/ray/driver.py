@@ -10,7 +10,8 @@ has one driver at a time (an flock on `<storage_path>/.driver.lock`, which the k
 when the driver dies); any number of campaigns, each with its own driver, share a cluster.
 
 Per attempt: record_start -> erase phase (num_cpus=cpus_per_step, num_gpus=gpus_per_step)
--> validation phase (num_gpus=validation_gpus) -> gate.decide -> record_result; the state
+-> validation phase (num_gpus=validation_gpus, its looks split over validation.shards such tasks:
+orchestrator/ray/shards.py) -> gate.decide -> record_result; the state
 machine then asks for the commit (atomic, sha256-checked) or the next attempt. A phase that
 raised is a failed attempt (gate.error_decision); a phase whose worker died is re-run by Ray
 (ray_tasks.MAX_RETRIES) before it counts as failed. A phase no node can ever hold raises
@@ -42,6 +43,7 @@ from orchestrator.outputs.tracking import Tracker, TrackingCallbacks
 from orchestrator.preflight import Settled, preflight
 from orchestrator.progress import ProgressLines
 from orchestrator.ray import tasks as ray_tasks
+from orchestrator.ray.shards import shard_count
 from orchestrator.ray.tasks import MAX_RETRIES
 from orchestrator.spec import CampaignSpec
 
@@ -114,7 +116,9 @@ class RayExecutor:
 
     def validate(self, a: RunAttempt, request: StepRequest, candidate: DeltaRef,
                  watch: Watch = unwatched) -> PhaseOutput:
-        return self._phase(a, "validate", (request, candidate), self.res.validation_gpus, watch)
+        shards = shard_count(self.spec.validation.shards, self.res.validation_gpus)
+        args = (request, candidate, shards, self.res.cpus_per_step, self.res.validation_gpus)
+        return self._phase(a, "validate", args, self.res.validation_gpus, watch)
 
     def _phase(self, a: RunAttempt, phase: str, args: tuple, gpus: float, watch: Watch,
                group: bool = False) -> PhaseOutput:
