@@ -71,6 +71,10 @@ class Resources:
     gradient_checkpointing: bool = False
     checkpoint_every: int = 50        # optimizer steps between a distributed step's own checkpoints
     gpu_memory_gb: float = 80.0       # per GPU, what `erase plan` fits the step into
+    # The pipelined loop (orchestrator/pipeline.py): erase the next concept on a candidate while it is
+    # validated, and run a rejected concept's next retries at once; the commits stay the serial loop's.
+    speculative: bool = False
+    parallel_attempts: int = 1        # attempts of one concept in flight at once (1: one at a time)
 
 
 @dataclass(frozen=True)
@@ -288,6 +292,8 @@ def _validate_numbers(spec: CampaignSpec, fail) -> None:
         fail("resources.gpus_per_step and validation_gpus must be >= 0 and resources.num_workers >= 1")
     if res.strategy not in STRATEGIES:
         fail(f"resources.strategy must be one of {', '.join(STRATEGIES)}, got {res.strategy!r}")
+    if res.parallel_attempts < 1:
+        fail(f"resources.parallel_attempts must be >= 1, got {res.parallel_attempts}")
     if res.checkpoint_every < 1 or res.gpu_memory_gb <= 0:
         fail("resources.checkpoint_every must be >= 1 and resources.gpu_memory_gb > 0")
     v = spec.validation
