@@ -300,7 +300,7 @@ def _validate_numbers(spec: CampaignSpec, fail) -> None:
     if v.seeds < 1 or v.max_prompts_per_group < 1 or v.inference_steps < 1 or v.batch_size < 1:
         fail("validation.seeds, max_prompts_per_group, inference_steps and batch_size must be >= 1")
     if v.shards < 0:
-        fail(f"validation.shards must be >= 0 (0: one per free GPU), got {v.shards}")
+        fail(f"validation.shards must be >= 0 (0: one per GPU of the cluster), got {v.shards}")
     if v.judge not in JUDGES:
         fail(f"validation.judge must be one of {', '.join(JUDGES)}, got {v.judge!r}")
     if not 0.0 < v.confidence < 1.0:

@@ -40,7 +40,7 @@ class ValidationSpec:
     judge: str = "auto"
     judge_model: str = ""          # the judge's weights (clip): a hub id or a local directory
     # Shards of a gate: the looks are split over this many Ray tasks, each on validation_gpus
-    # (0: as many as the cluster has free GPUs). The report is the same for any number (operational).
+    # (0: one per GPU of the cluster). The report is the same for any number (operational).
     shards: int = 1
 
 

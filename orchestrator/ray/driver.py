@@ -174,7 +174,8 @@ class RayExecutor:
         if phase == "erase":
             gpus, args, group = self.res.gpus_per_step, (request,), _is_group(request)
         else:
-            shards = shard_count(self.spec.validation.shards, self.res.validation_gpus)
+            reserve = self.res.gpus_per_step if self.res.speculative else 0.0
+            shards = shard_count(self.spec.validation.shards, self.res.validation_gpus, reserve)
             gpus, group = self.res.validation_gpus, False
             args = (request, candidate, shards, self.res.cpus_per_step, self.res.validation_gpus)
         # A worker group must fit on one node (STRICT_PACK); its launcher task itself holds nothing.

@@ -21,13 +21,19 @@ import ray
 SHARD_START_S = 60.0
 
 
-def shard_count(requested: int, gpus_per_shard: float) -> int:
-    """validation.shards, or with 0 as many shards as the cluster has free GPUs for (at least one)."""
+def shard_count(requested: int, gpus_per_shard: float, reserve: float = 0.0) -> int:
+    """validation.shards, or with 0 one shard per GPU of the cluster (at least one).
+
+    All the cluster's GPUs, not the ones free this instant: shards queue for GPUs like any task, so a
+    gate that starts while the last one ends still gets every GPU as they come free (counting only the
+    free ones would give it one shard and leave the rest idle). `reserve` GPUs are left out: the
+    speculative erase the pipelined loop starts next must not queue behind this gate's shards, or the
+    erase chain (the campaign's critical path) waits for every gate."""
     if requested >= 1:
         return requested
     if gpus_per_shard <= 0:
-        return 1   # a CPU gate: "free GPUs" means nothing; one shard, as unsharded
-    free = ray.available_resources().get("GPU", 0.0)
+        return 1   # a CPU gate: GPUs mean nothing; one shard, as unsharded
+    free = ray.cluster_resources().get("GPU", 0.0) - reserve
     return max(1, math.floor(free / gpus_per_shard + 1e-9))
 
 
