@@ -34,6 +34,7 @@ from jobs.training.concept_prompts import concept_prompts
 from jobs.validation.attack import AttackProbe
 from jobs.validation.gate_views import GateViews
 from jobs.validation.grid_draft import GridDraft
+from jobs.validation.shards import Spread
 from jobs.validation.validator import for_request
 from orchestrator.core.codec import from_json, to_json
 from orchestrator.core.contracts import DeltaRef, GateReport, StepRequest, StepResult
@@ -92,13 +93,16 @@ def _write_stats(out: Path, stats: dict) -> None:
 
 # ---- validate -----------------------------------------------------------------------------------
 
-def run_validation(request: StepRequest, candidate: DeltaRef, log=print) -> GateReport:
-    """Measure base + parents + candidate against the cached base model; write gate_report.json."""
+def run_validation(request: StepRequest, candidate: DeltaRef, log=print, spread: Spread | None = None) -> GateReport:
+    """Measure base + parents + candidate against the cached base model; write gate_report.json.
+
+    `spread` shares the looks with helper shards (jobs/validation/shards.py); None draws them all here."""
     out = _setup(request, log)
     progress = ProgressWriter(out, "validate")
     progress.write("start", note=f"validation on {_device()}")
     validator, suite = for_request(request, _judge(request), log)
     validator.progress = progress
+    validator.spread = spread or validator.spread
     pipe = load_pipeline(request.model, device=_device(), frozen_precision=request.frozen_precision)
     try:
         with _ended(progress):

@@ -8,6 +8,7 @@ A driver (Ray, or a test) loops until Finished or Halted:
                          manifest.record_result(step, attempt, decide(report, spec.gate), report, delta)
                          (a step that raised: record_result(..., error_decision(message)))
         CommitAttempt -> manifest.commit(step, attempt)
+        DiscardAttempt -> manifest.discard(step, attempt, reason)   (only after a pipelined run)
         SkipConcept   -> manifest.skip(step, concept, reason)
         Halted        -> manifest.set_status("halted") (unless cancelled); stop
         Finished      -> manifest.set_status("finished"); stop
@@ -17,6 +18,9 @@ pending -> running (erase + validate, one worker job) -> accepted -> committed
                                                       -> rejected -> retry | skipped | halted
 An attempt journaled "started" but never finished (a crash) is redone with the same number
 and settings (at-least-once); a committed step is never redone (exactly-once commit).
+An attempt the pipelined loop ran ahead of time (orchestrator/pipeline.py) counts only while what it
+assumed holds: it was built on exactly the committed deltas (`parents`), and, for a retry run early,
+the retry policy picks its settings given the decisions before it; otherwise it is discarded.
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ from typing import Any, Union
 
 from orchestrator.core.contracts import DeltaRef, StepRequest
 from orchestrator.core.errors import ManifestError
-from orchestrator.manifest import STARTED, History, attempt_dir
+from orchestrator.manifest import DISCARDED, STARTED, AttemptRecord, History, attempt_dir
 from orchestrator.policy import Exhausted, PastAttempt, next_attempt
 from orchestrator.preflight import Settled, with_settled_validation
 from orchestrator.spec import CampaignSpec
@@ -57,6 +61,16 @@ class CommitAttempt:
 
 
 @dataclass(frozen=True)
+class DiscardAttempt:
+    """An attempt run ahead of time whose assumption failed: journal it as discarded, never commit it."""
+
+    step: int
+    concept: str
+    attempt: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class SkipConcept:
     step: int
     concept: str
@@ -76,7 +90,7 @@ class Finished:
     skipped: tuple[str, ...]
 
 
-Action = Union[RunAttempt, CommitAttempt, SkipConcept, Halted, Finished]
+Action = Union[RunAttempt, CommitAttempt, DiscardAttempt, SkipConcept, Halted, Finished]
 
 
 @dataclass(frozen=True)
@@ -111,27 +125,43 @@ def next_action(spec: CampaignSpec, history: History) -> Action:
 
 def _step_action(spec: CampaignSpec, history: History, step: int, concept: str,
                  erased: tuple[str, ...], parents: tuple[DeltaRef, ...]) -> Action:
-    attempts = history.attempts_for(step)
-    last = attempts[-1] if attempts else None
-    if last is not None and last.status == STARTED:
-        return RunAttempt(step, concept, last.attempt, last.method, dict(last.hparams), erased, parents, redo=True)
-    if last is not None and last.decision is not None and last.decision.committed:
-        return CommitAttempt(step, concept, last.attempt)
-    past = [PastAttempt(a.method, a.hparams, a.decision) for a in attempts]
+    every = history.attempts_for(step)
+    past: list[PastAttempt] = []
+    for a in (a for a in every if a.status != DISCARDED):   # in attempt order, as the serial loop ran them
+        why = _broken_assumption(spec, concept, a, past, parents)
+        if why:
+            return DiscardAttempt(step, concept, a.attempt, why)
+        if a.status == STARTED:
+            return RunAttempt(step, concept, a.attempt, a.method, dict(a.hparams), erased, parents, redo=True)
+        if a.decision is not None and a.decision.committed:
+            return CommitAttempt(step, concept, a.attempt)
+        past.append(PastAttempt(a.method, a.hparams, a.decision))
     nxt = next_attempt(spec, concept, past)
     if isinstance(nxt, Exhausted):
         if nxt.outcome == "halt":
             return Halted(nxt.reason, step, concept)
         return SkipConcept(step, concept, nxt.reason)
-    number = (last.attempt if last else 0) + 1
+    number = (every[-1].attempt if every else 0) + 1
     return RunAttempt(step, concept, number, nxt.method, nxt.hparams, erased, parents)
+
+
+def _broken_assumption(spec: CampaignSpec, concept: str, a: AttemptRecord, past: list[PastAttempt],
+                       parents: tuple[DeltaRef, ...]) -> str:
+    """Why an attempt run ahead of time no longer counts ("" if it does; attempts run in turn always do)."""
+    if a.parents is not None and tuple(a.parents) != tuple(p.sha256 for p in parents):
+        return "built on a candidate that was not committed"
+    if a.speculative == "retry":
+        nxt = next_attempt(spec, concept, past)
+        if isinstance(nxt, Exhausted) or (nxt.method, dict(nxt.hparams)) != (a.method, dict(a.hparams)):
+            return "the retry policy chose other settings once the attempts before it were decided"
+    return ""
 
 
 def concept_states(spec: CampaignSpec, history: History) -> tuple[ConceptState, ...]:
     """One ConceptState per concept of the spec, in order."""
     states = []
     for step, concept in enumerate(spec.concepts, start=1):
-        attempts = history.attempts_for(step)
+        attempts = tuple(a for a in history.attempts_for(step) if a.status != DISCARDED)
         outcome = history.outcome_for(step)
         if outcome is not None:
             state = outcome.outcome

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from orchestrator.campaign import CommitAttempt, Finished, Halted, RunAttempt, SkipConcept, next_action, step_request
+from orchestrator.campaign import CommitAttempt, DiscardAttempt, Finished, Halted, RunAttempt, SkipConcept, next_action, step_request
 from orchestrator.core.contracts import DeltaRef, GateReport, StepRequest
 from orchestrator.core.phase_progress import ProgressFollower, ProgressRecord
 from orchestrator.gate import GateDecision, decide, error_decision
@@ -120,6 +120,9 @@ class CampaignLoop:
                 self.attempt(action)
             elif isinstance(action, CommitAttempt):
                 self.commit(action)
+            elif isinstance(action, DiscardAttempt):   # left by a pipelined run (orchestrator/pipeline.py)
+                self.manifest.discard(action.step, action.attempt, action.reason)
+                self._tell("event", f"discarded step {action.step} attempt {action.attempt}: {action.reason}")
             elif isinstance(action, SkipConcept):
                 self.manifest.skip(action.step, action.concept, action.reason)
                 self._tell("event", f"skipped {action.concept}: {action.reason}")
@@ -160,6 +163,13 @@ class CampaignLoop:
     def _watched(self, a: RunAttempt, request: StepRequest, phase: str,
                  run: Callable[[Watch], PhaseOutput]) -> PhaseOutput:
         """Run one phase with a watch on its progress records (from the end of the file as it is now)."""
+        watch = self._watcher(a, request, phase)
+        output = run(watch)
+        watch()   # what was written after the executor's last look
+        return output
+
+    def _watcher(self, a: RunAttempt, request: StepRequest, phase: str) -> Watch:
+        """A watch on one phase's progress records, from the end of its file as it is now."""
         follower = ProgressFollower(request.out_dir, phase)
         broken: set[int] = set()
 
@@ -174,9 +184,7 @@ class CampaignLoop:
                     broken.add(i)
                     self._tell("event", f"{type(callback).__name__} stops showing the progress of step "
                                         f"{a.step} {phase}: {type(e).__name__}: {' '.join(str(e).split())[:200]}")
-        output = run(watch)
-        watch()   # what was written after the executor's last look
-        return output
+        return watch
 
     def commit(self, c: CommitAttempt) -> None:
         record = self.manifest.commit(c.step, c.attempt)

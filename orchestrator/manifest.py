@@ -30,7 +30,7 @@ MANIFEST = "manifest.json"
 SPEC_SNAPSHOT = "spec.yaml"
 FORMAT = 1
 STATUSES = ("running", "finished", "halted", "cancelled")
-STARTED, FINISHED = "started", "finished"
+STARTED, FINISHED, DISCARDED = "started", "finished", "discarded"
 COMMITTED, SKIPPED = "committed", "skipped"
 
 
@@ -38,7 +38,13 @@ COMMITTED, SKIPPED = "committed", "skipped"
 
 @dataclass(frozen=True)
 class AttemptRecord:
-    """One attempt at one step; `status` is "started" until its result is recorded."""
+    """One attempt at one step; `status` is "started" until its result is recorded.
+
+    An attempt the pipelined loop (orchestrator/pipeline.py) started ahead of time says what it assumed:
+    `speculative` is "parent" (run on a candidate of the step before, not committed yet) or "retry" (run
+    before the attempts before it were decided), and `parents` the sha256 of the deltas it was built on.
+    One whose assumption failed is "discarded" (`discarded` says why) and never committed.
+    """
 
     step: int
     concept: str
@@ -53,6 +59,9 @@ class AttemptRecord:
     report: GateReport | None = None
     decision: GateDecision | None = None
     candidate: DeltaRef | None = None      # path relative to storage_path
+    parents: tuple[str, ...] | None = None  # sha256 of the deltas it was built on (None: not recorded)
+    speculative: str = ""                  # "" | "parent" | "retry"
+    discarded: str = ""                    # why it was discarded (status "discarded")
 
 
 @dataclass(frozen=True)
@@ -251,14 +260,20 @@ class Manifest:
     # -- writing: each method is one atomic rewrite --
 
     def record_start(self, step: int, concept: str, attempt: int, method: str,
-                     hparams: dict[str, Any], host: str = "") -> AttemptRecord:
-        """Journal that attempt n of step k is starting; a crashed (still "started") attempt may start again."""
+                     hparams: dict[str, Any], host: str = "", parents: tuple[str, ...] | None = None,
+                     speculative: str = "") -> AttemptRecord:
+        """Journal that attempt n of step k is starting; a crashed (still "started") attempt may start again.
+
+        `parents` (sha256 of the deltas it builds on) and `speculative` are recorded only when given, so
+        the serial loop's journal keeps its old shape."""
         self._require_open_step(step)
         doc = self._copy()
         old = _find_attempt(doc, step, attempt)
         record = {"step": step, "concept": concept, "attempt": attempt, "method": method,
                   "hparams": dict(hparams), "status": STARTED, "started_at": _now(), "finished_at": "",
                   "host": host, "restarts": 0, "report": None, "decision": None, "candidate": None}
+        if parents is not None:
+            record.update(parents=list(parents), speculative=speculative)
         if old is not None:
             if old["status"] != STARTED:
                 raise ManifestError(f"step {step} attempt {attempt} already finished; start a new attempt number")
@@ -266,6 +281,8 @@ class Manifest:
                 raise ManifestError(f"step {step} attempt {attempt} was started with other settings; "
                                     "a redone attempt must repeat them")
             record["restarts"] = old["restarts"] + 1
+            if parents is None and "parents" in old:   # a redo keeps what the attempt was built on
+                record.update(parents=old["parents"], speculative=old.get("speculative", ""))
             doc["attempts"].remove(old)
         doc["attempts"].append(record)
         self._write(doc)
@@ -285,6 +302,18 @@ class Manifest:
         self._write(doc)
         return from_dict(AttemptRecord, record)
 
+    def discard(self, step: int, attempt: int, reason: str) -> AttemptRecord:
+        """Journal that an attempt run ahead of time rests on an assumption that failed; never committed."""
+        doc = self._copy()
+        record = _find_attempt(doc, step, attempt)
+        if record is None or record["status"] == DISCARDED:
+            raise ManifestError(f"step {step} attempt {attempt} is not a journaled, live attempt; cannot discard it")
+        if any(c["step"] == step and c["attempt"] == attempt for c in doc["commits"]):
+            raise ManifestError(f"step {step} attempt {attempt} is committed; a commit is never discarded")
+        record.update(status=DISCARDED, discarded=reason, finished_at=record["finished_at"] or _now())
+        self._write(doc)
+        return from_dict(AttemptRecord, record)
+
     def commit(self, step: int, attempt: int, delta: DeltaRef | None = None) -> CommitRecord:
         """Publish an accepted attempt's delta, exactly once per step, after checking its sha256.
 
@@ -298,6 +327,11 @@ class Manifest:
         record = _find_attempt(doc, step, attempt)
         if record is None or record["status"] != FINISHED or (record["decision"] or {}).get("verdict") != "commit":
             raise CommitError(f"step {step} attempt {attempt} was not accepted by the gate; refusing to commit")
+        built_on = record.get("parents")
+        committed = [c["delta"]["sha256"] for c in sorted(doc["commits"], key=lambda c: c["step"]) if c["step"] < step]
+        if built_on is not None and list(built_on) != committed:
+            raise CommitError(f"step {step} attempt {attempt} was built on parents that are not the committed "
+                              "deltas (a speculative candidate whose parent was not committed); refusing to commit")
         ref = self._relative(delta) if delta else _delta(record["candidate"])
         if ref is None:
             raise CommitError(f"step {step} attempt {attempt} has no candidate delta to commit")

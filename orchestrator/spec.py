@@ -75,6 +75,10 @@ class Resources:
     # The frozen text encoders, VAE and judge: "auto" is bf16 on a GPU and fp32 on a CPU
     # (jobs/models/precision.py); the trained denoiser stays as its method holds it.
     frozen_precision: str = "auto"
+    # The pipelined loop (orchestrator/pipeline.py): erase the next concept on a candidate while it is
+    # validated, and run a rejected concept's next retries at once; the commits stay the serial loop's.
+    speculative: bool = False
+    parallel_attempts: int = 1        # attempts of one concept in flight at once (1: one at a time)
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,7 @@ def spec_hash(spec: CampaignSpec) -> str:
         del data["validation"]["judge_model"]
     if data["validation"]["attack_prompts"] == ValidationSpec.attack_prompts:
         del data["validation"]["attack_prompts"]
+    del data["validation"]["shards"]   # where a gate's looks are drawn never changes its report
     for key, default in (("concepts_from", ""), ("allow_thin", False)):
         if data[key] == default:
             del data[key]
@@ -303,6 +308,8 @@ def _validate_numbers(spec: CampaignSpec, fail) -> None:
         fail("resources.gpus_per_step and validation_gpus must be >= 0 and resources.num_workers >= 1")
     if res.strategy not in STRATEGIES:
         fail(f"resources.strategy must be one of {', '.join(STRATEGIES)}, got {res.strategy!r}")
+    if res.parallel_attempts < 1:
+        fail(f"resources.parallel_attempts must be >= 1, got {res.parallel_attempts}")
     if res.checkpoint_every < 1 or res.gpu_memory_gb <= 0:
         fail("resources.checkpoint_every must be >= 1 and resources.gpu_memory_gb > 0")
     if res.frozen_precision not in FROZEN_PRECISIONS:
@@ -312,6 +319,8 @@ def _validate_numbers(spec: CampaignSpec, fail) -> None:
         fail("validation.seeds, max_prompts_per_group, inference_steps and batch_size must be >= 1")
     if v.attack_prompts < 0:
         fail(f"validation.attack_prompts must be >= 0 (0 turns the attack group off), got {v.attack_prompts}")
+    if v.shards < 0:
+        fail(f"validation.shards must be >= 0 (0: one per GPU of the cluster), got {v.shards}")
     if v.judge not in JUDGES:
         fail(f"validation.judge must be one of {', '.join(JUDGES)}, got {v.judge!r}")
     if not 0.0 < v.confidence < 1.0:

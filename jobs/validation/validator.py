@@ -23,6 +23,7 @@ from jobs.models.adapters import image_size
 from jobs.toyworld.evaluator import Evaluator
 from jobs.validation import statistics as st
 from jobs.validation.observations import Observation, drift_kl
+from jobs.validation.shards import InProcess, Spread
 from jobs.training.distributed import device
 from jobs.validation.concept_suite import build_concept_suite
 from jobs.validation.judges import load_judge
@@ -149,6 +150,7 @@ class Validator:
                  progress: ProgressWriter | None = None):
         self.judge, self.spec, self.cache, self.log = judge, spec, cache, log
         self.progress = progress or NullProgress()   # "baseline"/"candidate" records: images drawn of total
+        self.spread: Spread = InProcess()            # who draws the looks (jobs/validation/shards.py)
 
     def baseline(self, base_pipe, model: str, suite: Suite) -> dict[Key, Observation]:
         key = self.cache.key(model, suite, self.spec, self.judge.cache_id, frozen_tag(base_pipe))
@@ -156,8 +158,15 @@ class Validator:
         fresh = obs is None
         if fresh:
             keys = stratified_keys(suite, self.spec.seeds)
-            images = generate(base_pipe, suite, keys, self.spec, self._counter("baseline", len(keys)))
-            obs = self.judge.observe(suite, keys, images)
+            drawn = self._counter("baseline", len(keys))
+            parts, done = [], 0
+            for images in self.spread.draw_base(self.looks(keys), lambda part: generate(base_pipe, suite, part,
+                                                                                         self.spec)):
+                parts.append(images)
+                done += len(images)
+                if drawn:
+                    drawn(done)
+            obs = self.judge.observe(suite, keys, np.concatenate(parts))   # judged at once, as unsharded
         if hasattr(self.judge, "calibrate"):   # a zero-shot judge sets its thresholds on the base model's images
             obs = self.judge.calibrate(suite, obs)
         if fresh:
@@ -177,22 +186,37 @@ class Validator:
                                 peak_mem_mb=peak_memory_mb())
         return drawn
 
-    def validate(self, pipe, suite: Suite, base: dict[Key, Observation]) -> GateReport:
-        """Measure `pipe` (the candidate) on the suite, stopping early once the answer is clear."""
-        t0 = time.time()
-        keys = stratified_keys(suite, self.spec.seeds)
+    def looks(self, keys: list[Key]) -> list[list[Key]]:
+        """The gate's looks: consecutive batches of batch_size keys. A look is also the unit a shard draws,
+        since an image can differ in its last bit when drawn in another batch."""
         chunk = self.spec.batch_size
-        looks = max(1, -(-len(keys) // chunk))
+        return [keys[start:start + chunk] for start in range(0, len(keys), chunk)]
+
+    def observe(self, pipe, suite: Suite, part: list[Key]) -> list[Observation]:
+        """One look: draw its images in one batch and judge them (the same call in every shard)."""
+        return self.judge.observe(suite, part, generate(pipe, suite, part, self.spec))
+
+    def validate(self, pipe, suite: Suite, base: dict[Key, Observation]) -> GateReport:
+        """Measure `pipe` (the candidate) on the suite, stopping early once the answer is clear.
+
+        The looks run through self.spread (this process alone, or shards that each draw whole looks);
+        the stop rule and the report see the merged observations in key order either way."""
+        t0 = time.time()
+        looks = self.looks(stratified_keys(suite, self.spec.seeds))
         seen: list[Observation] = []
         early = False
-        drawn = self._counter("candidate", len(keys))
-        for start in range(0, len(keys), chunk):
-            part = keys[start:start + chunk]
-            on_batch = (lambda n, before=start: drawn(before + n)) if drawn else None
-            seen += self.judge.observe(suite, part, generate(pipe, suite, part, self.spec, on_batch))
-            if self.spec.early_stop and start + chunk < len(keys) and self._clear(suite, seen, base, looks):
-                early = True
-                break
+        drawn = self._counter("candidate", sum(map(len, looks)))
+        results = self.spread.observe(looks, lambda part: self.observe(pipe, suite, part))
+        try:
+            for i, observed in enumerate(results):
+                seen += observed
+                if drawn:
+                    drawn(len(seen))
+                if self.spec.early_stop and i + 1 < len(looks) and self._clear(suite, seen, base, len(looks)):
+                    early = True
+                    break
+        finally:
+            results.close()   # looks still being drawn ahead by other shards are dropped
         return self.report(suite, seen, base, early, time.time() - t0)
 
     def _clear(self, suite: Suite, seen, base, looks: int) -> bool:

@@ -40,6 +40,9 @@ class ValidationSpec:
     judge: str = "auto"
     judge_model: str = ""          # the judge's weights (clip): a hub id or a local directory
     attack_prompts: int = 8        # target prompts the attack group regenerates per seed (0: no attack group)
+    # Shards of a gate: the looks are split over this many Ray tasks, each on validation_gpus
+    # (0: one per GPU of the cluster). The report is the same for any number (operational).
+    shards: int = 1
 
 
 @dataclass(frozen=True)

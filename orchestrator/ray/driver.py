@@ -10,7 +10,8 @@ has one driver at a time (an flock on `<storage_path>/.driver.lock`, which the k
 when the driver dies); any number of campaigns, each with its own driver, share a cluster.
 
 Per attempt: record_start -> erase phase (num_cpus=cpus_per_step, num_gpus=gpus_per_step)
--> validation phase (num_gpus=validation_gpus) -> gate.decide -> record_result; the state
+-> validation phase (num_gpus=validation_gpus, its looks split over validation.shards such tasks:
+orchestrator/ray/shards.py) -> gate.decide -> record_result; the state
 machine then asks for the commit (atomic, sha256-checked) or the next attempt. A phase that
 raised is a failed attempt (gate.error_decision); a phase whose worker died is re-run by Ray
 (ray_tasks.MAX_RETRIES) before it counts as failed. A phase no node can ever hold raises
@@ -38,10 +39,12 @@ from orchestrator.core.errors import CampaignError, ClusterError
 from orchestrator.live import LiveStatus
 from orchestrator.loop import CampaignLoop, PhaseOutput, RunOutcome, Watch, unwatched
 from orchestrator.manifest import Manifest
+from orchestrator.pipeline import PipelinedLoop, pipelined
 from orchestrator.outputs.tracking import Tracker, TrackingCallbacks
 from orchestrator.preflight import Settled, preflight
 from orchestrator.progress import ProgressLines
 from orchestrator.ray import tasks as ray_tasks
+from orchestrator.ray.shards import shard_count
 from orchestrator.ray.tasks import MAX_RETRIES
 from orchestrator.spec import CampaignSpec
 
@@ -75,7 +78,12 @@ def run_campaign(spec: CampaignSpec | Settled, echo: Callable[[str], None] = _pr
         tracker = Tracker.from_spec(spec, root)   # W&B: only the driver logs, one run per attempt and phase
         callbacks = [ProgressLines(spec, manifest, echo), TrackingCallbacks(tracker), LiveStatus(manifest)]
         try:
-            return CampaignLoop(settled, manifest, RayExecutor(spec, schedule_timeout_s), callbacks).run()
+            executor = RayExecutor(spec, schedule_timeout_s)
+            res = spec.resources
+            if pipelined(res.speculative, res.parallel_attempts):
+                return PipelinedLoop(settled, manifest, executor, callbacks, res.speculative,
+                                     res.parallel_attempts).run()
+            return CampaignLoop(settled, manifest, executor, callbacks).run()
         finally:
             tracker.close()
 
@@ -108,16 +116,68 @@ class RayExecutor:
 
     def __init__(self, spec: CampaignSpec, timeout_s: float):
         self.spec, self.res, self.timeout_s = spec, spec.resources, timeout_s
+        self.pending: dict = {}   # submitted ref -> (attempt, phase, need, watch), for the pipelined loop
 
     def erase(self, a: RunAttempt, request: StepRequest, watch: Watch = unwatched) -> PhaseOutput:
-        return self._phase(a, "erase", (request,), self.res.gpus_per_step, watch, group=_is_group(request))
+        return self._phase(a, "erase", None, request, watch)
 
     def validate(self, a: RunAttempt, request: StepRequest, candidate: DeltaRef,
                  watch: Watch = unwatched) -> PhaseOutput:
-        return self._phase(a, "validate", (request, candidate), self.res.validation_gpus, watch)
+        return self._phase(a, "validate", candidate, request, watch)
 
-    def _phase(self, a: RunAttempt, phase: str, args: tuple, gpus: float, watch: Watch,
-               group: bool = False) -> PhaseOutput:
+    # -- the pipelined loop's interface (orchestrator/pipeline.ConcurrentExecutor) --
+
+    def submit(self, a: RunAttempt, request: StepRequest, phase: str, candidate: DeltaRef | None = None,
+               watch: Watch = unwatched):
+        ref, need = self._submit(a, phase, candidate, request)
+        self.pending[ref] = (a, phase, need, watch)
+        return ref
+
+    def wait(self, tickets):
+        """The first of `tickets` to finish and its PhaseOutput; watches every running phase meanwhile."""
+        waiting = {t: self.pending[t] for t in tickets}
+        stuck_since = None
+        while True:
+            ready, _ = ray.wait(list(waiting), num_returns=1, timeout=POLL_S)
+            if ready:
+                a, phase, _, _ = self.pending.pop(ready[0])
+                return ready[0], self._get(ready[0], phase)
+            for _, _, _, watch in waiting.values():
+                watch()
+            nodes = _alive_nodes()
+            if any(_fits(n, need) for n in nodes for _, _, need, _ in waiting.values()):
+                stuck_since = None
+                continue
+            stuck_since = stuck_since or time.monotonic()
+            if time.monotonic() - stuck_since >= self.timeout_s:
+                a, phase, need, _ = next(iter(waiting.values()))
+                self.cancel(list(waiting))
+                raise ClusterError(_unschedulable(a, phase, need, nodes))
+
+    def cancel(self, tickets) -> None:
+        for ref in tickets:
+            self.pending.pop(ref, None)
+            ray.cancel(ref, force=True)
+
+    # -- one phase --
+
+    def _phase(self, a: RunAttempt, phase: str, candidate: DeltaRef | None, request: StepRequest,
+               watch: Watch) -> PhaseOutput:
+        ref, need = self._submit(a, phase, candidate, request)
+        try:
+            return self._await(ref, phase, a, need, watch)
+        except _PHASE_FAILURES as e:
+            return _failed(phase, e)
+
+    def _submit(self, a: RunAttempt, phase: str, candidate: DeltaRef | None, request: StepRequest):
+        """Start the phase's task: (ref, what it needs of one node)."""
+        if phase == "erase":
+            gpus, args, group = self.res.gpus_per_step, (request,), _is_group(request)
+        else:
+            reserve = self.res.gpus_per_step if self.res.speculative else 0.0
+            shards = shard_count(self.spec.validation.shards, self.res.validation_gpus, reserve)
+            gpus, group = self.res.validation_gpus, False
+            args = (request, candidate, shards, self.res.cpus_per_step, self.res.validation_gpus)
         # A worker group must fit on one node (STRICT_PACK); its launcher task itself holds nothing.
         need = {"CPU": float(self.res.cpus_per_step), "GPU": float(gpus)}
         task, held = (ray_tasks.remote("erase_group", 0), {"CPU": 0.0, "GPU": 0.0}) if group \
@@ -125,12 +185,13 @@ class RayExecutor:
         # The name is the worker's process title while it runs (ray::erase:toy:1.1): ps shows who is who.
         ref = task.options(num_cpus=held["CPU"], num_gpus=held["GPU"],
                            name=f"{phase}:{self.spec.name}:{a.step}.{a.attempt}").remote(*args)
+        return ref, need
+
+    def _get(self, ref, phase: str) -> PhaseOutput:
         try:
-            return self._await(ref, phase, a, need, watch)
+            return ray.get(ref)
         except _PHASE_FAILURES as e:
-            reason = " ".join(str(e).split())[:300]
-            return PhaseOutput(phase, None, f"{type(e).__name__} (after up to {MAX_RETRIES} retries): {reason}",
-                               None, 0.0, "")
+            return _failed(phase, e)
 
     def _await(self, ref, phase: str, a: RunAttempt, need: dict[str, float], watch: Watch) -> PhaseOutput:
         """ray.get, except that a phase no alive node can hold fails after timeout_s instead of hanging;
@@ -148,11 +209,19 @@ class RayExecutor:
             stuck_since = stuck_since or time.monotonic()
             if time.monotonic() - stuck_since >= self.timeout_s:
                 ray.cancel(ref, force=True)
-                raise ClusterError(
-                    f"the {phase} phase of step {a.step} ({a.concept}) asks for {_amount(need)} but no node of the "
-                    f"cluster has that much (nodes: {'; '.join(_amount(n) for n in nodes[:6]) or 'none'}); lower "
-                    f"resources.{'gpus_per_step' if phase == 'erase' else 'validation_gpus'}/cpus_per_step or "
-                    f"add a node, then `erase resume`")
+                raise ClusterError(_unschedulable(a, phase, need, nodes))
+
+
+def _unschedulable(a: RunAttempt, phase: str, need: dict[str, float], nodes: list[dict[str, float]]) -> str:
+    return (f"the {phase} phase of step {a.step} ({a.concept}) asks for {_amount(need)} but no node of the "
+            f"cluster has that much (nodes: {'; '.join(_amount(n) for n in nodes[:6]) or 'none'}); lower "
+            f"resources.{'gpus_per_step' if phase == 'erase' else 'validation_gpus'}/cpus_per_step or "
+            f"add a node, then `erase resume`")
+
+
+def _failed(phase: str, e: Exception) -> PhaseOutput:
+    reason = " ".join(str(e).split())[:300]
+    return PhaseOutput(phase, None, f"{type(e).__name__} (after up to {MAX_RETRIES} retries): {reason}", None, 0.0, "")
 
 
 def _is_group(request: StepRequest) -> bool:

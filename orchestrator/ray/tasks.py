@@ -28,6 +28,7 @@ import ray
 
 from orchestrator.core.contracts import DeltaRef, StepRequest
 from orchestrator.loop import PhaseOutput, Placement
+from orchestrator.ray.shards import ShardPool
 
 MAX_RETRIES = 3   # re-runs of a phase whose worker process or node died
 
@@ -54,11 +55,22 @@ def erase_group_phase(request: StepRequest) -> PhaseOutput:
     return _run("erase", request, work)
 
 
-def validate_phase(request: StepRequest, candidate: DeltaRef) -> PhaseOutput:
-    """Measure base + parents + candidate; the value is the GateReport."""
+def validate_phase(request: StepRequest, candidate: DeltaRef, shards: int = 1, cpus: float = 1.0,
+                   gpus: float = 0.0) -> PhaseOutput:
+    """Measure base + parents + candidate; the value is the GateReport.
+
+    With shards > 1, shards - 1 helper actors (cpus, gpus each) draw looks beside this task
+    (orchestrator/ray/shards.py); the report is the unsharded one."""
     def work(log):
         from jobs.step import run_validation
-        return run_validation(request, candidate, log)
+        if shards <= 1:
+            return run_validation(request, candidate, log)
+        pool = ShardPool.open(request, candidate, shards - 1, cpus, gpus)
+        try:
+            log(f"  sharded gate: {pool.started() + 1} of {shards} shards started")
+            return run_validation(request, candidate, log, spread=pool)
+        finally:
+            pool.close()
     return _run("validate", request, work)
 
 

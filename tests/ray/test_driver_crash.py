@@ -73,3 +73,40 @@ def test_killed_driver_resumes_without_redoing_commits(campaign):
     logged = sum(erase_phases(p) for p in storage.glob("steps/*/attempt-*/erase.log"))
     assert len(after.attempts) <= logged <= sum(1 + a.restarts for a in after.attempts)
     assert "committed" in out and "finished" in out
+
+
+def test_killed_during_speculation_resume_keeps_every_commit(campaign):
+    """The pipelined loop killed while the next concept is erased on a candidate not yet committed."""
+    spec, path = campaign("crashspec", ["star", "square", "round"],
+                          resources={"speculative": True, "parallel_attempts": 2})
+    storage = Path(spec.storage_path)
+    driver = erase("run", str(path), "--num-cpus", "2")
+    deadline = time.monotonic() + 150
+    while not any(a.get("speculative") == "parent" and a["status"] == "started" for a in attempts(storage)):
+        assert driver.poll() is None, f"driver ended early:\n{driver.stdout.read()}"
+        assert time.monotonic() < deadline, "no speculative attempt in time"
+        time.sleep(0.05)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait(30)
+    driver.stdout.close()
+    kept = {c.step: c for c in Manifest.open(storage).history.commits}
+
+    resumed = erase("resume", str(storage), "--num-cpus", "2")
+    out, _ = resumed.communicate(timeout=240)
+    assert resumed.returncode == 0, out
+
+    after = Manifest.open(storage).history
+    assert after.status == "finished" and len(after.commits) == 3
+    assert all(after.commit_for(step) == commit for step, commit in kept.items())
+    shas = [c.delta.sha256 for c in sorted(after.commits, key=lambda c: c.step)]
+    for c in after.commits:   # each committed delta was trained on exactly the committed bytes before it
+        attempt = next(a for a in after.attempts_for(c.step) if a.attempt == c.attempt)
+        assert attempt.status == "finished" and list(attempt.parents) == shas[:c.step - 1]
+        assert sha256_file(storage / c.delta.path) == c.delta.sha256
+
+
+def attempts(storage: Path) -> list[dict]:
+    try:
+        return json.loads((storage / "manifest.json").read_text())["attempts"]
+    except (FileNotFoundError, json.JSONDecodeError):
+        return []

@@ -1,0 +1,226 @@
+"""Scheduler: 100 concepts on a fake 8-GPU node, serial vs sharded vs sharded + speculative + parallel attempts.
+
+    python benches/scheduler.py [--concepts 100] [--scale 2000] [--reject 0.2]
+
+The real loops (orchestrator/loop.py CampaignLoop, orchestrator/pipeline.py PipelinedLoop), journal,
+gate and Ray scheduling (shard_count over the free GPUs, one GPU per erase and per gate shard), on a
+ray.cluster_utils.Cluster whose node says it has 8 GPUs. Only the phases are synthetic: each sleeps
+for its cost-model seconds divided by --scale, and a gate's verdict is drawn per (concept, method,
+hparams) at --reject. Cost model (model seconds, SD 1.x; see COST below and the README):
+
+- seconds per image: 1.6 (SD 1.5, A100, 512 px, 50 steps, fp16, batch 1: published figure).
+- images per gate at step k: 500 + min(2 (k - 1), 80): the target suite (a 500-image gate) plus the
+  earlier concepts' cumulative rows under a fixed cumulative budget of 80 images. The base model's
+  images for the same suite are drawn too (the baseline cache is keyed by suite, which changes per step).
+- early stop: a rejected gate draws 37% of its candidate images (the toy world's measured early stop:
+  63% fewer images on clear rejects); a passing gate draws all.
+- erase seconds: the toy world's measured erase/gate ratio times the SD gate's candidate seconds at
+  step 1: UCE 3.58 s / 11.96 s (260 images x 0.046 s), ESD-x 30.73 s / 11.96 s.
+- retry policy: the project's (UCE, UCE at double strength, then ESD-x), at most 3 attempts.
+
+Prints wall time per mode, the ideal (the serial run's GPU-seconds / GPUs), GPU utilisation, images per
+gate at steps 1, 50, 100, and an 8x H100 projection (H100_SPEEDUP over the A100 figures); writes
+bench-results/scheduler.json.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from launch import cluster  # noqa: E402
+
+cluster.configure()  # before anything imports ray
+
+import ray  # noqa: E402
+from ray.cluster_utils import Cluster  # noqa: E402
+
+from orchestrator.core.contracts import DeltaRef, Estimate, GateReport  # noqa: E402
+from orchestrator.loop import CampaignLoop, PhaseOutput  # noqa: E402
+from orchestrator.manifest import Manifest  # noqa: E402
+from orchestrator.pipeline import PipelinedLoop  # noqa: E402
+from orchestrator.preflight import preflight  # noqa: E402
+from orchestrator.ray.shards import shard_count  # noqa: E402
+from orchestrator.spec import load_spec  # noqa: E402
+
+GPUS = 8
+COST = {"seconds_per_image": 1.6, "gate_images_step1": 500, "cumulative_images_per_concept": 2,
+        "cumulative_budget": 80, "early_stop_fraction_rejected": 0.37,
+        "erase_over_gate": {"uce": 3.58 / (260 * 0.046), "esd-x": 30.73 / (260 * 0.046)},
+        "h100_speedup": 2.0, "erase_seconds": {}}
+# --erase published: UCE's edit is "under 1 s" (published) plus loading and saving SD 1.5, taken as 30 s
+# (an assumption); ESD-x 6163 s per concept (UnlearnCanvas, published).
+PUBLISHED_ERASE = {"uce": 30.0, "esd-x": 6163.0}
+
+
+def gate_images(step: int) -> int:
+    return COST["gate_images_step1"] + min(COST["cumulative_images_per_concept"] * (step - 1),
+                                           COST["cumulative_budget"])
+
+
+def erase_seconds(method: str) -> float:
+    if COST["erase_seconds"]:
+        return COST["erase_seconds"][method]
+    return COST["erase_over_gate"][method] * COST["gate_images_step1"] * COST["seconds_per_image"]
+
+
+def rejected(concept: str, method: str, hparams: dict, rate: float) -> bool:
+    h = hashlib.sha256(repr((concept, method, sorted(hparams.items()))).encode()).hexdigest()
+    return int(h[:8], 16) / 0xFFFFFFFF < rate
+
+
+@ray.remote(num_cpus=0)
+def hold(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+class Synthetic:
+    """Phases as Ray tasks that hold GPUs for their cost-model time; both executor interfaces."""
+
+    def __init__(self, scale: float, reject: float, shards: int, reserve: float):
+        self.scale, self.reject, self.shards, self.reserve = scale, reject, shards, reserve
+        self.gpu_seconds = 0.0           # model seconds x GPUs, of every phase that ran (discarded ones too)
+        self.running: dict = {}          # ticket -> (refs of its one-GPU tasks, attempt, request, phase, seconds)
+        self.count = 0
+
+    def submit(self, a, request, phase, candidate=None, watch=None):
+        if phase == "erase":
+            seconds, shards = erase_seconds(a.method), 1
+        else:   # a gate: its GPU-seconds split evenly over its shards
+            fail = rejected(a.concept, a.method, a.hparams, self.reject)
+            images = gate_images(a.step)
+            drawn = round(images * (COST["early_stop_fraction_rejected"] if fail else 1.0))
+            seconds = (images + drawn) * COST["seconds_per_image"]   # baseline (all) + candidate (drawn)
+            shards = shard_count(self.shards, 1.0, self.reserve)
+        refs = [hold.options(num_gpus=1).remote(seconds / shards / self.scale) for _ in range(shards)]
+        self.count += 1
+        self.running[self.count] = (refs, a, request, phase, seconds)
+        return self.count
+
+    def wait(self, tickets):
+        while True:
+            done = next((t for t in tickets if not ray.wait(self.running[t][0], num_returns=len(self.running[t][0]),
+                                                            timeout=0)[1]), None)
+            if done is not None:
+                _, a, request, phase, seconds = self.running.pop(done)
+                self.gpu_seconds += seconds
+                return done, self._output(a, request, phase)
+            ray.wait([r for t in tickets for r in self.running[t][0]], num_returns=1, timeout=0.5)
+
+    def cancel(self, tickets):
+        for t in tickets:   # a discarded phase's time until now is not counted: a small undercount
+            for ref in self.running.pop(t)[0]:
+                ray.cancel(ref, force=True)
+
+    def erase(self, a, request, watch=None):
+        return self.wait([self.submit(a, request, "erase")])[1]
+
+    def validate(self, a, request, candidate, watch=None):
+        return self.wait([self.submit(a, request, "validate", candidate)])[1]
+
+    def _output(self, a, request, phase) -> PhaseOutput:
+        if phase == "erase":
+            out = Path(request.out_dir)
+            out.mkdir(parents=True, exist_ok=True)
+            payload = repr((a.concept, a.method, sorted(a.hparams.items()), [p.sha256 for p in request.parents]))
+            (out / "delta.safetensors").write_text(payload)
+            sha = hashlib.sha256(payload.encode()).hexdigest()
+            return PhaseOutput("erase", DeltaRef(str(out / "delta.safetensors"), sha), "", None, 0.0, "")
+        return PhaseOutput("validate", _report(a, rejected(a.concept, a.method, a.hparams, self.reject)),
+                           "", None, 0.0, "")
+
+
+def _report(a, fail: bool) -> GateReport:
+    good = Estimate(0.99, 0.97, 1.0, 500)
+    forgetting = Estimate(0.6, 0.55, 0.65, 500) if fail else Estimate(0.97, 0.95, 0.99, 500)
+    images = gate_images(a.step)
+    return GateReport(concept=a.concept, forgetting=forgetting, target_acc=Estimate(0.03, 0.01, 0.05, 500),
+                      base_target_acc=0.9, evasion={}, retain=good, retain_by_distance={},
+                      leakage=Estimate(0.0, 0.0, 0.01, 500), kl=0.0, kl_base_noise=0.0, cumulative={},
+                      images_generated=round(images * (COST["early_stop_fraction_rejected"] if fail else 1)),
+                      early_stopped=fail, seconds=0.0)
+
+
+def run_mode(name: str, args, root: Path) -> dict:
+    concepts = ",".join(f"concept{i:03d}" for i in range(args.concepts))
+    spec = load_spec(None, [f"name={name}", f"concepts=[{concepts}]", f"storage_path={root / name}",
+                            "allow_thin=true", "ladder=[esd-x]", "tracking.mode=disabled"])
+    settled, manifest = preflight(spec, run=False), Manifest.create(spec.storage_path, spec)
+    executor = Synthetic(args.scale, args.reject, 1 if name == "serial" else 0, 1.0 if name == "pipelined" else 0.0)
+    loop = CampaignLoop(settled, manifest, executor) if name in ("serial", "sharded") else \
+        PipelinedLoop(settled, manifest, executor, (), speculative=True, parallel_attempts=3)
+    t0 = time.monotonic()
+    outcome = loop.run()
+    wall = (time.monotonic() - t0) * args.scale
+    h = manifest.history
+    decisions = [(a.step, a.method, sorted(a.hparams.items()), a.decision.verdict) for a in
+                 sorted(h.attempts, key=lambda a: (a.step, a.attempt)) if a.status == "finished"]
+    return {"mode": name, "wall_s": wall, "gpu_seconds": executor.gpu_seconds,
+            "utilisation": executor.gpu_seconds / (GPUS * wall), "committed": len(outcome.committed),
+            "attempts": len(h.attempts), "discarded": sum(a.status == "discarded" for a in h.attempts),
+            "decisions": decisions}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--concepts", type=int, default=100)
+    ap.add_argument("--scale", type=float, default=2000.0, help="model seconds per real second")
+    ap.add_argument("--reject", type=float, default=0.2, help="share of gates that reject")
+    ap.add_argument("--erase", choices=("toy", "published"), default="toy",
+                    help="erase seconds from the toy world's erase/gate ratios or from published figures")
+    ap.add_argument("--out", type=Path, default=REPO / "bench-results" / "scheduler.json")
+    args = ap.parse_args()
+    COST["erase_seconds"] = PUBLISHED_ERASE if args.erase == "published" else {}
+    node = Cluster(initialize_head=True, head_node_args={"num_cpus": 16, "num_gpus": GPUS,
+                                                         "object_store_memory": 100 * 1024 * 1024})
+    ray.init(address=node.address, logging_level="WARNING")
+    # Start the workers first (up to num_cpus idle ones are kept): a fresh worker process costs seconds here.
+    ray.get([hold.options(num_gpus=GPUS / 14).remote(1.0) for _ in range(14)])
+    rows = []
+    with tempfile.TemporaryDirectory(dir="/dev/shm" if Path("/dev/shm").is_dir() else None) as tmp:  # cheap fsync
+        for mode in ("serial", "sharded", "pipelined"):
+            rows.append(run_mode(mode, args, Path(tmp)))
+            print(f"  {mode}: {rows[-1]['wall_s'] / 3600:.1f} h", flush=True)
+    ray.shutdown()
+    node.shutdown()
+    ideal = rows[0]["gpu_seconds"] / GPUS
+    same = all(r["decisions"] == rows[0]["decisions"] for r in rows)
+    print(f"\n{args.concepts} concepts, one node of {GPUS} GPUs, rejection rate {args.reject}, erase {args.erase}, "
+          f"time scale 1/{args.scale:g} (model hours below; SD 1.5 on A100 figures)")
+    print(f"{'mode':<34}{'wall h':>8}{'x ideal':>9}{'GPU util':>10}{'attempts':>10}{'discarded':>10}")
+    names = {"serial": "serial (today)", "sharded": "sharded gates",
+             "pipelined": "sharded + speculative + parallel 3"}
+    for r in rows:
+        r["ratio_to_ideal"] = r["wall_s"] / ideal
+        print(f"{names[r['mode']]:<34}{r['wall_s'] / 3600:>8.1f}{r['ratio_to_ideal']:>9.2f}{r['utilisation']:>10.2f}"
+              f"{r['attempts']:>10}{r['discarded']:>10}")
+    print(f"{'ideal (GPU-seconds / GPUs)':<34}{ideal / 3600:>8.1f}{1.0:>9.2f}{1.0:>10.2f}")
+    images = {k: gate_images(k) for k in (1, 50, 100)}
+    print(f"images per gate (candidate, before early stop) at steps 1, 50, 100: {images[1]}, {images[50]}, "
+          f"{images[100]} ({images[100] / images[1]:.2f}x); decisions equal in every mode: {same}")
+    best = min(rows, key=lambda r: r["wall_s"])
+    h100 = {r["mode"]: r["wall_s"] / 3600 / COST["h100_speedup"] for r in rows}
+    print(f"8x H100 projection (A100 figures / {COST['h100_speedup']}): " +
+          ", ".join(f"{m} {v:.1f} h" for m, v in h100.items()))
+    for r in rows:
+        del r["decisions"]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({
+        "ratio_to_ideal": best["ratio_to_ideal"], "best_mode": best["mode"],
+        "images_per_gate_step100_over_step1": images[100] / images[1], "images_per_gate": images,
+        "ideal_s": ideal, "modes": rows, "decisions_equal": same, "projection_hours_8xH100": h100,
+        "concepts": args.concepts, "gpus": GPUS, "erase_model": args.erase, "reject": args.reject, "scale": args.scale, "cost_model": COST},
+        indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

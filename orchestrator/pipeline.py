@@ -1,0 +1,202 @@
+"""The pipelined campaign loop: phases of several attempts in flight at once, commits still strictly in turn.
+
+    outcome = PipelinedLoop(settled, manifest, executor, callbacks, speculative=True, parallel_attempts=3).run()
+
+Pure, like orchestrator/loop.py, whose journal rules it keeps: next_action (orchestrator/campaign.py)
+still decides every commit, discard and skip, so the commits and decisions are the serial loop's.
+On top, while the head attempt (the lowest undecided attempt of the first open step) runs:
+
+- speculation (`speculative`): once the head's candidate exists, the next step's attempt starts on it,
+  i.e. next_action as if the head were committed. Journaled speculative="parent" with the sha256 of
+  the deltas it was built on; if the head is rejected it is discarded (and the journal refuses to
+  commit an attempt whose parents are not the committed deltas).
+- parallel attempts (`parallel_attempts` > 1): once a step has a rejected attempt, the next attempts of
+  its retry policy start at once, each assuming the ones before it are rejected the way the last one
+  was. Journaled speculative="retry"; next_action commits the lowest-numbered passing attempt and
+  discards a later one whose settings the policy would not have chosen after the real decisions.
+
+The executor runs phases concurrently (submit/wait/cancel: orchestrator/ray/driver.py, or in-process
+fakes in tests). A loop killed at any point is continued by running either loop on the same journal.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from orchestrator.campaign import (CommitAttempt, DiscardAttempt, Finished, Halted, RunAttempt, SkipConcept,
+                                   next_action, step_request)
+from orchestrator.core.contracts import DeltaRef, StepRequest
+from orchestrator.gate import GateDecision, decide, error_decision
+from orchestrator.loop import CampaignLoop, PhaseOutput, RunOutcome, Watch, unwatched, write_placement
+from orchestrator.manifest import DISCARDED, STARTED, CommitRecord, History
+from orchestrator.policy import Exhausted, PastAttempt, next_attempt
+
+
+class ConcurrentExecutor(Protocol):
+    """Starts phases without waiting; wait() hands back one finished phase (never raises for a failed one)."""
+
+    def submit(self, a: RunAttempt, request: StepRequest, phase: str, candidate: DeltaRef | None = None,
+               watch: Watch = unwatched) -> Hashable: ...
+
+    def wait(self, tickets: Sequence[Hashable]) -> tuple[Hashable, PhaseOutput]: ...
+
+    def cancel(self, tickets: Sequence[Hashable]) -> None: ...
+
+
+@dataclass
+class Flight:
+    """One attempt in flight: its running phase, and the erase output once the erase is done."""
+
+    a: RunAttempt
+    request: StepRequest
+    phase: str
+    watch: Watch
+    erase: PhaseOutput | None = None
+
+
+class PipelinedLoop(CampaignLoop):
+    def __init__(self, settled, manifest, executor: ConcurrentExecutor, callbacks=(), speculative: bool = True,
+                 parallel_attempts: int = 1):
+        super().__init__(settled, manifest, executor, callbacks)
+        self.speculative, self.parallel_attempts = speculative, max(1, parallel_attempts)
+        self.flights: dict[Hashable, Flight] = {}
+
+    def run(self) -> RunOutcome:
+        if self.manifest.status in ("finished", "halted"):
+            self.manifest.set_status("running")
+        while True:
+            head = self._settle()
+            if not isinstance(head, RunAttempt):
+                self.executor.cancel(list(self.flights))   # work ahead of a halt has nothing left to serve
+                self.flights.clear()
+                return self._halt(head) if isinstance(head, Halted) else self._finish(head)
+            self._start(head)
+            self._start_retries(head)
+            self._start_speculation(head)
+            ticket, output = self.executor.wait(list(self.flights))
+            self._landed(self.flights.pop(ticket), output)
+
+    # ---- the journal's own actions, as the serial loop takes them ----
+
+    def _settle(self) -> RunAttempt | Halted | Finished:
+        """Take next_action's commits, discards and skips until it asks for a run or the campaign ends."""
+        while True:
+            action = next_action(self.spec, self.manifest.history)
+            if isinstance(action, CommitAttempt):
+                self.commit(action)
+                self._discard_rest(action.step, action.attempt)
+            elif isinstance(action, DiscardAttempt):
+                self._discard(action.step, action.attempt, action.reason)
+            elif isinstance(action, SkipConcept):
+                self.manifest.skip(action.step, action.concept, action.reason)
+                self._tell("event", f"skipped {action.concept}: {action.reason}")
+            else:
+                return action
+
+    def _discard_rest(self, step: int, committed: int) -> None:
+        """Attempts of a committed step after the committed one were run for nothing: discard them."""
+        for a in self.manifest.history.attempts_for(step):
+            if a.attempt > committed and a.status != DISCARDED:
+                self._discard(step, a.attempt, f"attempt {committed} of this step was committed")
+
+    def _discard(self, step: int, attempt: int, reason: str) -> None:
+        self.manifest.discard(step, attempt, reason)
+        for ticket, f in list(self.flights.items()):
+            if (f.a.step, f.a.attempt) == (step, attempt):
+                self.executor.cancel([ticket])
+                del self.flights[ticket]
+        self._tell("event", f"discarded step {step} attempt {attempt}: {reason}")
+
+    # ---- starting work ----
+
+    def _running(self, step: int, attempt: int) -> bool:
+        return any((f.a.step, f.a.attempt) == (step, attempt) for f in self.flights.values())
+
+    def _start(self, a: RunAttempt, speculative: str = "") -> None:
+        if self._running(a.step, a.attempt):
+            return
+        parents = None if a.redo else tuple(p.sha256 for p in a.parents)   # a redo keeps its record's
+        self.manifest.record_start(a.step, a.concept, a.attempt, a.method, a.hparams, parents=parents,
+                                   speculative=speculative)
+        request = step_request(a, self.settled)
+        self._tell("attempt_started", a, request)
+        self._tell("phase_started", a, "erase", None)
+        watch = self._watcher(a, request, "erase")
+        ticket = self.executor.submit(a, request, "erase", None, watch)
+        self.flights[ticket] = Flight(a, request, "erase", watch)
+
+    def _start_retries(self, head: RunAttempt) -> None:
+        """The head step's next attempts at once, each assuming the ones before it fail as the last one did."""
+        if self.parallel_attempts <= 1:
+            return
+        live = [a for a in self.manifest.history.attempts_for(head.step) if a.status != DISCARDED]
+        rejected = [a.decision for a in live if a.status != STARTED and not a.decision.committed]
+        undecided = [a for a in live if a.status == STARTED]
+        passed = any(a.status != STARTED and a.decision.committed for a in live)
+        if not rejected or passed or len(undecided) >= self.parallel_attempts:
+            return   # nothing to go on yet, or a passing attempt makes every later one moot
+        assumed = rejected[-1]
+        past = [PastAttempt(a.method, a.hparams, a.decision if a.status != STARTED else assumed) for a in live]
+        nxt = next_attempt(self.spec, head.concept, past)
+        if isinstance(nxt, Exhausted):
+            return
+        number = self.manifest.history.attempts_for(head.step)[-1].attempt + 1
+        self._start(dataclasses.replace(head, attempt=number, method=nxt.method, hparams=nxt.hparams, redo=False),
+                    "retry")
+        self._start_retries(head)
+
+    def _start_speculation(self, head: RunAttempt) -> None:
+        """The next step's attempt on the head's candidate, as if the head were committed (one at a time)."""
+        flight = next((f for f in self.flights.values() if (f.a.step, f.a.attempt) == (head.step, head.attempt)), None)
+        if not self.speculative or flight is None or flight.erase is None:
+            return
+        if any(f.a.step > head.step for f in self.flights.values()):
+            return
+        ahead = next_action(self.spec, _as_committed(self.manifest.history, head, flight.erase.value))
+        if isinstance(ahead, DiscardAttempt):   # built on another candidate: it cannot be committed any more
+            self._discard(ahead.step, ahead.attempt, ahead.reason)
+        elif isinstance(ahead, RunAttempt) and ahead.step > head.step:
+            self._start(ahead, "parent")
+
+    # ---- a phase came back ----
+
+    def _landed(self, f: Flight, output: PhaseOutput) -> None:
+        f.watch()
+        if f.phase == "erase" and not output.error:
+            self._tell("phase_started", f.a, "validate", output)
+            f.watch = self._watcher(f.a, f.request, "validate")
+            ticket = self.executor.submit(f.a, f.request, "validate", output.value, f.watch)
+            self.flights[ticket] = dataclasses.replace(f, phase="validate", erase=output)
+            return
+        phases = [p for p in (f.erase, output) if p is not None]
+        write_placement(Path(f.request.out_dir), phases)
+        host = ", ".join(f"{p.phase}@{p.placement.host}/{p.placement.node_id[:8]}" for p in phases if p.placement)
+        if output.error:
+            decision, report, candidate = error_decision(f"{output.phase}: {output.error}"), None, None
+        else:
+            decision, report, candidate = decide(output.value, self.spec.gate), output.value, f.erase.value
+        self.manifest.record_result(f.a.step, f.a.attempt, decision, report, candidate, host)
+        self._tell("attempt_finished", f.a, phases, decision, report, candidate)
+        if not decision.committed and candidate is not None:
+            self._drop_built_on(f.a.step, candidate.sha256, decision)
+
+    def _drop_built_on(self, step: int, sha256: str, decision: GateDecision) -> None:
+        """Speculative attempts on a rejected candidate can never be committed: stop them now."""
+        for a in self.manifest.history.attempts:
+            if a.step > step and a.status != DISCARDED and a.parents and sha256 in a.parents:
+                self._discard(a.step, a.attempt, f"its parent, step {step}'s candidate, was rejected "
+                                                 f"({', '.join(decision.failed) or decision.verdict})")
+
+
+def _as_committed(history: History, head: RunAttempt, candidate: DeltaRef) -> History:
+    """The journal as it would read if the head attempt's candidate were committed now."""
+    commit = CommitRecord(head.step, head.concept, head.attempt, candidate, {}, "", history.spec_hash)
+    return dataclasses.replace(history, commits=history.commits + (commit,))
+
+
+def pipelined(speculative: bool, parallel_attempts: int) -> bool:
+    """Whether a campaign's resources ask for the pipelined loop (the serial loop otherwise)."""
+    return speculative or parallel_attempts > 1

@@ -1,0 +1,181 @@
+"""The pipelined loop with an in-process executor whose phases finish in a scripted order (no model, no Ray).
+
+The gate's verdict is a function of (concept, method, hparams), so the serial loop and the pipelined
+loop face the same candidates; the pipelined one must reach exactly the serial decisions and commits,
+never commit a speculative candidate after its parent's rejection, and commit the lowest passing attempt.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from orchestrator.core.contracts import DeltaRef, Estimate, GateReport
+from orchestrator.core.errors import CommitError
+from orchestrator.gate import GateDecision
+from orchestrator.loop import CampaignLoop, PhaseOutput
+from orchestrator.manifest import DISCARDED, Manifest
+from orchestrator.pipeline import PipelinedLoop
+from orchestrator.preflight import preflight
+from orchestrator.spec import load_spec
+
+GOOD = Estimate(0.99, 0.97, 1.0, 96)
+
+
+def report(concept: str, verdict: str) -> GateReport:
+    """A report the real gate judges as `verdict`: "pass", "forgetting" (under-erased) or "retain" (over-erased)."""
+    forgetting = Estimate(0.62, 0.55, 0.7, 96) if verdict == "forgetting" else Estimate(0.97, 0.92, 0.99, 96)
+    retain = Estimate(0.6, 0.5, 0.7, 96) if verdict == "retain" else GOOD
+    return GateReport(concept=concept, forgetting=forgetting, target_acc=Estimate(0.03, 0.01, 0.07, 96),
+                      base_target_acc=0.9, evasion={}, retain=retain, retain_by_distance={},
+                      leakage=Estimate(0.0, 0.0, 0.04, 96), kl=0.0, kl_base_noise=0.0, cumulative={},
+                      images_generated=96, early_stopped=False, seconds=0.1)
+
+
+class Scripted:
+    """Both executor interfaces. `verdict(concept, method, hparams)` is the gate's answer; `pick` chooses
+    which running phase finishes next (the last submitted by default: work ahead lands before the head)."""
+
+    def __init__(self, verdict, pick=lambda tickets: tickets[-1]):
+        self.verdict, self.pick = verdict, pick
+        self.running: dict[int, tuple] = {}
+        self.count, self.cancelled = 0, []
+
+    def erase(self, a, request, watch=None) -> PhaseOutput:
+        out = Path(request.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        # The delta's bytes depend on what it was built on, as a real erase's do.
+        payload = repr((a.concept, a.method, sorted(a.hparams.items()), [p.sha256 for p in request.parents]))
+        (out / "delta.safetensors").write_text(payload)
+        ref = DeltaRef(str(out / "delta.safetensors"), hashlib.sha256(payload.encode()).hexdigest())
+        return PhaseOutput("erase", ref, "", None, 0.0, "")
+
+    def validate(self, a, request, candidate, watch=None) -> PhaseOutput:
+        return PhaseOutput("validate", report(a.concept, self.verdict(a.concept, a.method, a.hparams)), "", None,
+                           0.0, "")
+
+    def submit(self, a, request, phase, candidate=None, watch=None):
+        self.count += 1
+        self.running[self.count] = (a, request, phase, candidate)
+        return self.count
+
+    def wait(self, tickets):
+        ticket = self.pick(sorted(tickets))
+        a, request, phase, candidate = self.running.pop(ticket)
+        return ticket, self.erase(a, request) if phase == "erase" else self.validate(a, request, candidate)
+
+    def cancel(self, tickets):
+        self.cancelled += list(tickets)
+        for t in tickets:
+            self.running.pop(t, None)
+
+
+def campaign(tmp_path: Path, name: str, *overrides: str):
+    s = load_spec(None, [f"name={name}", "concepts=[star,square,round]", f"storage_path={tmp_path / name}",
+                         "ladder=[esd-x]", *overrides])
+    return s, Manifest.create(s.storage_path, s)
+
+
+def decisions(m: Manifest) -> list[tuple]:
+    """What the gate decided, attempt by attempt, leaving out discarded attempts and attempt numbers."""
+    return [(a.step, a.method, sorted(a.hparams.items()), a.decision.verdict, a.decision.failed)
+            for a in sorted(m.history.attempts, key=lambda a: (a.step, a.attempt)) if a.status != DISCARDED]
+
+
+def serial(tmp_path: Path, verdict, *overrides: str) -> Manifest:
+    s, m = campaign(tmp_path, "serial", *overrides)
+    assert CampaignLoop(preflight(s, run=False), m, Scripted(verdict)).run().status == "finished"
+    return m
+
+
+def piped(tmp_path: Path, verdict, *overrides: str, speculative=True, parallel=1, pick=None) -> tuple:
+    s, m = campaign(tmp_path, "piped", *overrides)
+    executor = Scripted(verdict, **({"pick": pick} if pick else {}))
+    outcome = PipelinedLoop(preflight(s, run=False), m, executor, (), speculative, parallel).run()
+    return outcome, m, executor
+
+
+def first_star_fails(concept, method, hparams):
+    return "forgetting" if concept == "star" and not hparams else "pass"
+
+
+def test_a_speculative_candidate_is_never_committed_after_its_parent_is_rejected(tmp_path):
+    outcome, m, executor = piped(tmp_path, first_star_fails)
+    assert outcome.status == "finished" and outcome.committed == ("star", "square", "round")
+    h = m.history
+    # square ran on star's first candidate, passed its own gate, and was discarded when that parent was rejected.
+    dropped = [a for a in h.attempts_for(2) if a.status == DISCARDED]
+    assert len(dropped) == 1 and dropped[0].speculative == "parent" and dropped[0].decision.committed
+    assert "parent" in dropped[0].discarded and executor.cancelled == []
+    # Every commit was built on exactly the committed bytes before it.
+    shas = [c.delta.sha256 for c in sorted(h.commits, key=lambda c: c.step)]
+    for c in h.commits:
+        attempt = next(a for a in h.attempts_for(c.step) if a.attempt == c.attempt)
+        assert list(attempt.parents) == shas[:c.step - 1]
+    assert decisions(m) == decisions(serial(tmp_path, first_star_fails))
+
+
+def test_the_journal_refuses_a_candidate_built_on_parents_that_were_not_committed(tmp_path):
+    s, m = campaign(tmp_path, "guard")
+    m.record_start(1, "star", 1, "uce", {})
+    m.record_result(1, 1, GateDecision("commit", ("ok",)), None, _delta(m, 1, "star", 1, b"star"))
+    m.commit(1, 1)
+    m.record_start(2, "square", 1, "uce", {}, parents=("0" * 64,), speculative="parent")
+    m.record_result(2, 1, GateDecision("commit", ("ok",)), None, _delta(m, 2, "square", 1, b"square"))
+    with pytest.raises(CommitError, match="not the committed"):
+        m.commit(2, 1)
+
+
+def _delta(m: Manifest, step: int, concept: str, attempt: int, payload: bytes) -> DeltaRef:
+    out = m.attempt_path(step, concept, attempt)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "delta.safetensors").write_bytes(payload)
+    return DeltaRef(str(out / "delta.safetensors"), hashlib.sha256(payload).hexdigest())
+
+
+def test_parallel_attempts_commit_the_lowest_passing_attempt(tmp_path):
+    # star: uce fails twice, esd-x passes at any strength. With 3 in flight after the first rejection,
+    # attempts 2 (uce x2), 3 (esd-x) and 4 (esd-x x2) run at once; 4 finishes first, yet 3 commits.
+    def verdict(concept, method, hparams):
+        return "forgetting" if concept == "star" and method == "uce" else "pass"
+    overrides = ("concepts=[star]", "retry.max_attempts=4")
+    outcome, m, _ = piped(tmp_path, verdict, *overrides, speculative=False, parallel=3)
+    assert outcome.committed == ("star",)
+    (commit,) = m.history.commits
+    assert commit.attempt == 3
+    fourth = next(a for a in m.history.attempts_for(1) if a.attempt == 4)
+    assert fourth.status == DISCARDED and fourth.speculative == "retry" and fourth.decision.committed
+    assert decisions(m) == decisions(serial(tmp_path, verdict, *overrides))
+
+
+def test_a_parallel_attempt_the_policy_would_not_choose_is_discarded_and_rerun(tmp_path):
+    # esd-x's first try over-erases (retain): the policy then divides its strength, but the attempt run
+    # ahead assumed another under-erasure and multiplied it; it is discarded and the right one runs.
+    def verdict(concept, method, hparams):
+        if method == "uce":
+            return "forgetting"
+        return "retain" if not hparams else ("pass" if hparams["eta"] < 1 else "retain")
+    overrides = ("concepts=[star]", "retry.max_attempts=4")
+    outcome, m, _ = piped(tmp_path, verdict, *overrides, speculative=False, parallel=3,
+                          pick=lambda tickets: tickets[0])
+    assert outcome.committed == ("star",)
+    dropped = [a for a in m.history.attempts_for(1) if a.status == DISCARDED]
+    assert [a.attempt for a in dropped] == [4] and "retry policy" in dropped[0].discarded
+    assert decisions(m) == decisions(serial(tmp_path, verdict, *overrides))
+
+
+def test_a_serial_loop_resumes_a_pipelined_journal(tmp_path):
+    # A pipelined run killed while a speculative attempt was in flight: the serial loop (or the pipelined
+    # one) continues from the journal, discarding the attempt whose parent was never committed.
+    outcome, m, _ = piped(tmp_path, first_star_fails)
+    s, fresh = campaign(tmp_path, "resumed")
+    history = m.history
+    star1 = history.attempts_for(1)[0]
+    fresh.record_start(1, "star", 1, "uce", {}, parents=(), speculative="")
+    fresh.record_start(2, "square", 1, "uce", {}, parents=(star1.candidate.sha256,), speculative="parent")
+    fresh.record_result(1, 1, star1.decision, star1.report, _delta(fresh, 1, "star", 1, b"x"))
+    assert CampaignLoop(preflight(s, run=False), fresh, Scripted(first_star_fails)).run().status == "finished"
+    square = fresh.history.attempts_for(2)
+    assert square[0].status == DISCARDED and square[0].attempt == 1 and len(fresh.history.commits) == 3
+    assert fresh.history.commit_for(2).attempt == 2
