@@ -107,7 +107,7 @@ def _summary(manifest: Manifest, spec: dict, steps: list[StepView]) -> str:
 
 def _metrics_table(steps: list[StepView]) -> str:
     head = ("step", "concept", "outcome", "attempts", "method", "forgetting", "retain", "near", "far",
-            "leakage", "KL (noise)", "target acc (base)", "decision")
+            "leakage", "drift", "target acc (base)", "decision")
     rows = []
     for s in steps:
         r = s.report
@@ -116,7 +116,7 @@ def _metrics_table(steps: list[StepView]) -> str:
         decision = s.shown.decision.reasons[0] if s.shown and s.shown.decision and s.shown.decision.reasons else s.reason
         rows.append((str(s.step), s.concept, s.outcome, str(len(s.attempts)), s.shown.method if s.shown else "",
                      _est(r.forgetting if r else None), _est(r.retain if r else None), _est(near), _est(far),
-                     _est(r.leakage if r else None), f"{r.kl:.3f} ({r.kl_base_noise:.3f})" if r else "—",
+                     _est(r.leakage if r else None), _est(r.drift if r and r.drift.n else None),
                      f"{r.target_acc.value:.2f} ({r.base_target_acc:.2f})" if r else "—", decision))
     note = ("<p class=note>Each proportion: point estimate [Wilson interval] n = images. Shown for the committed "
             "attempt, else the latest measured one.</p>")
@@ -141,8 +141,8 @@ def _plots(spec: dict, steps: list[StepView]) -> str:
                                       gate.get("min_retain", 0.95)) if distances else None),
             ("Cumulative drift",
              plots.cumulative_drift(labels, {c: [r.cumulative.get(c) for r in reports] for c in earlier},
-                                    gate.get("max_cumulative_acc", 0.2), [r.kl for r in reports],
-                                    [r.kl_base_noise for r in reports], gate.get("max_kl", 0.3))),
+                                    gate.get("max_cumulative_acc", 0.2), [r.drift for r in reports],
+                                    gate.get("max_drift", 0.25))),
         ]
     parts = [f"<figure>{_img(png, caption)}<figcaption>{_e(caption)}</figcaption></figure>"
              for caption, png in figures if png is not None]

@@ -70,7 +70,7 @@ def gate_metrics(report: GateReport, decision: GateDecision) -> dict[str, float]
     def estimate(key: str, e: Estimate) -> None:
         out.update({key: e.value, f"{key}_lower": e.lower, f"{key}_upper": e.upper, f"{key}_n": float(e.n)})
 
-    for key in ("forgetting", "target_acc", "retain", "leakage"):
+    for key in ("forgetting", "target_acc", "retain", "leakage", "drift"):
         estimate(f"gate/{key}", getattr(report, key))
     for group in ("evasion", "retain_by_distance", "cumulative"):
         for key, e in sorted(getattr(report, group).items()):
