@@ -201,4 +201,6 @@ def test_step_request_has_absolute_paths_and_the_gate_thresholds(tmp_path, monke
     assert (request.erased_before, request.preserve, request.seed) == (("star",), ("diamond",), 7)
     assert request.validation.seeds == 3 and request.validation.stop_forgetting == 0.8
     assert request.validation.stop_retain == s.gate.min_retain
+    assert (request.validation.stop_leakage, request.validation.stop_drift, request.validation.stop_cumulative) == \
+        (s.gate.max_leakage, s.gate.max_drift, s.gate.max_cumulative_acc)
     assert request.cache_dir == os.path.join(root, "cache")
