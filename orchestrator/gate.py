@@ -1,30 +1,30 @@
 """The gate: a pure function from a validator's GateReport and the thresholds to commit | reject.
 
-The rule, per check (use_bounds=False compares every point estimate):
+Every check is a proportion with an interval (orchestrator/core/gate_checks.py):
 
-- forgetting (the goal): forgetting.value >= min_forgetting. Always the point estimate:
-  a conservative Wilson bound would demand perfection at the small n a step measures
-  (n=48 needs 48/48 to put the lower bound above 0.9).
-- cumulative (earlier erasures stay gone): each earlier concept's value <= max_cumulative_acc.
-  Also the point estimate, for the same reason.
-- retain and leakage (collateral damage): with use_bounds, a candidate is rejected only when
-  the Wilson interval lies entirely on the wrong side (retain.upper < min_retain,
-  leakage.lower > max_leakage). Small samples are noisy, and rejecting an erasure that reached
-  its goal because of noise burns an attempt.
-- kl: with use_bounds, the excess over the base model's own seed-to-seed KL,
-  max(0, kl - kl_base_noise) <= max_kl; otherwise the raw kl.
+- forgetting (the goal): forgetting >= min_forgetting.
+- retain (collateral damage): retain / base retain >= min_retain.
+- leakage: share of pair prompts where the target's colour moved <= max_leakage; left out when
+  not measured (no pair prompts, or a judge that cannot tell: the report's `unjudged` says why).
+- drift: share of retain images whose judged label (object or attributes) differs from the base
+  model's on the same prompt and seed <= max_drift. The base model has drift 0 by construction,
+  so unlike the KL it replaced (below the base's own seed-to-seed KL for every toy candidate)
+  it can fail.
+- cumulative:<c> (earlier erasures stay gone): each earlier concept's accuracy <= max_cumulative_acc.
 
-A proportion measured on no samples (n=0) fails, except leakage: not every concept has
-pair prompts, and not every judge can tell where an attribute landed (the report's `unjudged`
-says why, and the reason is the check's text); an unmeasured collateral check cannot be held
-against a candidate.
+The rule, the same for every check and the same the validator's sequential sampling stops on:
+an interval wholly on one side of its threshold (at the report's interval_confidence, spent over
+checks and looks) decides that side, both ways. A check still open when the image budget is spent
+is decided by its rule in `thresholds.rules`: "point" (its point estimate; noise favours neither
+verdict) or "certified" (it fails). A check measured on no samples (n=0) fails. The report's KL
+is information only.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-from orchestrator.core.contracts import Estimate, GateReport
+from orchestrator.core.contracts import GateReport
+from orchestrator.core.gate_checks import CERTIFIED_FAIL, CERTIFIED_PASS, POINT, Check, Limits, checks
 from orchestrator.spec import GateThresholds
 
 COMMIT = "commit"
@@ -38,32 +38,27 @@ class GateDecision:
 
     verdict: str
     reasons: tuple[str, ...]
-    failed: tuple[str, ...] = ()   # names of failed checks: forgetting, retain, leakage, kl, cumulative:<c>, error
+    failed: tuple[str, ...] = ()   # names of failed checks: forgetting, retain, leakage, drift, cumulative:<c>, error
 
     @property
     def committed(self) -> bool:
         return self.verdict == COMMIT
 
 
-@dataclass(frozen=True)
-class _Check:
-    name: str
-    ok: bool
-    text: str
+def limits(t: GateThresholds) -> Limits:
+    return Limits(t.min_forgetting, t.min_retain, t.max_leakage, t.max_drift, t.max_cumulative_acc)
 
 
 def decide(report: GateReport, thresholds: GateThresholds) -> GateDecision:
     """Judge one candidate; commit only if every check passes."""
-    t = thresholds
-    checks = [_at_least("forgetting", report.forgetting, t.min_forgetting, bound=False),
-              _at_least("retain", report.retain, t.min_retain, bound=t.use_bounds),
-              _leakage(report.leakage, t.max_leakage, bound=t.use_bounds, why=report.unjudged.get("leakage", "")),
-              _kl(report.kl, report.kl_base_noise, t.max_kl, calibrated=t.use_bounds)]
-    checks += [_at_most(f"cumulative:{c}", f"cumulative {c}", e, t.max_cumulative_acc)
-               for c, e in sorted(report.cumulative.items())]
-    failed = [c for c in checks if not c.ok]
-    reasons = tuple(c.text for c in failed) + tuple(c.text for c in checks if c.ok)
-    return GateDecision(REJECT if failed else COMMIT, reasons, tuple(c.name for c in failed))
+    judged = [(c, c.passes(thresholds.rules.get(c.kind, POINT))) for c in checks(report, limits(thresholds))]
+    texts = [(c, ok, _text(c, ok, thresholds.rules.get(c.kind, POINT))) for c, ok in judged]
+    if not report.leakage.n:
+        why = report.unjudged.get("leakage", "")
+        texts.append((None, True, f"leakage not judged: {why}" if why else "leakage not measured (n=0)"))
+    failed = [(c, text) for c, ok, text in texts if not ok]
+    reasons = tuple(text for _, text in failed) + tuple(text for _, ok, text in texts if ok)
+    return GateDecision(REJECT if failed else COMMIT, reasons, tuple(c.name for c, _ in failed))
 
 
 def error_decision(message: str) -> GateDecision:
@@ -71,39 +66,15 @@ def error_decision(message: str) -> GateDecision:
     return GateDecision(REJECT, (f"step failed: {message}",), (ERROR,))
 
 
-def _at_least(name: str, e: Estimate, minimum: float, bound: bool) -> _Check:
+def _text(c: Check, ok: bool, rule: str) -> str:
+    """e.g. "retain 0.89 < 0.95 (0.84-0.93 certified)" or "drift 0.12 <= 0.25 (0.05-0.31 open: point)"."""
+    label = c.name.replace(":", " ")
+    e = c.estimate
     if e.n == 0:
-        return _Check(name, False, f"{name} not measured (n=0)")
-    if bound:
-        ok = e.upper >= minimum
-        return _Check(name, ok, f"{name} {e.value:.2f} (upper {e.upper:.2f}) {'>=' if ok else '<'} {minimum:.2f}")
-    ok = e.value >= minimum
-    return _Check(name, ok, f"{name} {e.value:.2f} {'>=' if ok else '<'} {minimum:.2f}")
-
-
-def _at_most(name: str, label: str, e: Estimate, maximum: float) -> _Check:
-    if e.n == 0:
-        return _Check(name, False, f"{label} not measured (n=0)")
-    ok = e.value <= maximum
-    return _Check(name, ok, f"{label} {e.value:.2f} {'<=' if ok else '>'} {maximum:.2f}")
-
-
-def _leakage(e: Estimate, maximum: float, bound: bool, why: str = "") -> _Check:
-    if e.n == 0:
-        return _Check("leakage", True, f"leakage not judged: {why}" if why else "leakage not measured (n=0)")
-    if not bound:
-        return _at_most("leakage", "leakage", e, maximum)
-    ok = e.lower <= maximum
-    return _Check("leakage", ok, f"leakage {e.value:.2f} (lower {e.lower:.2f}) {'<=' if ok else '>'} {maximum:.2f}")
-
-
-def _kl(kl: float, noise: float, maximum: float, calibrated: bool) -> _Check:
-    if math.isnan(kl):
-        return _Check("kl", False, "kl is NaN")
-    if calibrated:
-        noise = noise if math.isfinite(noise) else 0.0   # an unknown floor must not excuse anything
-        excess = max(0.0, kl - noise)
-        ok = excess <= maximum
-        return _Check("kl", ok, f"kl {kl:.3f} - noise {noise:.3f} = {excess:.3f} {'<=' if ok else '>'} {maximum:.3f}")
-    ok = kl <= maximum
-    return _Check("kl", ok, f"kl {kl:.3f} {'<=' if ok else '>'} {maximum:.3f}")
+        return f"{label} not measured (n=0)"
+    point = c.point_passes
+    op = (">=" if point else "<") if c.at_least else ("<=" if point else ">")
+    how = "certified" if c.status in (CERTIFIED_PASS, CERTIFIED_FAIL) else f"open: {rule}"
+    if point and not ok:
+        how = "open: not certified"
+    return f"{label} {e.value:.2f} {op} {c.threshold:.2f} ({e.lower:.2f}-{e.upper:.2f} {how})"

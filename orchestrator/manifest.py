@@ -423,7 +423,8 @@ def metrics_summary(report: GateReport | None) -> dict[str, float]:
         return {}
     summary = {"forgetting": report.forgetting.value, "target_acc": report.target_acc.value,
                "base_target_acc": report.base_target_acc, "retain": report.retain.value,
-               "leakage": report.leakage.value, "kl": report.kl, "kl_base_noise": report.kl_base_noise,
+               "leakage": report.leakage.value, "drift": report.drift.value, "kl": report.kl,
+               "kl_base_noise": report.kl_base_noise,
                "images_generated": float(report.images_generated)}
     summary.update({f"cumulative:{c}": e.value for c, e in sorted(report.cumulative.items())})
     return summary

@@ -175,12 +175,13 @@ def _concept_set(spec: CampaignSpec) -> ConceptSet | None:
 
 
 def with_settled_validation(settled: Settled):
-    """The spec's ValidationSpec as a step sees it: the judge (and its weights) settled, early stop at the
-    gate's thresholds."""
+    """The spec's ValidationSpec as a step sees it: the judge (and its weights) settled, sequential sampling
+    stopping at the gate's thresholds."""
     spec = settled.spec
     return dataclasses.replace(spec.validation, judge=settled.judge or spec.validation.judge,
                                judge_model=judge_model(spec), stop_forgetting=spec.gate.min_forgetting,
-                               stop_retain=spec.gate.min_retain)
+                               stop_retain=spec.gate.min_retain, stop_leakage=spec.gate.max_leakage,
+                               stop_drift=spec.gate.max_drift, stop_cumulative=spec.gate.max_cumulative_acc)
 
 
 def judge_model(spec: CampaignSpec) -> str:

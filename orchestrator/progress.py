@@ -35,7 +35,7 @@ DONE = ("committed", "skipped")
 def metrics(report: GateReport) -> str:
     """The gate's headline numbers of one report."""
     return (f"forgetting {report.forgetting.value:.2f} retain {report.retain.value:.2f} "
-            f"leakage {report.leakage.value:.2f} kl {report.kl:.3f}")
+            f"leakage {report.leakage.value:.2f} drift {report.drift.value:.2f}")
 
 
 def phase_line(campaign: str, step: int, total: int, concept: str, attempt: int, method: str,

@@ -26,6 +26,7 @@ from omegaconf.errors import (ConfigKeyError, InterpolationResolutionError, Miss
 
 from orchestrator.core.catalog import METHOD_NAMES
 from orchestrator.core.contracts import ValidationSpec
+from orchestrator.core.gate_checks import CHECK_KINDS, POINT, RULES
 from orchestrator.core.errors import ConfigError
 from orchestrator.core.judges import JUDGES
 from orchestrator.core.models import TOY
@@ -45,9 +46,12 @@ class GateThresholds:
     min_forgetting: float = 0.9
     min_retain: float = 0.95
     max_leakage: float = 0.10
-    max_kl: float = 0.3
+    max_drift: float = 0.25           # share of retain images whose judged label changed vs the base (same seed)
     max_cumulative_acc: float = 0.2   # earlier-erased concepts must stay below this accuracy
-    use_bounds: bool = True           # noise-aware: collateral checks use Wilson bounds, KL its noise floor
+    # Per check (forgetting, retain, leakage, drift, cumulative), what decides when the image budget
+    # is spent before its interval left the threshold: "point" (the point estimate) or "certified"
+    # (it fails: only a certified pass passes). A certified pass or fail always decides.
+    rules: dict[str, str] = field(default_factory=lambda: {k: POINT for k in CHECK_KINDS})
 
 
 @dataclass(frozen=True)
@@ -286,11 +290,14 @@ def _validate(spec: CampaignSpec, where: str) -> None:
 
 def _validate_numbers(spec: CampaignSpec, fail) -> None:
     g, r = spec.gate, spec.retry
-    for key in ("min_forgetting", "min_retain", "max_leakage", "max_cumulative_acc"):
+    for key in ("min_forgetting", "min_retain", "max_leakage", "max_drift", "max_cumulative_acc"):
         if not 0.0 <= getattr(g, key) <= 1.0:
             fail(f"gate.{key} must be between 0 and 1, got {getattr(g, key)}")
-    if g.max_kl < 0:
-        fail(f"gate.max_kl must be >= 0, got {g.max_kl}")
+    for check, rule in g.rules.items():
+        if check not in CHECK_KINDS:
+            fail(f"gate.rules: unknown check {check!r}; checks: {', '.join(CHECK_KINDS)}")
+        if rule not in RULES:
+            fail(f"gate.rules.{check} must be one of {', '.join(RULES)}, got {rule!r}")
     if r.max_attempts < 1:
         fail(f"retry.max_attempts must be >= 1, got {r.max_attempts}")
     if r.strength_step <= 0:

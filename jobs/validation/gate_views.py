@@ -54,7 +54,7 @@ class GateViews:
         self.seconds += time.time() - t0
         self.log(f"views: drift {len(self.drift)} groups, capability "
                  f"{'%.2f' % capability.score if capability else 'not measured'}, {self.seconds:.1f}s")
-        return replace(report, drift=self.drift, capability=capability)
+        return replace(report, param_drift=self.drift, capability=capability)
 
     def _guard(self, what: str, fn):
         try:

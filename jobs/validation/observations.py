@@ -32,3 +32,14 @@ def drift_kl(base: list[Observation], cand: list[Observation], n_shape: int) -> 
             p, q = pb[sl] / pb[sl].sum(), pc[sl] / pc[sl].sum()
             total += float(np.sum(p * np.log(p / q)))
     return total / len(base)
+
+
+def labels(o: Observation, split: int) -> tuple[int, ...]:
+    """The judge's answer for one image: the argmax of each posterior part (toy: shape, colour)."""
+    p = np.asarray(o.posterior)
+    return tuple(int(part.argmax()) for part in (p[:split], p[split:]) if part.size)
+
+
+def label_changed(base: list[Observation], cand: list[Observation], split: int) -> list[bool]:
+    """Per paired observation (same prompt, same seed): did the judged object or an attribute change?"""
+    return [labels(b, split) != labels(c, split) for b, c in zip(base, cand)]

@@ -1,8 +1,9 @@
 """The retain-set validator: generate a suite's prompts x seeds, judge them, compare with the base model.
 
 The base model's observations are computed once per (model, suite, settings) and cached by hash.
-With early_stop, images are generated in stratified chunks and the gate ends as soon as both
-Forgetting and Retain are clearly on one side of their thresholds (Bonferroni over the looks).
+With early_stop, images are generated in stratified chunks (sequential sampling) and the gate ends
+as soon as every check is certified pass or one is certified fail (jobs/validation/sequential.py);
+`seeds` x prompts is the budget.
 """
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ import torch
 from orchestrator.core.contracts import Estimate, GateReport, ValidationSpec
 from jobs.models.adapters import image_size
 from jobs.toyworld.evaluator import Evaluator
+from jobs.validation import sequential
 from jobs.validation import statistics as st
-from jobs.validation.observations import Observation, drift_kl
+from jobs.validation.observations import Observation, drift_kl, label_changed
 from jobs.validation.shards import InProcess, Spread
 from jobs.training.distributed import device
 from jobs.validation.concept_suite import build_concept_suite
@@ -197,7 +199,7 @@ class Validator:
         return self.judge.observe(suite, part, generate(pipe, suite, part, self.spec))
 
     def validate(self, pipe, suite: Suite, base: dict[Key, Observation]) -> GateReport:
-        """Measure `pipe` (the candidate) on the suite, stopping early once the answer is clear.
+        """Measure `pipe` (the candidate) on the suite, in looks until every check is decided (jobs/validation/sequential.py).
 
         The looks run through self.spread (this process alone, or shards that each draw whole looks);
         the stop rule and the report see the merged observations in key order either way."""
@@ -212,23 +214,17 @@ class Validator:
                 seen += observed
                 if drawn:
                     drawn(len(seen))
-                if self.spec.early_stop and i + 1 < len(looks) and self._clear(suite, seen, base, len(looks)):
+                if self.spec.early_stop and i + 1 < len(looks) and \
+                        sequential.can_stop(self.report(suite, seen, base, False, 0.0), self.spec):
                     early = True
                     break
         finally:
             results.close()   # looks still being drawn ahead by other shards are dropped
         return self.report(suite, seen, base, early, time.time() - t0)
 
-    def _clear(self, suite: Suite, seen, base, looks: int) -> bool:
-        conf = st.bonferroni(self.spec.confidence, looks)
-        f = _forgetting(suite, seen, base, conf)
-        r = _retain(suite, seen, base, lambda g: g.startswith("retain"), conf)
-        if f.upper < self.spec.stop_forgetting or r.upper < self.spec.stop_retain:
-            return True  # clearly rejected
-        return f.lower >= self.spec.stop_forgetting and r.lower >= self.spec.stop_retain
-
     def report(self, suite: Suite, seen: list[Observation], base, early: bool, seconds: float) -> GateReport:
-        conf = self.spec.confidence
+        """The gate report of `seen`; every interval at the confidence spent over the planned checks and looks."""
+        conf = sequential.interval_confidence(self.spec, suite, self.spec.seeds * len(suite.items))
         groups = [suite.items[o.item].group for o in seen]
         target = [o for o, g in zip(seen, groups) if _is_target(g)]
         retain_pairs = [(base[(o.item, o.seed)], o) for o, g in zip(seen, groups) if g.startswith("retain")]
@@ -250,7 +246,9 @@ class Validator:
             cumulative={g.split(":", 1)[1]: _rate([o for o, gg in zip(seen, groups) if gg == g], conf)
                         for g in dict.fromkeys(groups) if g.startswith("cumulative:")},
             images_generated=len(seen), early_stopped=early, seconds=seconds,
-            unjudged=dict(suite.unjudged), thin=suite.thin)
+            unjudged=dict(suite.unjudged), thin=suite.thin,
+            drift=_drift([b for b, _ in retain_pairs], [c for _, c in retain_pairs], split, conf),
+            interval_confidence=conf)
 
 
 def _is_target(group: str) -> bool:
@@ -275,6 +273,13 @@ def _retain(suite, seen, base, which, conf) -> Estimate:
     base_acc = sum(base[(o.item, o.seed)].hit for o in obs) / max(1, len(obs))
     v, lo, hi = st.ratio_interval(sum(o.hit for o in obs), len(obs), base_acc, conf)
     return Estimate(v, lo, hi, len(obs))
+
+
+def _drift(base: list[Observation], cand: list[Observation], split: int, conf: float) -> Estimate:
+    """Share of paired retain images whose judged label changed, with its Wilson interval."""
+    changed = label_changed(base, cand, split)
+    lo, hi = st.wilson(sum(changed), len(changed), conf)
+    return Estimate(sum(changed) / len(changed) if changed else 0.0, lo, hi, len(changed))
 
 
 def _seed_noise(base: dict[Key, Observation], suite: Suite, n_shape: int) -> float:

@@ -11,7 +11,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Estimate:
-    """A proportion with a two-sided Wilson interval at the validator's confidence."""
+    """A proportion with a two-sided Wilson interval (at its GateReport's interval_confidence)."""
 
     value: float
     lower: float
@@ -30,10 +30,14 @@ class ValidationSpec:
     confidence: float = 0.95
     early_stop: bool = True
     batch_size: int = 64
-    # The early stop ends a gate once these thresholds are clearly met or clearly missed;
-    # the orchestrator copies them from the campaign's gate thresholds.
+    # Sequential sampling (early_stop) ends a gate once every check's interval is on its passing side
+    # of these thresholds, or one is on its failing side (orchestrator/core/gate_checks.py); `seeds`
+    # x prompts is the budget. The orchestrator copies them from the campaign's gate thresholds.
     stop_forgetting: float = 0.9
     stop_retain: float = 0.95
+    stop_leakage: float = 0.10
+    stop_drift: float = 0.25
+    stop_cumulative: float = 0.2
     # Who judges the images: "auto" is the toy world's evaluator for the toy model and none for any
     # other; "toyworld" also for another pipeline that draws the toy world (e.g. SDXL trained on it).
     # preflight settles "auto" once: a StepRequest always names its judge.
@@ -123,8 +127,8 @@ class GateReport:
     retain: Estimate                # retain acc / base retain acc, all retain prompts
     retain_by_distance: dict[str, Estimate]  # "near" (siblings), "far" (other superclasses)
     leakage: Estimate               # share of pair prompts where the target's colour moved
-    kl: float                       # mean KL(base || candidate) of evaluator posteriors on retain prompts
-    kl_base_noise: float            # the base model's own seed-to-seed KL (calibration)
+    kl: float                       # mean KL(base || candidate) of judge posteriors on retain prompts (information)
+    kl_base_noise: float            # the base model's own seed-to-seed KL (information)
     cumulative: dict[str, Estimate] # earlier erased concepts: acc still drawn
     images_generated: int
     early_stopped: bool
@@ -133,8 +137,12 @@ class GateReport:
     thin: bool = False              # the concept was not in its concept set: a templates-only suite
     attack: Estimate | None = None  # the erased concept regenerated through the candidate's K/V (jobs/validation/attack.py)
     attack_seconds: float = 0.0
-    drift: dict[str, ParamDrift] = field(default_factory=dict)   # layer group -> drift of base+parents+candidate
+    param_drift: dict[str, ParamDrift] = field(default_factory=dict)   # layer group -> drift of base+parents+candidate
     capability: Capability | None = None   # None: not measured (no bench for this judge, or older journals)
+    # Share of retain images whose judged label (argmax of each posterior part) differs from the base
+    # model's on the same prompt and seed. n=0 in journals written before it existed.
+    drift: Estimate = field(default_factory=lambda: Estimate(0.0, 0.0, 1.0, 0))
+    interval_confidence: float = 0.0  # the confidence of every interval above (spent over checks and looks)
 
 
 @dataclass(frozen=True)

@@ -113,7 +113,7 @@ def _summary(manifest: Manifest, spec: dict, steps: list[StepView]) -> str:
 
 def _metrics_table(steps: list[StepView]) -> str:
     head = ("step", "concept", "outcome", "attempts", "method", "forgetting", "retain", "near", "far",
-            "leakage", "KL (noise)", "target acc (base)", "decision")
+            "leakage", "drift", "target acc (base)", "decision")
     rows = []
     for s in steps:
         r = s.report
@@ -122,7 +122,7 @@ def _metrics_table(steps: list[StepView]) -> str:
         decision = s.shown.decision.reasons[0] if s.shown and s.shown.decision and s.shown.decision.reasons else s.reason
         rows.append((str(s.step), s.concept, s.outcome, str(len(s.attempts)), s.shown.method if s.shown else "",
                      _est(r.forgetting if r else None), _est(r.retain if r else None), _est(near), _est(far),
-                     _est(r.leakage if r else None), f"{r.kl:.3f} ({r.kl_base_noise:.3f})" if r else "—",
+                     _est(r.leakage if r else None), _est(r.drift if r and r.drift.n else None),
                      f"{r.target_acc.value:.2f} ({r.base_target_acc:.2f})" if r else "—", decision))
     note = ("<p class=note>Each proportion: point estimate [Wilson interval] n = images. Shown for the committed "
             "attempt, else the latest measured one.</p>")
@@ -147,8 +147,8 @@ def _plots(spec: dict, steps: list[StepView]) -> str:
                                       gate.get("min_retain", 0.95)) if distances else None),
             ("Cumulative drift",
              plots.cumulative_drift(labels, {c: [r.cumulative.get(c) for r in reports] for c in earlier},
-                                    gate.get("max_cumulative_acc", 0.2), [r.kl for r in reports],
-                                    [r.kl_base_noise for r in reports], gate.get("max_kl", 0.3))),
+                                    gate.get("max_cumulative_acc", 0.2), [r.drift for r in reports],
+                                    gate.get("max_drift", 0.25))),
         ]
         figures += _campaign_views(labels, reports)
     parts = [f"<figure>{_img(png, caption)}<figcaption>{_e(caption)}</figcaption></figure>"
@@ -159,9 +159,9 @@ def _plots(spec: dict, steps: list[StepView]) -> str:
 def _campaign_views(labels: list[str], reports: list[GateReport]) -> list[tuple[str, bytes | None]]:
     """Drift per layer group and the capability curve, for the gates that measured them."""
     figures: list[tuple[str, bytes | None]] = []
-    groups = list(dict.fromkeys(g for r in reports for g in r.drift))
+    groups = list(dict.fromkeys(g for r in reports for g in r.param_drift))
     if groups:
-        relative = {g: [r.drift[g].relative if g in r.drift else None for r in reports] for g in groups}
+        relative = {g: [r.param_drift[g].relative if g in r.param_drift else None for r in reports] for g in groups}
         figures.append(("Parameter drift: norm of the summed committed deltas and the candidate per layer group, "
                         "relative to the base weights", plots.parameter_drift(labels, relative)))
     measured = [r.capability for r in reports]

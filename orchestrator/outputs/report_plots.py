@@ -99,9 +99,8 @@ def retain_by_distance(labels: Sequence[str], by_distance: Mapping[str, Sequence
 
 
 def cumulative_drift(labels: Sequence[str], earlier: Mapping[str, Sequence[Estimate | None]],
-                     max_cumulative_acc: float, kl: Sequence[float | None], kl_noise: Sequence[float | None],
-                     max_kl: float) -> bytes:
-    """Left: earlier-erased concepts' accuracy at each later step (must stay low). Right: KL to base per step."""
+                     max_cumulative_acc: float, drift: Sequence[Estimate | None], max_drift: float) -> bytes:
+    """Left: earlier-erased concepts' accuracy at each later step (must stay low). Right: drift from the base."""
     fig = _figure(9.0, 3.2)
     left, right = fig.subplots(1, 2)
     xs = range(len(labels))
@@ -112,14 +111,12 @@ def cumulative_drift(labels: Sequence[str], earlier: Mapping[str, Sequence[Estim
     _steps_axis(left, labels, "earlier concept still drawn")
     left.legend(loc="upper left", fontsize=8)
     left.set_title("erased concepts stay erased", fontsize=9)
-    pts = [(x, k, nz) for x, k, nz in zip(xs, kl, kl_noise) if k is not None]
-    if pts:
-        right.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label="KL(base || model)")
-        right.plot([p[0] for p in pts], [p[2] or 0.0 for p in pts], "x--", label="base seed noise")
-    right.axhline(max_kl, color="#c62828", ls="--", lw=1, label=f"max KL {max_kl:.2f}")
-    _steps_axis(right, labels, "KL on retain prompts")
+    _errorbars(right, xs, [d if d is not None and d.n else None for d in drift], "label changed vs base")
+    right.axhline(max_drift, color="#c62828", ls="--", lw=1, label=f"max drift {max_drift:.2f}")
+    right.set_ylim(-0.02, 1.05)
+    _steps_axis(right, labels, "retain images changed")
     right.legend(loc="upper left", fontsize=8)
-    right.set_title("drift from the base model", fontsize=9)
+    right.set_title("drift from the base model (same prompt and seed)", fontsize=9)
     return _png(fig)
 
 

@@ -12,7 +12,7 @@ Layout (one W&B project per spec.tracking.project):
   held until then (the terminal and `erase watch` show them live).
 - the erase run logs the candidate delta to "<campaign>-candidates" (type "candidate-delta",
   by reference: the file stays on storage_path); the validate run logs the gate metrics,
-  the decision, the campaign views (drift/<group>[_relative], capability/score, capability/<entry>,
+  the decision, the campaign views (param_drift/<group>[_relative], capability/score, capability/<entry>,
   rebound/<concept> and alarm/rebounds: orchestrator/rebound.py against the accuracies at commit this
   tracker saw) and the image grids (wandb.Table "grids", one row per prompt: group, prompt, base,
   erased, read from the grid.png/grid.json the validator wrote in the attempt directory),
@@ -73,7 +73,7 @@ def gate_metrics(report: GateReport, decision: GateDecision) -> dict[str, float]
     def estimate(key: str, e: Estimate) -> None:
         out.update({key: e.value, f"{key}_lower": e.lower, f"{key}_upper": e.upper, f"{key}_n": float(e.n)})
 
-    for key in ("forgetting", "target_acc", "retain", "leakage"):
+    for key in ("forgetting", "target_acc", "retain", "leakage", "drift"):
         estimate(f"gate/{key}", getattr(report, key))
     for group in ("evasion", "retain_by_distance", "cumulative"):
         for key, e in sorted(getattr(report, group).items()):
@@ -86,10 +86,10 @@ def gate_metrics(report: GateReport, decision: GateDecision) -> dict[str, float]
 
 
 def view_metrics(report: GateReport) -> dict[str, float]:
-    """The campaign views of a gate: drift/<group>[_relative], capability/score and capability/<entry>."""
+    """The campaign views of a gate: param_drift/<group>[_relative], capability/score and capability/<entry>."""
     out: dict[str, float] = {}
-    for group, d in sorted(report.drift.items()):
-        out.update({f"drift/{group}": d.norm, f"drift/{group}_relative": d.relative})
+    for group, d in sorted(report.param_drift.items()):
+        out.update({f"param_drift/{group}": d.norm, f"param_drift/{group}_relative": d.relative})
     if report.capability is not None:
         out["capability/score"] = report.capability.score
         out.update({f"capability/{_key(e)}": v for e, v in sorted(report.capability.drawn.items())})

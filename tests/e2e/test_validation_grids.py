@@ -161,9 +161,9 @@ def json_or_none(path: Path):
 def test_the_measure_phase_journals_drift_and_capability_and_the_report_shows_them_with_the_maps(gate):
     out = Path(gate.request.out_dir)
     written = json.loads((out / "gate_report.json").read_text())
-    assert written["drift"]["text_kv"]["norm"] > 0 and written["drift"]["feed_forward"]["norm"] == 0.0   # UCE: K/V only
+    assert written["param_drift"]["text_kv"]["norm"] > 0 and written["param_drift"]["feed_forward"]["norm"] == 0.0   # UCE: K/V only
     journaled = Manifest.open(gate.root).history.attempts[0].report
-    assert journaled.drift == gate.report.drift and journaled.capability == gate.report.capability
+    assert journaled.param_drift == gate.report.param_drift and journaled.capability == gate.report.capability
     assert gate.report.capability.erased[0] == "star" and gate.report.capability.score > 0.8
     assert (out / "attention.png").read_bytes().startswith(b"\x89PNG")
     text = render_report(gate.root)

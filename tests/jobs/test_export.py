@@ -39,7 +39,7 @@ def gate_report(concept: str, forgetting: float) -> GateReport:
                       target_acc=Estimate(1 - forgetting, 0.0, 0.1, 96), base_target_acc=0.95, evasion={},
                       retain=good, retain_by_distance={"near": good, "far": good},
                       leakage=Estimate(0.0, 0.0, 0.04, 96), kl=0.01, kl_base_noise=0.01, cumulative={},
-                      images_generated=192, early_stopped=False, seconds=1.0)
+                      images_generated=192, early_stopped=False, seconds=1.0, drift=Estimate(0.0, 0.0, 0.04, 96))
 
 
 @pytest.fixture(scope="module")

@@ -91,7 +91,7 @@ def test_the_views_draw_maps_and_measure_capability_on_the_toy_world(toy, tmp_pa
     finally:
         for ref in reversed(refs):
             deltas.remove_delta(pipe, *deltas.load_delta(ref.path))
-    assert report.drift["text_kv"].norm == pytest.approx(parameter_drift(pipe, refs)["text_kv"].norm)
+    assert report.param_drift["text_kv"].norm == pytest.approx(parameter_drift(pipe, refs)["text_kv"].norm)
     cap = report.capability
     assert cap.bench == "toy-objects-v1" and cap.images == 30 and set(cap.erased) >= {"star", "square"}
     assert cap.base["square"] == 1.0 and cap.drawn["square"] < cap.base["square"]   # erased: drawn less

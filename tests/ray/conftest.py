@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "jobs" / "toyworld" / "weights"
 SMOKE = Path("/tmp/tw")
 
-FORCE_COMMIT = {"min_forgetting": 0.0, "min_retain": 0.0, "max_leakage": 1.0, "max_kl": 1e6,
+FORCE_COMMIT = {"min_forgetting": 0.0, "min_retain": 0.0, "max_leakage": 1.0, "max_drift": 1.0,
                 "max_cumulative_acc": 1.0}
 FAST = {
     "model": "toyworld",

@@ -50,7 +50,8 @@ def gate_report(concept: str, decision: GateDecision) -> GateReport:
     return GateReport(concept=concept, forgetting=Estimate(forgetting, forgetting - 0.05, forgetting + 0.02, 96),
                       target_acc=Estimate(0.03, 0.01, 0.07, 96), base_target_acc=0.9, evasion={}, retain=good,
                       retain_by_distance={}, leakage=Estimate(0.0, 0.0, 0.04, 96), kl=0.0, kl_base_noise=0.0,
-                      cumulative={}, images_generated=96, early_stopped=False, seconds=0.1)
+                      cumulative={}, images_generated=96, early_stopped=False, seconds=0.1,
+                      drift=Estimate(0.0, 0.0, 0.04, 96))
 
 
 class FakeExecutor:
@@ -200,4 +201,6 @@ def test_step_request_has_absolute_paths_and_the_gate_thresholds(tmp_path, monke
     assert (request.erased_before, request.preserve, request.seed) == (("star",), ("diamond",), 7)
     assert request.validation.seeds == 3 and request.validation.stop_forgetting == 0.8
     assert request.validation.stop_retain == s.gate.min_retain
+    assert (request.validation.stop_leakage, request.validation.stop_drift, request.validation.stop_cumulative) == \
+        (s.gate.max_leakage, s.gate.max_drift, s.gate.max_cumulative_acc)
     assert request.cache_dir == os.path.join(root, "cache")

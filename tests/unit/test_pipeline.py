@@ -30,7 +30,7 @@ def report(concept: str, verdict: str) -> GateReport:
     return GateReport(concept=concept, forgetting=forgetting, target_acc=Estimate(0.03, 0.01, 0.07, 96),
                       base_target_acc=0.9, evasion={}, retain=retain, retain_by_distance={},
                       leakage=Estimate(0.0, 0.0, 0.04, 96), kl=0.0, kl_base_noise=0.0, cumulative={},
-                      images_generated=96, early_stopped=False, seconds=0.1)
+                      images_generated=96, early_stopped=False, seconds=0.1, drift=Estimate(0.0, 0.0, 0.04, 96))
 
 
 class Scripted:

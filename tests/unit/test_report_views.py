@@ -16,7 +16,7 @@ def views(rep, drift: float, score: float, star: float):
     """A report with the fields the measure phase adds."""
     cap = Capability("toy-objects-v1", score, {"star": star, "circle": 1.0}, {"star": 1.0, "circle": 1.0},
                      ("star",), 30, 1.2)
-    return dataclasses.replace(rep, drift={"text_kv": ParamDrift(10 * drift, drift), "other": ParamDrift(0.0, 0.0)},
+    return dataclasses.replace(rep, param_drift={"text_kv": ParamDrift(10 * drift, drift), "other": ParamDrift(0.0, 0.0)},
                                capability=cap)
 
 

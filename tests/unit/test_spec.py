@@ -53,6 +53,12 @@ def test_overrides_win_over_the_file(campaign_file):
     assert spec.storage_path == "/tmp/x"
 
 
+def test_one_check_rule_is_set_and_the_others_keep_the_point_rule(campaign_file):
+    spec = load_spec(campaign_file(), ["gate.rules.retain=certified"])
+    assert spec.gate.rules == {"forgetting": "point", "retain": "certified", "leakage": "point", "drift": "point",
+                               "cumulative": "point"}
+
+
 def test_no_file_only_overrides():
     spec = load_spec(None, ["name=solo", "concepts=[heart]"])
     assert (spec.name, spec.concepts, spec.storage_path) == ("solo", ["heart"], "runs/solo")
@@ -70,8 +76,10 @@ BAD = [  # (file text or None for a missing file, overrides, words the one line 
     (MINIMAL + "colour: red\n", [], ["unknown key 'colour'", "concepts"]),
     (MINIMAL, ["gate.min_forget=0.5"], ["unknown key 'gate.min_forget'", "min_forgetting"]),
     (MINIMAL, ["seed=abc"], ["'seed'", "an integer"]),
-    (MINIMAL, ["gate.max_kl=high"], ["'gate.max_kl'", "a number"]),
-    (MINIMAL, ["gate.use_bounds=maybe"], ["'gate.use_bounds'", "true or false"]),
+    (MINIMAL, ["gate.max_drift=high"], ["'gate.max_drift'", "a number"]),
+    (MINIMAL, ["gate.max_drift=1.5"], ["gate.max_drift must be between 0 and 1"]),
+    (MINIMAL, ["gate.rules.retain=maybe"], ["gate.rules.retain must be one of point, certified"]),
+    (MINIMAL, ["gate.rules.kl=point"], ["gate.rules: unknown check 'kl'", "drift"]),
     (MINIMAL, ["concepts=star"], ["'concepts'", "a list of strings"]),
     (MINIMAL, ["hparams.uce=3"], ["'hparams.uce'", "a mapping"]),
     (MINIMAL + "gate: 5\n", [], ["key 'gate' must be a mapping with keys", "min_forgetting"]),

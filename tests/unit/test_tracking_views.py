@@ -25,8 +25,8 @@ def offline(tmp_path, monkeypatch):
 
 def test_view_metrics_are_flat_keys_of_drift_and_capability():
     keys = view_metrics(views(report(), 0.2, 0.9, 0.0))
-    assert keys == {"drift/other": 0.0, "drift/other_relative": 0.0, "drift/text_kv": 2.0,
-                    "drift/text_kv_relative": 0.2, "capability/score": 0.9, "capability/circle": 1.0,
+    assert keys == {"param_drift/other": 0.0, "param_drift/other_relative": 0.0, "param_drift/text_kv": 2.0,
+                    "param_drift/text_kv_relative": 0.2, "capability/score": 0.9, "capability/circle": 1.0,
                     "capability/star": 0.0}
     assert view_metrics(report()) == {}   # a gate without views (older workers) logs none
 
@@ -42,6 +42,6 @@ def test_an_offline_run_logs_drift_capability_and_a_rebound_after_the_commit(off
     tracker.attempt_finished(views(later, 0.5, 0.93, 0.5), ACCEPT)
     tracker.close()
     first, second = [row for d in run_dirs(offline) for row in history(run_file(d)) if "gate/forgetting" in row]
-    assert (first["drift/text_kv_relative"], first["capability/score"], first["alarm/rebounds"]) == (0.2, 1.0, 0.0)
-    assert (second["drift/text_kv_relative"], second["capability/score"]) == (0.5, 0.93)
+    assert (first["param_drift/text_kv_relative"], first["capability/score"], first["alarm/rebounds"]) == (0.2, 1.0, 0.0)
+    assert (second["param_drift/text_kv_relative"], second["capability/score"]) == (0.5, 0.93)
     assert second["alarm/rebounds"] == 1.0 and abs(second["rebound/star"] - 0.27) < 1e-9
