@@ -46,7 +46,7 @@ class GateDecision:
 
 
 def limits(t: GateThresholds) -> Limits:
-    return Limits(t.min_forgetting, t.min_retain, t.max_leakage, t.max_drift, t.max_cumulative_acc)
+    return Limits(t.min_forgetting, t.min_retain, t.max_leakage, t.max_drift, t.max_cumulative_acc, t.max_attack)
 
 
 def decide(report: GateReport, thresholds: GateThresholds) -> GateDecision:
@@ -56,6 +56,8 @@ def decide(report: GateReport, thresholds: GateThresholds) -> GateDecision:
     if not report.leakage.n:
         why = report.unjudged.get("leakage", "")
         texts.append((None, True, f"leakage not judged: {why}" if why else "leakage not measured (n=0)"))
+    if thresholds.max_attack is not None and report.attack is None:   # unmeasurable here: not held against it
+        texts.append((None, True, f"attack not judged: {report.unjudged.get('attack', 'not measured')}"))
     failed = [(c, text) for c, ok, text in texts if not ok]
     reasons = tuple(text for _, text in failed) + tuple(text for _, ok, text in texts if ok)
     return GateDecision(REJECT if failed else COMMIT, reasons, tuple(c.name for c, _ in failed))

@@ -17,7 +17,7 @@ import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import yaml
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -48,6 +48,9 @@ class GateThresholds:
     max_leakage: float = 0.10
     max_drift: float = 0.25           # share of retain images whose judged label changed vs the base (same seed)
     max_cumulative_acc: float = 0.2   # earlier-erased concepts must stay below this accuracy
+    # Attack success (the erased concept regenerated through the candidate's own K/V, jobs/validation/
+    # attack.py) the gate tolerates; null: reported, never gated (measured on the toy world: see README).
+    max_attack: Optional[float] = None
     # Per check (forgetting, retain, leakage, drift, cumulative), what decides when the image budget
     # is spent before its interval left the threshold: "point" (the point estimate) or "certified"
     # (it fails: only a certified pass passes). A certified pass or fail always decides.
@@ -153,6 +156,10 @@ def spec_hash(spec: CampaignSpec) -> str:
         del data["validation"]["judge"]
     if data["validation"]["judge_model"] == "":
         del data["validation"]["judge_model"]
+    if data["gate"]["max_attack"] is None:
+        del data["gate"]["max_attack"]
+    if data["gate"]["rules"].get("attack") == POINT:
+        del data["gate"]["rules"]["attack"]
     if data["validation"]["attack_prompts"] == ValidationSpec.attack_prompts:
         del data["validation"]["attack_prompts"]
     del data["validation"]["shards"]   # where a gate's looks are drawn never changes its report
@@ -293,6 +300,8 @@ def _validate_numbers(spec: CampaignSpec, fail) -> None:
     for key in ("min_forgetting", "min_retain", "max_leakage", "max_drift", "max_cumulative_acc"):
         if not 0.0 <= getattr(g, key) <= 1.0:
             fail(f"gate.{key} must be between 0 and 1, got {getattr(g, key)}")
+    if g.max_attack is not None and not 0.0 <= g.max_attack <= 1.0:
+        fail(f"gate.max_attack must be between 0 and 1 (or null: off), got {g.max_attack}")
     for check, rule in g.rules.items():
         if check not in CHECK_KINDS:
             fail(f"gate.rules: unknown check {check!r}; checks: {', '.join(CHECK_KINDS)}")

@@ -21,7 +21,7 @@ OPEN = "open"
 POINT = "point"            # its point estimate decides (symmetric: noise favours neither verdict)
 CERTIFIED = "certified"    # it fails: a pass must be certified
 RULES = (POINT, CERTIFIED)
-CHECK_KINDS = ("forgetting", "retain", "leakage", "drift", "cumulative")
+CHECK_KINDS = ("forgetting", "retain", "leakage", "drift", "cumulative", "attack")
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class Limits:
     max_leakage: float = 0.10
     max_drift: float = 0.25
     max_cumulative_acc: float = 0.2
+    max_attack: float | None = None   # off unless set: attack success the gate tolerates
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,8 @@ def checks(report: GateReport, limits: Limits) -> list[Check]:
         out.append(Check("leakage", report.leakage, limits.max_leakage, False))
     out.append(Check("drift", report.drift, limits.max_drift, False))
     out += [Check(f"cumulative:{c}", e, limits.max_cumulative_acc, False) for c, e in sorted(report.cumulative.items())]
+    if limits.max_attack is not None and report.attack is not None:   # measured after sampling: the gate's only
+        out.append(Check("attack", report.attack, limits.max_attack, False))
     return out
 
 

@@ -122,3 +122,14 @@ def test_a_failed_step_is_a_reject_with_the_error():
     decision = error_decision("CUDA out of memory")
     assert decision.verdict == REJECT and decision.failed == ("error",)
     assert decision.reasons == ("step failed: CUDA out of memory",)
+
+
+def test_attack_success_is_reported_and_gated_only_when_max_attack_is_set():
+    attacked = good_report(attack=est(0.80, 0.55, 0.93, n=16))
+    assert decide(attacked, POINT).committed                      # off by default: reported, never gated
+    strict = dataclasses.replace(POINT, max_attack=0.5)
+    decision = decide(attacked, strict)
+    assert decision.failed == ("attack",) and decision.reasons[0] == "attack 0.80 > 0.50 (0.55-0.93 certified)"
+    assert decide(good_report(attack=est(0.1, 0.0, 0.3, n=16)), strict).committed
+    unmeasured = decide(good_report(unjudged={"attack": "no cross-attention K/V to invert"}), strict)
+    assert unmeasured.committed and "attack not judged: no cross-attention K/V to invert" in unmeasured.reasons

@@ -56,7 +56,7 @@ def test_overrides_win_over_the_file(campaign_file):
 def test_one_check_rule_is_set_and_the_others_keep_the_point_rule(campaign_file):
     spec = load_spec(campaign_file(), ["gate.rules.retain=certified"])
     assert spec.gate.rules == {"forgetting": "point", "retain": "certified", "leakage": "point", "drift": "point",
-                               "cumulative": "point"}
+                               "cumulative": "point", "attack": "point"}
 
 
 def test_no_file_only_overrides():
