@@ -4,10 +4,11 @@
 
 A method may name a catalog variant after a colon (uce:published); plain names run the tuned defaults.
 
-Prints per method: seconds to erase, Forgetting, evasion, Retain (near/far), leakage, KL; then the
-early-stop check: the same candidates gated with and without early stop (images and decisions).
-Writes bench-results/methods.json (a list of rows: method, seconds, forgetting, retain, evasion, leakage, kl)
-and bench-results/early_stop.json.
+Prints per method: seconds to erase, Forgetting, evasion, Retain (near/far), leakage, drift, attack
+success (the erased concept regenerated through the candidate's own K/V: jobs/validation/attack.py),
+and the attack's seconds per gate; then the early-stop check: the same candidates gated with and
+without early stop (images and decisions). Writes bench-results/methods.json (a list of rows: method,
+seconds, forgetting, retain, evasion, leakage, drift, attack_success, kl) and bench-results/early_stop.json.
 """
 from __future__ import annotations
 
@@ -41,7 +42,17 @@ def row(method: str, result) -> dict:
             "retain_far": round(r.retain_by_distance.get("far", r.retain).value, 3),
             "evasion": round(sum(evasion) / max(1, len(evasion)), 3), "leakage": round(r.leakage.value, 3),
             "kl": round(r.kl, 4), "kl_base_noise": round(r.kl_base_noise, 4), "images": r.images_generated,
+            "drift": round(r.drift.value, 3), **_attack(r),
             "validate_seconds": round(result.validate_seconds, 2), "gate": "pass" if passes(r) else "fail"}
+
+
+def _attack(r) -> dict:
+    """attack_success with its Wilson bounds and cost; None where the attack could not run (with why)."""
+    if r.attack is None:
+        return {"attack_success": None, "attack_why_not": r.unjudged.get("attack", "")}
+    return {"attack_success": round(r.attack.value, 3), "attack_lower": round(r.attack.lower, 3),
+            "attack_upper": round(r.attack.upper, 3), "attack_images": r.attack.n,
+            "attack_seconds": r.attack_seconds}
 
 
 def early_stop_check(results: dict, spec: ValidationSpec) -> list[dict]:
@@ -75,11 +86,12 @@ def main() -> None:
         results[m] = run_step(req, log=lambda *a: None)
         print(f"  {m}: done in {results[m].erase_seconds:.1f}s", flush=True)
     rows = [row(m, r) for m, r in results.items()]
-    cols = ["method", "seconds", "forgetting", "evasion", "retain", "retain_near", "retain_far", "leakage", "kl", "gate"]
+    cols = ["method", "seconds", "forgetting", "evasion", "retain", "retain_near", "retain_far", "leakage", "drift",
+            "attack_success", "attack_seconds", "gate"]
     print(f"\nconcept {args.concept!r}, {rows[0]['images']} images per gate, base seed-to-seed KL {rows[0]['kl_base_noise']}")
     print(" ".join(f"{c:>11}" for c in cols))
     for r in rows:
-        print(" ".join(f"{r[c]:>11}" for c in cols))
+        print(" ".join(f"{str(r.get(c)):>11}" for c in cols))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps([{**r, "concept": args.concept} for r in rows], indent=1))
     if args.no_early_stop_check:

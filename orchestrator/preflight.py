@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.core import catalog, families
-from orchestrator.core.concepts import ConceptSet, load_concept_set
+from orchestrator.core.concepts import ConceptSet, expand_members, load_concept_set
 from orchestrator.core.contracts import ParallelSpec
 from orchestrator.core.errors import ConfigError, UnknownConceptError
 from orchestrator.core.judges import DEFAULT_SET, NEEDS_MODEL, judge_for
@@ -50,6 +50,7 @@ def preflight(spec: CampaignSpec, run: bool = True) -> Settled:
     parallel = parallel_spec(spec.resources, _deepspeed(spec.resources))
     _check_worker_batches(spec, hparams)
     concept_set = _concept_set(spec)
+    spec = _expanded(spec, concept_set)
     judge = judge_for(spec.model, spec.validation.judge, concept_set.judge if concept_set else "")
     if run:
         _require_judge(spec, judge)
@@ -156,6 +157,15 @@ def _check_storage(storage_path: str) -> None:
         raise ConfigError(f"storage_path {storage_path}: {existing} is a file, not a directory")
     if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"storage_path {storage_path}: {existing} is not writable by this user")
+
+
+def _expanded(spec: CampaignSpec, concept_set: ConceptSet | None) -> CampaignSpec:
+    """The spec whose queue has each superclass's members before it (`expand: members`); the same on resume."""
+    if spec.expand == "none":
+        return spec
+    if concept_set is None:
+        raise ConfigError("expand: members needs a concept set to find the members in (concepts_from=...)")
+    return dataclasses.replace(spec, concepts=list(expand_members(spec.concepts, concept_set)))
 
 
 def _concept_set(spec: CampaignSpec) -> ConceptSet | None:

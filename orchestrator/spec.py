@@ -34,6 +34,7 @@ from orchestrator.core.models import TOY
 ON_EXHAUSTED = ("skip", "halt")
 STRATEGIES = ("ddp", "deepspeed")
 FROZEN_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+EXPANDS = ("none", "members")
 TRACKING_MODES = ("offline", "online", "disabled")
 # Fields that do not change what a campaign produces: they may differ on resume.
 OPERATIONAL_FIELDS = ("resources", "tracking", "storage_path", "alarms")
@@ -124,6 +125,9 @@ class CampaignSpec:
     # "" takes the judge's own set (the toy world's for judge toyworld).
     concepts_from: str = ""
     allow_thin: bool = False          # a concept missing from the set gets a templates-only (thin) entry
+    # "members": a superclass in `concepts` is erased as its members, one gated step each, then the
+    # superclass word (the queue is expanded from the concept set in preflight); "none": one step.
+    expand: str = "none"
 
 
 def load_spec(path: str | None, overrides: list[str] = ()) -> CampaignSpec:
@@ -163,7 +167,7 @@ def spec_hash(spec: CampaignSpec) -> str:
     if data["validation"]["attack_prompts"] == ValidationSpec.attack_prompts:
         del data["validation"]["attack_prompts"]
     del data["validation"]["shards"]   # where a gate's looks are drawn never changes its report
-    for key, default in (("concepts_from", ""), ("allow_thin", False)):
+    for key, default in (("concepts_from", ""), ("allow_thin", False), ("expand", "none")):
         if data[key] == default:
             del data[key]
     return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
@@ -341,5 +345,7 @@ def _validate_numbers(spec: CampaignSpec, fail) -> None:
         fail(f"validation.judge must be one of {', '.join(JUDGES)}, got {v.judge!r}")
     if not 0.0 < v.confidence < 1.0:
         fail(f"validation.confidence must be between 0 and 1 (exclusive), got {v.confidence}")
+    if spec.expand not in EXPANDS:
+        fail(f"expand must be one of {', '.join(EXPANDS)}, got {spec.expand!r}")
     if not spec.storage_path.strip():
         fail("storage_path is empty")

@@ -66,6 +66,22 @@ class ConceptSet:
                                   f"knows: {known}")
 
 
+def expand_members(concepts: list[str] | tuple[str, ...], concept_set: ConceptSet) -> tuple[str, ...]:
+    """The campaign's queue with every superclass preceded by its members (`expand: members`).
+
+    Each member becomes a gated step of its own, then the superclass word: the progressive order the
+    side-effects study found to erase what one step on the word leaves behind. A member already in the
+    queue keeps its first place and is not erased twice."""
+    out: list[str] = []
+    for name in concepts:
+        entry = concept_set.entry(name, allow_thin=True)
+        if entry.kind == "superclass":
+            out += [m for m in entry.subclasses if m not in out]
+        if name not in out:
+            out.append(name)
+    return tuple(out)
+
+
 def concept_set_path(ref: str) -> Path:
     """A shipped set's name (configs/concepts/<name>.yaml) or a path to a concept-set YAML file."""
     shipped = SHIPPED / f"{ref}.yaml"

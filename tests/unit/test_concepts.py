@@ -108,3 +108,26 @@ def test_a_thin_concept_gets_a_templates_only_suite():
     suite = build_concept_suite(load_concept_set("coco-objects"), "unicorn", allow_thin=True)
     assert suite.thin and {i.group for i in suite.items} == {"target"}
     assert {"retain:near", "retain:far", "leakage"} <= set(suite.unjudged)
+
+
+def test_expand_members_puts_each_superclass_after_its_members_once():
+    from orchestrator.core.concepts import expand_members
+
+    toy = load_concept_set("toyworld")
+    assert expand_members(["star", "round", "square"], toy) == ("star", "circle", "semicircle", "crescent", "round",
+                                                                "square")
+    assert expand_members(["circle", "round", "crescent"], toy) == ("circle", "semicircle", "crescent", "round")
+    assert expand_members(["star"], toy) == ("star",)
+
+
+def test_expand_members_is_settled_in_preflight_and_resumes_to_the_same_hash(tmp_path):
+    from orchestrator.spec import spec_hash
+
+    args = ["name=x", "concepts=[star,round]", "expand=members", f"storage_path={tmp_path}"]
+    settled = preflight(load_spec(None, args), run=False)
+    assert settled.spec.concepts == ["star", "circle", "semicircle", "crescent", "round"]
+    assert spec_hash(preflight(load_spec(None, args), run=False).spec) == spec_hash(settled.spec)
+    plain = preflight(load_spec(None, args[:2] + [f"storage_path={tmp_path}"]), run=False)
+    assert plain.spec.concepts == ["star", "round"]
+    with pytest.raises(ConfigError, match="expand must be one of none, members"):
+        load_spec(None, [*args, "expand=all"])
