@@ -39,6 +39,13 @@ class ValidationSpec:
     # preflight settles "auto" once: a StepRequest always names its judge.
     judge: str = "auto"
     judge_model: str = ""          # the judge's weights (clip): a hub id or a local directory
+    # Earlier-erased concepts: a gate re-checks at most this many of their prompts, spread over them and
+    # rotating with the step (orchestrator/core/cumulative.py); 50 keeps 10 earlier objects whole.
+    cumulative_budget: int = 50
+    sweep_every: int = 0           # every k-th gate re-checks every earlier concept in full (0: never)
+    # After the last step, a sweep measures the committed model on every committed concept:
+    # "none", "report" (journal and report it), or "halt" (also end the campaign halted on a rebound).
+    final_sweep: str = "none"
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,7 @@ class StepRequest:
     parallel: ParallelSpec = field(default_factory=ParallelSpec)
     concepts_from: str = ""        # the concept set the suite is built from ("" = the judge's own)
     allow_thin: bool = False
+    sweep: bool = False            # not an erasure: measure base + parents on every erased_before concept
 
 
 @dataclass(frozen=True)
