@@ -66,3 +66,22 @@ def test_a_sweep_is_asked_for_after_the_last_commit(tmp_path):
     s2 = dataclasses.replace(s, validation=dataclasses.replace(s.validation, final_sweep="report"))
     action = next_action(s2, m.history)
     assert isinstance(action, Sweep) and action.step == 4 and action.erased_before == ("star", "square", "round")
+
+
+def test_the_report_shows_the_sweep_and_its_rebounds(tmp_path):
+    from orchestrator.outputs.report import render_report
+
+    s, _, _, _ = drive(tmp_path, "report", {"round": 0.7})
+    page = render_report(s.storage_path)
+    assert "Final sweep" in page and "1 of 3 committed concepts rebound: round 0.70" in page
+
+
+def test_a_sweep_needs_the_toy_worlds_judge():
+    import pytest
+
+    from orchestrator.core.errors import ConfigError
+    from orchestrator.spec import load_spec
+
+    with pytest.raises(ConfigError, match="final_sweep"):
+        preflight(load_spec(None, ["name=x", "concepts=[nude person]", "model=/nowhere/sd", "validation.judge=nudenet",
+                                   "validation.final_sweep=report"]), run=False)

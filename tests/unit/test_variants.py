@@ -66,3 +66,15 @@ def test_methods_get_the_variant_in_context_and_keep_its_siblings():
     assert all("star" not in a and ("red" in a or "crimson" in a) for a in cp.anchor)   # "a red star" -> "a red"
     assert {"a blue star", "a green star", "a yellow star"} <= set(cp.preserve)
     assert not any("red star" in p for p in cp.preserve)
+
+
+def test_preflight_accepts_variants_for_the_toy_judge_only():
+    from orchestrator.core.errors import ConfigError
+    from orchestrator.preflight import preflight
+    from orchestrator.spec import load_spec
+
+    settled = preflight(load_spec(None, ["name=v", "concepts=[red star,outline square]"]), run=False)
+    assert settled.judge == "toyworld"
+    with pytest.raises(ConfigError, match="variant"):
+        preflight(load_spec(None, ["name=v", "concepts=[red star]", "validation.judge=clip",
+                                   "concepts_from=toyworld"]), run=False)
