@@ -4,8 +4,9 @@
 
 Prints, per step, the gate's planned images (suite prompts x seeds: what a gate without early stop
 draws), of which the cumulative re-checks, and the same without a budget (every earlier concept whole,
-as before issue 12); with a finished run directory also the images each committed gate really drew
-(early stop ends some sooner) and the final sweep. Writes bench-results/cumulative.json with
+as before issue 12), both as if every earlier concept had been committed (the worst case); with a run
+directory also the images each gate really drew (only committed concepts are re-checked, and early
+stop ends some gates sooner) and the final sweep. Writes bench-results/cumulative.json with
 `images_per_gate_last_over_first` (planned, budgeted: ~1 when flat) and the unbounded ratio.
 """
 from __future__ import annotations
@@ -41,10 +42,10 @@ def planned(spec, budget: int) -> list[dict]:
 
 
 def measured(run: Path) -> tuple[dict[int, int], dict]:
-    """Images each committed gate drew, and the final sweep's, from a run's journal."""
+    """Images each step's last gate drew (early stop ends some sooner), and the final sweep's, from a run's journal."""
     history = Manifest.open(run).history
-    drawn = {a.step: a.report.images_generated for a in history.attempts if a.report is not None
-             and a.decision is not None and a.decision.committed}
+    drawn = {a.step: a.report.images_generated for a in sorted(history.attempts, key=lambda a: a.attempt)
+             if a.report is not None}
     sweep = history.sweeps[-1] if history.sweeps else None
     final = {} if sweep is None else {"concepts": len(sweep.concepts), "rebounds": list(sweep.rebounds),
                                       "images": sweep.report.images_generated if sweep.report else 0,
@@ -76,7 +77,7 @@ def main(argv: list[str]) -> int:
         "total_images_planned": sum(b["images"] for b in bounded),
         "total_images_unbounded": sum(u["images"] for u in unbounded),
         "window_at_last_step": bounded[-1]["window"],
-        "drawn_per_committed_gate": {str(k): v for k, v in sorted(drawn.items())},
+        "drawn_per_gate": {str(k): v for k, v in sorted(drawn.items())},
         "final_sweep": final,
     }
     print({k: result[k] for k in ("images_per_gate_last_over_first", "images_per_gate_max_over_min_outside_sweeps",
