@@ -10,6 +10,8 @@ A driver (Ray, or a test) loops until Finished or Halted:
         CommitAttempt -> manifest.commit(step, attempt)
         DiscardAttempt -> manifest.discard(step, attempt, reason)   (only after a pipelined run)
         SkipConcept   -> manifest.skip(step, concept, reason)
+        Sweep         -> run the final sweep (validation.final_sweep, orchestrator/sweep.py);
+                         manifest.record_sweep(...)
         Halted        -> manifest.set_status("halted") (unless cancelled); stop
         Finished      -> manifest.set_status("finished"); stop
 
@@ -35,6 +37,7 @@ from orchestrator.manifest import DISCARDED, STARTED, AttemptRecord, History, at
 from orchestrator.policy import Exhausted, PastAttempt, next_attempt
 from orchestrator.preflight import Settled, with_settled_validation
 from orchestrator.spec import CampaignSpec
+from orchestrator.sweep import Sweep
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,7 @@ class Finished:
     skipped: tuple[str, ...]
 
 
-Action = Union[RunAttempt, CommitAttempt, DiscardAttempt, SkipConcept, Halted, Finished]
+Action = Union[RunAttempt, CommitAttempt, DiscardAttempt, SkipConcept, Sweep, Halted, Finished]
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,21 @@ def next_action(spec: CampaignSpec, history: History) -> Action:
             continue   # skipped
         return _step_action(spec, history, step, concept, tuple(erased), tuple(parents))
     skipped = tuple(o.concept for o in sorted(history.outcomes, key=lambda o: o.step) if o.outcome == "skipped")
-    return Finished(tuple(erased), skipped)
+    return _end_action(spec, history, tuple(erased), tuple(parents), skipped)
+
+
+def _end_action(spec: CampaignSpec, history: History, erased: tuple[str, ...], parents: tuple[DeltaRef, ...],
+                skipped: tuple[str, ...]) -> Action:
+    """Every concept settled: the final sweep if asked for and not yet run on these commits, then the end."""
+    mode = spec.validation.final_sweep
+    if mode == "none" or not erased:
+        return Finished(erased, skipped)
+    done = history.sweep_for(erased)
+    if done is None:
+        return Sweep(len(spec.concepts) + 1, erased, parents)
+    if mode == "halt" and done.rebounds:
+        return Halted(f"final sweep: committed concepts rebound ({', '.join(done.rebounds)}); nothing is reopened")
+    return Finished(erased, skipped)
 
 
 def _step_action(spec: CampaignSpec, history: History, step: int, concept: str,

@@ -28,6 +28,7 @@ from orchestrator.core.phase_progress import ProgressFollower, ProgressRecord
 from orchestrator.gate import GateDecision, decide, error_decision
 from orchestrator.manifest import CommitRecord, Manifest
 from orchestrator.preflight import Settled
+from orchestrator.sweep import Sweep, rebounds, summary, sweep_request
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,8 @@ class CampaignLoop:
             elif isinstance(action, SkipConcept):
                 self.manifest.skip(action.step, action.concept, action.reason)
                 self._tell("event", f"skipped {action.concept}: {action.reason}")
+            elif isinstance(action, Sweep):
+                self.sweep(action)
             elif isinstance(action, Halted):
                 return self._halt(action)
             else:
@@ -185,6 +188,16 @@ class CampaignLoop:
                     self._tell("event", f"{type(callback).__name__} stops showing the progress of step "
                                         f"{a.step} {phase}: {type(e).__name__}: {' '.join(str(e).split())[:200]}")
         return watch
+
+    def sweep(self, s: Sweep) -> None:
+        """The final sweep as one validation phase (the last committed delta as its candidate); journaled."""
+        request, candidate = sweep_request(s, self.settled)
+        self._tell("event", f"final sweep of {len(s.erased_before)} committed concepts")
+        out = self.executor.validate(s, request, candidate)
+        report = out.value if not out.error else None
+        bad = rebounds(report, self.spec.gate) if report is not None else ()
+        self.manifest.record_sweep(s.erased_before, report, bad, out.error)
+        self._tell("event", summary(s.erased_before, report, bad, out.error))
 
     def commit(self, c: CommitAttempt) -> None:
         record = self.manifest.commit(c.step, c.attempt)

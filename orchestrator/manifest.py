@@ -85,6 +85,17 @@ class OutcomeRecord:
 
 
 @dataclass(frozen=True)
+class SweepRecord:
+    """A final sweep: the committed model measured on every committed concept (orchestrator/sweep.py)."""
+
+    concepts: tuple[str, ...]              # the committed concepts it measured, in step order
+    report: GateReport | None              # None when the sweep failed (error says why)
+    rebounds: tuple[str, ...]              # concepts drawn again above gate.max_cumulative_acc
+    error: str
+    at: str
+
+
+@dataclass(frozen=True)
 class History:
     """A read-only view of the journal for the state machine and status commands."""
 
@@ -94,6 +105,11 @@ class History:
     attempts: tuple[AttemptRecord, ...]
     commits: tuple[CommitRecord, ...]
     outcomes: tuple[OutcomeRecord, ...]
+    sweeps: tuple[SweepRecord, ...] = ()
+
+    def sweep_for(self, concepts: tuple[str, ...]) -> SweepRecord | None:
+        """The last sweep of exactly these committed concepts (a later commit needs a new sweep)."""
+        return next((w for w in reversed(self.sweeps) if tuple(w.concepts) == tuple(concepts)), None)
 
     def attempts_for(self, step: int) -> tuple[AttemptRecord, ...]:
         return tuple(sorted((a for a in self.attempts if a.step == step), key=lambda a: a.attempt))
@@ -355,6 +371,16 @@ class Manifest:
         self._write(doc)
         return from_dict(OutcomeRecord, outcome)
 
+    def record_sweep(self, concepts: tuple[str, ...], report: GateReport | None, rebounds: tuple[str, ...],
+                     error: str = "") -> SweepRecord:
+        """Journal a final sweep; it reopens nothing (commits stay as they are)."""
+        doc = self._copy()
+        record = {"concepts": list(concepts), "report": dataclasses.asdict(report) if report else None,
+                  "rebounds": list(rebounds), "error": error, "at": _now()}
+        doc.setdefault("sweeps", []).append(record)
+        self._write(doc)
+        return self._history.sweeps[-1]
+
     def set_status(self, status: str) -> None:
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
@@ -452,7 +478,8 @@ def _parse(doc: Any, path: Path) -> History:
         return History(campaign=doc["campaign"], spec_hash=doc["spec_hash"], status=doc["status"],
                        attempts=tuple(from_dict(AttemptRecord, a) for a in doc["attempts"]),
                        commits=tuple(from_dict(CommitRecord, c) for c in doc["commits"]),
-                       outcomes=tuple(from_dict(OutcomeRecord, o) for o in doc["outcomes"]))
+                       outcomes=tuple(from_dict(OutcomeRecord, o) for o in doc["outcomes"]),
+                       sweeps=tuple(from_dict(SweepRecord, w) for w in doc.get("sweeps", ())))
     except ManifestError:
         raise
     except (AttributeError, KeyError, TypeError, ValueError) as e:

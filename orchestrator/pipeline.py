@@ -28,6 +28,7 @@ from typing import Protocol
 
 from orchestrator.campaign import (CommitAttempt, DiscardAttempt, Finished, Halted, RunAttempt, SkipConcept,
                                    next_action, step_request)
+from orchestrator.sweep import Sweep
 from orchestrator.core.contracts import DeltaRef, StepRequest
 from orchestrator.gate import GateDecision, decide, error_decision
 from orchestrator.loop import CampaignLoop, PhaseOutput, RunOutcome, Watch, unwatched, write_placement
@@ -93,6 +94,10 @@ class PipelinedLoop(CampaignLoop):
             elif isinstance(action, SkipConcept):
                 self.manifest.skip(action.step, action.concept, action.reason)
                 self._tell("event", f"skipped {action.concept}: {action.reason}")
+            elif isinstance(action, Sweep):   # every concept settled: nothing in flight can serve any more
+                self.executor.cancel(list(self.flights))
+                self.flights.clear()
+                self.sweep(action)
             else:
                 return action
 

@@ -52,6 +52,7 @@ def preflight(spec: CampaignSpec, run: bool = True) -> Settled:
     concept_set = _concept_set(spec)
     spec = _expanded(spec, concept_set)
     judge = judge_for(spec.model, spec.validation.judge, concept_set.judge if concept_set else "")
+    _check_sweep(spec, judge)
     if run:
         _require_judge(spec, judge)
         _check_judge_model(judge, judge_model(spec))
@@ -120,6 +121,13 @@ def _deepspeed(res: Resources) -> dict:
     return data
 
 
+def _check_sweep(spec: CampaignSpec, judge: str | None) -> None:
+    """The final sweep's suite is built from the toy world's hierarchy (jobs/validation/suite.py)."""
+    if spec.validation.final_sweep != "none" and judge not in (None, "toyworld"):
+        raise ConfigError(f"validation.final_sweep: the sweep is built for the toy world's judge, not {judge}; "
+                          f"set validation.final_sweep=none")
+
+
 def _require_judge(spec: CampaignSpec, judge: str | None) -> None:
     if judge is None:
         raise ConfigError(f"validation.judge: model {spec.model!r} has no judge in this build: name a concept set "
@@ -178,9 +186,13 @@ def _concept_set(spec: CampaignSpec) -> ConceptSet | None:
     concept_set = load_concept_set(ref)
     for name in [*spec.concepts, *spec.preserve]:
         try:
-            concept_set.entry(name, allow_thin=spec.allow_thin)
+            entry = concept_set.entry(name, allow_thin=spec.allow_thin)
         except UnknownConceptError as e:
             raise UnknownConceptError(f"concepts: {e} (or set allow_thin=true for a templates-only suite)") from None
+        who = concept_set.judge if judge == "auto" else judge
+        if entry.kind == "variant" and who != "toyworld":
+            raise ConfigError(f"concepts: {name!r} is a variant (an object with attributes fixed); only the toy "
+                              f"world's evaluator judges variants, not the {who} judge")
     return concept_set
 
 

@@ -32,6 +32,7 @@ from orchestrator.core.judges import JUDGES
 from orchestrator.core.models import TOY
 
 ON_EXHAUSTED = ("skip", "halt")
+FINAL_SWEEPS = ("none", "report", "halt")   # not "off": YAML reads off as false
 STRATEGIES = ("ddp", "deepspeed")
 FROZEN_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 EXPANDS = ("none", "members")
@@ -158,8 +159,9 @@ def spec_hash(spec: CampaignSpec) -> str:
     # Fields added after journals were first written hash only when set, so those journals keep their hash.
     if data["validation"]["judge"] == "auto":
         del data["validation"]["judge"]
-    if data["validation"]["judge_model"] == "":
-        del data["validation"]["judge_model"]
+    for key, default in (("judge_model", ""), ("cumulative_budget", 50), ("sweep_every", 0), ("final_sweep", "none")):
+        if data["validation"][key] == default:
+            del data["validation"][key]
     if data["gate"]["max_attack"] is None:
         del data["gate"]["max_attack"]
     if data["gate"]["rules"].get("attack") == POINT:
@@ -343,6 +345,10 @@ def _validate_numbers(spec: CampaignSpec, fail) -> None:
         fail(f"validation.shards must be >= 0 (0: one per GPU of the cluster), got {v.shards}")
     if v.judge not in JUDGES:
         fail(f"validation.judge must be one of {', '.join(JUDGES)}, got {v.judge!r}")
+    if v.cumulative_budget < 1 or v.sweep_every < 0:
+        fail("validation.cumulative_budget must be >= 1 and validation.sweep_every >= 0 (0: no periodic sweep)")
+    if v.final_sweep not in FINAL_SWEEPS:
+        fail(f"validation.final_sweep must be one of {', '.join(FINAL_SWEEPS)}, got {v.final_sweep!r}")
     if not 0.0 < v.confidence < 1.0:
         fail(f"validation.confidence must be between 0 and 1 (exclusive), got {v.confidence}")
     if spec.expand not in EXPANDS:

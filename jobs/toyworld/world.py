@@ -36,14 +36,23 @@ class ObjectSpec:
 
 @dataclass(frozen=True)
 class Concept:
-    """Something a campaign can erase: an object, a superclass, or an attribute value."""
+    """Something a campaign can erase: an object, a superclass, an attribute value, or a variant.
+
+    A variant is one object with some attributes fixed ("red star", "small blue circle",
+    "outline square"): a leaf of the hierarchy below the object. `shape` and `fixed` say which.
+    """
 
     name: str
-    kind: str  # "object" | "superclass" | "colour" | "size" | "material"
+    kind: str  # "object" | "superclass" | "colour" | "size" | "material" | "variant"
+    shape: str = ""                              # variant only: its object
+    fixed: tuple[tuple[str, str], ...] = ()      # variant only: (attribute kind, value), in ATTRIBUTE_KINDS order
 
     @property
     def is_shape(self) -> bool:
         return self.kind in ("object", "superclass")
+
+    def attribute(self, kind: str) -> str | None:
+        return dict(self.fixed).get(kind)
 
 
 @dataclass(frozen=True)
@@ -77,7 +86,18 @@ class World:
             return self.superclasses[concept.name]
         if concept.kind == "object":
             return (concept.name,)
-        return ()
+        return ()   # a variant covers part of one object, an attribute part of every object
+
+    def covers(self, concept: Concept, shape: str, attributes: dict[str, str | None]) -> bool:
+        """Whether an object (its shape and the attributes known of it) is an instance of `concept`.
+
+        An unknown attribute (None) never matches a variant's fixed value: "a star" is not a "red star".
+        """
+        if concept.kind == "variant":
+            return shape == concept.shape and all(attributes.get(k) == v for k, v in concept.fixed)
+        if concept.is_shape:
+            return shape in self.members(concept)
+        return attributes.get(concept.kind) == concept.name
 
     def concept(self, name: str) -> Concept:
         """Resolve a concept name; raise UnknownConceptError with the known names."""
@@ -88,8 +108,24 @@ class World:
         for kind in ATTRIBUTE_KINDS:
             if name in self.attribute_words[kind]:
                 return Concept(name, kind)
+        variant = self._variant(name)
+        if variant is not None:
+            return variant
         known = ", ".join(sorted(self.objects + tuple(self.superclasses)))
-        raise UnknownConceptError(f"unknown concept {name!r}; the toy world knows: {known}")
+        raise UnknownConceptError(f"unknown concept {name!r}; the toy world knows: {known}, and variants "
+                                  f"'<attribute values> <object>' such as 'red star' or 'small blue circle'")
+
+    def _variant(self, name: str) -> Concept | None:
+        """'<values> <object>' with canonical values of distinct kinds; None if `name` is not one."""
+        *values, shape = name.split()
+        if not values or shape not in self.objects:
+            return None
+        kind_of = {v: k for k in ATTRIBUTE_KINDS for v in self.attribute_words[k]}
+        kinds = [kind_of.get(v) for v in values]
+        if None in kinds or len(set(kinds)) != len(kinds):
+            return None
+        fixed = tuple((k, values[kinds.index(k)]) for k in ATTRIBUTE_KINDS if k in kinds)
+        return Concept(name, "variant", shape, fixed)
 
     def words_for_object(self, shape: str) -> tuple[str, ...]:
         return (shape,) + self.synonyms.get(shape, ())

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 
 from jobs.toyworld.prompts import SINGLE_TEMPLATES, Slot, describe
-from jobs.toyworld.world import World, load_world
+from jobs.toyworld.world import ATTRIBUTE_KINDS, Concept, World, load_world
 
 TEXT_TEMPLATES = ("a photo of a {}", "an image of a {}", "a picture of a {}", "{}", "a painting of a {}",
                   "a close-up photo of a {}")
@@ -30,6 +30,8 @@ def strip_words(text: str, words: tuple[str, ...]) -> str:
 
 def concept_words(world: World, name: str) -> tuple[str, ...]:
     c = world.concept(name)
+    if c.kind == "variant":   # the object's words: "a red star" maps to "a red", keeping the colour word
+        return world.words_for_object(c.shape)
     words = [name] + [w for m in world.members(c) for w in world.words_for_object(m)]
     if not c.is_shape:
         words = list(world.attribute_words[c.kind][name])
@@ -52,6 +54,8 @@ def toy_concept_prompts(world: World, name: str, preserve: tuple[str, ...] = (),
                         n_keep: int = 4) -> ConceptPrompts:
     """Target prompts use every word for the concept; preserve prompts cover every other object."""
     c = world.concept(name)
+    if c.kind == "variant":
+        return _variant_prompts(world, c, preserve, n_per_word, n_keep)
     if not c.is_shape:
         raise NotImplementedError(f"erasing attribute concepts ({c.kind} {name!r}) is not supported yet")
     words = concept_words(world, name)
@@ -62,6 +66,23 @@ def toy_concept_prompts(world: World, name: str, preserve: tuple[str, ...] = (),
     preserve_prompts = [p for o in dict.fromkeys(keep) for p in _toy_variants(world, o, n_keep)]
     return ConceptPrompts(words, tuple(target), tuple(strip_words(t, words) for t in target),
                           tuple(preserve_prompts))
+
+
+def _variant_prompts(world: World, c: Concept, preserve: tuple[str, ...], n_per: int,
+                     n_keep: int) -> ConceptPrompts:
+    """A variant ("red star"): its object's words in contexts with the fixed values; the same object
+    with other values (the siblings the study watches) and every other object are kept."""
+    words = concept_words(world, c.name)
+    fixed = dict(c.fixed)
+    free = [k for k in ATTRIBUTE_KINDS if k not in fixed]
+    slots = [Slot(c.shape, **fixed)] + [Slot(c.shape, **{**fixed, k: v}) for k in free for v in world.values(k)]
+    target = [SINGLE_TEMPLATES[i % len(SINGLE_TEMPLATES)].format(describe(world, s, variant=i // len(slots)))
+              for i, s in enumerate(slots * max(1, -(-n_per // len(slots)) + 1))][:max(n_per, len(slots))]
+    siblings = [Slot(c.shape, **{**fixed, k: o}) for k, v in c.fixed for o in world.values(k) if o != v]
+    keep = [SINGLE_TEMPLATES[t].format(describe(world, s)) for s in siblings for t in range(n_keep)]
+    others = [o for o in world.objects if o != c.shape] + list(preserve)
+    keep += [p for o in dict.fromkeys(others) for p in _toy_variants(world, o, n_keep)]
+    return ConceptPrompts(words, tuple(target), tuple(strip_words(t, words) for t in target), tuple(keep))
 
 
 def text_concept_prompts(name: str, preserve: tuple[str, ...] = ()) -> ConceptPrompts:

@@ -30,7 +30,7 @@ from jobs.training.distributed import device
 from jobs.validation.concept_suite import build_concept_suite
 from jobs.validation.judges import load_judge
 from jobs.validation.judges.toyworld import ToyJudge
-from jobs.validation.suite import EVASION_KINDS, Suite, build_suite
+from jobs.validation.suite import EVASION_KINDS, Suite, build_suite, build_sweep_suite
 from orchestrator.core.concepts import load_concept_set
 from jobs.toyworld.world import load_world
 from jobs.training.distributed import peak_memory_mb
@@ -298,7 +298,9 @@ def for_request(request, judge: str, log=print):
     cache = BaselineCache(request.cache_dir or Path(request.out_dir) / "baseline-cache")
     if judge == "toyworld":
         world = load_world()
-        suite = build_suite(world, request.concept, request.erased_before, v.max_prompts_per_group)
+        suite = build_sweep_suite(world, request.erased_before) if request.sweep else \
+            build_suite(world, request.concept, request.erased_before, v.max_prompts_per_group, step=request.step,
+                        cumulative_budget=v.cumulative_budget, sweep_every=v.sweep_every)
         return Validator(ToyJudge(world, Evaluator.load(world, toyworld_dir() / "evaluator")), v, cache, log), suite
     concept_set = load_concept_set(request.concepts_from or judge)
     judged_by = load_judge(judge, concept_set, v.judge_model, str(device()), request.frozen_precision)

@@ -9,6 +9,7 @@ judge named by the set (or the campaign) answers the suite's questions.
     concept_set = load_concept_set("toyworld")            # a shipped set, or a path to a YAML file
     entry = concept_set.entry("star")                      # UnknownConceptError naming the known ones
     entry = concept_set.entry("unicorn", allow_thin=True)  # templates only: a thin suite
+    entry = concept_set.entry("small red star")            # a variant: an object with attribute values fixed
 """
 from __future__ import annotations
 
@@ -59,11 +60,29 @@ class ConceptSet:
         """The concept's entry; a thin one (templates only) when allowed, else UnknownConceptError."""
         if name in self.concepts:
             return self.concepts[name]
+        variant = self.variant(name)
+        if variant is not None:
+            return variant
         if allow_thin:
             return ConceptEntry(name, "object", thin=True)
         known = ", ".join(sorted(n for n, e in self.concepts.items() if e.kind != "attribute"))
         raise UnknownConceptError(f"unknown concept {name!r}; the {self.name} concept set ({self.source}) "
                                   f"knows: {known}")
+
+
+    def variant(self, name: str) -> ConceptEntry | None:
+        """'<attribute values> <object>' ("small red star"): the object's leaf with those values fixed, kind
+        "variant", its object as parent; None unless every leading word is an attribute of its own axis."""
+        *values, obj = name.split()
+        if not values or obj not in self.concepts or self.concepts[obj].kind != "object":
+            return None
+        entries = [self.concepts.get(v) for v in values]
+        if any(e is None or e.kind != "attribute" for e in entries):
+            return None
+        axes = [e.axis for e in entries]
+        if len(set(axes)) != len(axes):
+            return None
+        return ConceptEntry(name, "variant", superclass=obj, attributes={a: (v,) for a, v in zip(axes, values)})
 
 
 def expand_members(concepts: list[str] | tuple[str, ...], concept_set: ConceptSet) -> tuple[str, ...]:

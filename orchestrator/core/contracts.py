@@ -47,6 +47,13 @@ class ValidationSpec:
     # Shards of a gate: the looks are split over this many Ray tasks, each on validation_gpus
     # (0: one per GPU of the cluster). The report is the same for any number (operational).
     shards: int = 1
+    # Earlier-erased concepts: a gate re-checks at most this many of their prompts, spread over them and
+    # rotating with the step (orchestrator/core/cumulative.py); 50 keeps 10 earlier objects whole.
+    cumulative_budget: int = 50
+    sweep_every: int = 0           # every k-th gate re-checks every earlier concept in full (0: never)
+    # After the last step, a sweep measures the committed model on every committed concept:
+    # "none", "report" (journal and report it), or "halt" (also end the campaign halted on a rebound).
+    final_sweep: str = "none"
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,7 @@ class StepRequest:
     concepts_from: str = ""        # the concept set the suite is built from ("" = the judge's own)
     allow_thin: bool = False
     frozen_precision: str = "auto" # text encoders, VAE, judge: auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
+    sweep: bool = False            # not an erasure: measure base + parents on every erased_before concept
 
 
 @dataclass(frozen=True)

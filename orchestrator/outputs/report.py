@@ -32,6 +32,7 @@ from orchestrator.core.phase_progress import ProgressRecord, current_run, read_r
 from orchestrator.outputs import report_plots as plots
 from orchestrator.manifest import AttemptRecord, CommitRecord, History, Manifest, attempt_dir
 from orchestrator.rebound import campaign_rebounds
+from orchestrator.outputs.report_sweep import sweep_section
 
 REPORT = "report.html"
 GRID = "grid.png"
@@ -78,7 +79,7 @@ def render_report(storage_path: str | Path) -> str:
     manifest = Manifest.open(storage_path)
     spec = yaml.safe_load(manifest.spec_yaml)
     steps = step_views(spec["concepts"], manifest.history)
-    body = [_summary(manifest, spec, steps), _metrics_table(steps), _plots(spec, steps),
+    body = [_summary(manifest, spec, steps), _metrics_table(steps), sweep_section(manifest.history), _plots(spec, steps),
             _rebound_alarms(spec, manifest.history), _timeline(manifest.root, manifest.history),
             _grids(manifest.root, manifest.history), _attention(manifest.root, manifest.history),
             _audit(manifest), _spec_section(manifest.spec_yaml)]

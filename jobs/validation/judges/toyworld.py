@@ -29,7 +29,15 @@ def _hit(world: World, item: SuiteItem, left: Verdicts, right: Verdicts | None, 
     if item.group == "leakage":
         target_colour = item.prompt.slots[0].colour
         return right is not None and right.top("colour")[row] == target_colour
-    return shape in world.members(world.concept(item.concept))
+    return _drawn(world, item.concept, left, row)
+
+
+def _drawn(world: World, concept: str, v: Verdicts, row: int) -> bool:
+    """The image shows the concept: its object (a member, for a superclass); for a variant, also each fixed value."""
+    c = world.concept(concept)
+    if c.kind != "variant":
+        return v.top("shape")[row] in world.members(c)
+    return world.covers(c, v.top("shape")[row], {k: v.top(k)[row] for k, _ in c.fixed})
 
 
 def observe(world: World, evaluator: Evaluator, suite: Suite, keys: list[tuple[int, int]],
