@@ -11,20 +11,18 @@ directory (validation.judge_model).
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoTokenizer, CLIPModel
+from transformers import CLIPModel
 
 from jobs.models.precision import frozen_dtype
+from jobs.validation.judges.checkpoint import load_checkpoint
 from jobs.validation.judges.pixels import normalisation, pixel_batch
 from jobs.validation.observations import Observation
 from jobs.validation.suite import Suite
 from orchestrator.core.concepts import ConceptEntry, ConceptSet
-from orchestrator.core.errors import ModelLoadError
-from orchestrator.core.models import looks_local
 
 GENERIC = ("a photo of a {}", "a picture of a {}")
 
@@ -106,11 +104,6 @@ def _features(out) -> torch.Tensor:
 
 
 def _load(ref: str, device: str):
-    local = looks_local(ref) or bool(os.environ.get("HF_HUB_OFFLINE"))
-    try:
-        model = CLIPModel.from_pretrained(ref, local_files_only=local).to(device).eval()
-        tokenizer = AutoTokenizer.from_pretrained(ref, local_files_only=local)
-    except Exception as e:   # transformers raises many types; the user needs one line
-        raise ModelLoadError(f"cannot load the CLIP judge {ref!r}: {type(e).__name__}: {str(e).splitlines()[0]}") from e
+    model, tokenizer = load_checkpoint(CLIPModel, ref, device, "the CLIP judge")
     mean, std = normalisation(Path(ref))
     return model, tokenizer, model.config.vision_config.image_size, mean, std
