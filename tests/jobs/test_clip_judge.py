@@ -10,11 +10,10 @@ from jobs.validation.concept_suite import build_concept_suite
 from jobs.validation.judges import load_judge
 from jobs.validation.observations import Observation
 from orchestrator.core.concepts import load_concept_set
-from orchestrator.core.contracts import StepRequest, ValidationSpec
 from orchestrator.core.errors import ConfigError
 from orchestrator.preflight import preflight
 from orchestrator.spec import load_spec
-from tests.fixtures.tiny_pipelines import save_tiny_clip
+from tests.fixtures.tiny_pipelines import save_tiny_clip, toy_gate
 
 TOY = load_concept_set("toyworld")
 
@@ -60,14 +59,7 @@ def test_a_clip_judge_that_is_not_on_the_machine_is_refused_before_ray(tmp_path,
 
 
 def test_a_toy_gate_runs_through_the_generic_path_with_a_clip_judge(tmp_path, clip_dir):
-    from jobs.step import run_erase, run_validation
-
-    spec = ValidationSpec(seeds=1, max_prompts_per_group=2, inference_steps=2, early_stop=False, judge="clip",
-                          judge_model=str(clip_dir))
-    request = StepRequest(campaign="c", step=1, attempt=1, concept="star", method="uce", hparams={},
-                          model="toyworld", parents=(), out_dir=str(tmp_path / "step"), validation=spec,
-                          cache_dir=str(tmp_path / "cache"), concepts_from="toyworld")
-    report = run_validation(request, run_erase(request, log=lambda *a: None), log=lambda *a: None)
+    report = toy_gate(tmp_path, "clip", clip_dir)
     assert report.target_acc.n > 0 and report.retain.n > 0 and "leakage" in report.unjudged
-    again = run_validation(request, run_erase(request, log=lambda *a: None), log=lambda *a: None)
+    again = toy_gate(tmp_path, "clip", clip_dir)
     assert again.retain == report.retain   # the second gate calibrates from the cached baseline: same thresholds

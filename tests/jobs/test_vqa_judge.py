@@ -9,11 +9,10 @@ import pytest
 from jobs.validation.concept_suite import build_concept_suite
 from jobs.validation.judges import load_judge
 from orchestrator.core.concepts import load_concept_set
-from orchestrator.core.contracts import StepRequest, ValidationSpec
 from orchestrator.core.errors import ConfigError, ModelLoadError
 from orchestrator.preflight import preflight
 from orchestrator.spec import load_spec
-from tests.fixtures.tiny_pipelines import save_tiny_blip_vqa, save_tiny_clip
+from tests.fixtures.tiny_pipelines import save_tiny_blip_vqa, save_tiny_clip, toy_gate
 
 TOY = load_concept_set("toyworld")
 IMAGES = np.random.default_rng(0).integers(0, 255, (3, 32, 32, 3), dtype=np.uint8)
@@ -71,13 +70,6 @@ def test_a_vqa_judge_that_is_not_on_the_machine_is_refused_before_ray(tmp_path, 
 
 
 def test_a_toy_gate_runs_through_the_generic_path_with_a_vqa_judge(tmp_path, vqa_dir):
-    from jobs.step import run_erase, run_validation
-
-    spec = ValidationSpec(seeds=1, max_prompts_per_group=2, inference_steps=2, early_stop=False, judge="vqa",
-                          judge_model=str(vqa_dir))
-    request = StepRequest(campaign="c", step=1, attempt=1, concept="star", method="uce", hparams={},
-                          model="toyworld", parents=(), out_dir=str(tmp_path / "step"), validation=spec,
-                          cache_dir=str(tmp_path / "cache"), concepts_from="toyworld")
-    report = run_validation(request, run_erase(request, log=lambda *a: None), log=lambda *a: None)
+    report = toy_gate(tmp_path, "vqa", vqa_dir)
     assert report.target_acc.n > 0 and report.retain.n > 0 and report.leakage.n > 0
     assert "leakage" not in report.unjudged
