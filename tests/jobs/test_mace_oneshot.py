@@ -5,7 +5,7 @@ import torch
 
 from jobs.methods import registry
 from jobs.methods.interface import EraseInputs
-from jobs.models.text_embeddings import encode
+from jobs.models.text_embeddings import concept_positions, encode
 from jobs.training.concept_prompts import merged, text_concept_prompts
 from tests.fixtures.tiny_pipelines import tiny_sd_pipeline
 
@@ -30,18 +30,24 @@ def test_merged_prompts_keep_each_concept_and_flatten_when_merged_again():
     assert star.parts == ()
 
 
+def _moved(pipe, out, prompts) -> float:
+    """How far the K/V change moves the concept's own token states (summed over projections)."""
+    c = encode(pipe, list(prompts.target))[concept_positions(pipe, list(prompts.target), prompts.words)].double()
+    return sum(float((c @ out.tensors[k].double().T).norm()) for k in out.tensors)
+
+
 def test_two_concepts_train_two_loras_and_fuse_them_where_one_concept_fuses_one(pipe):
     star = text_concept_prompts("star", preserve=("heart",))
     heart = text_concept_prompts("heart", preserve=("star",))
-    one = _erase(pipe, "star", star)
-    two = _erase(pipe, "star+heart", merged([star, heart]))
-    assert one.stats["fused_concepts"] == 1.0 and two.stats["fused_concepts"] == 2.0
-    assert two.stats["train_seconds"] > 0 and 0 < two.stats["mask_fraction"] < 1
-    assert one.tensors.keys() == two.tensors.keys()
-    assert any(not torch.allclose(one.tensors[k], two.tensors[k], atol=1e-6) for k in one.tensors)
-    # The single-concept run keeps the heart (it preserves it); the one-shot erases it too: on the heart's
-    # token states its K/V change is far larger.
-    c_heart = encode(pipe, list(heart.target)).flatten(0, 1).double()
-    moved = {name: sum(float((c_heart @ out.tensors[k].double().T).norm()) for k in out.tensors)
-             for name, out in (("one", one), ("two", two))}
-    assert moved["two"] > 2 * moved["one"], moved
+    alone = {"star": _erase(pipe, "star", star), "heart": _erase(pipe, "heart", heart)}
+    both = _erase(pipe, "star+heart", merged([star, heart]))
+    assert alone["star"].stats["fused_concepts"] == 1.0 and both.stats["fused_concepts"] == 2.0
+    assert both.stats["train_seconds"] > 0 and 0 < both.stats["mask_fraction"] < 1
+    assert both.tensors.keys() == alone["star"].tensors.keys()
+    assert any(not torch.allclose(alone["star"].tensors[k], both.tensors[k], atol=1e-6) for k in both.tensors)
+    # The one-shot erases each concept as far as that concept's own step does, where the other concept's step
+    # (which preserves it) moves it much less. Measured on the tiny pipeline: 41 vs 40 and 22 (heart's
+    # tokens), 42 vs 40 and 27 (star's).
+    for name, other, prompts in (("star", "heart", star), ("heart", "star", heart)):
+        moved = {k: _moved(pipe, out, prompts) for k, out in (("both", both), *alone.items())}
+        assert moved["both"] >= 0.9 * moved[name] and moved["both"] >= 1.3 * moved[other], (name, moved)
