@@ -1,16 +1,18 @@
 """MACE (Lu et al., CVPR 2024, arXiv 2403.06135): closed-form refinement, a masked-attention LoRA, fusion.
 
-For one concept (a progressive campaign's step):
-1. closed-form refinement (CFR) of cross-attention K/V: UCE's closed form on the concept's rows
-   (jobs/training/kv_edit.py), the concept's tokens mapped to the prompt without the concept;
+For one concept (a progressive campaign's step), or several at once (a one-shot arm: inputs.prompts from
+jobs/training/concept_prompts.py `merged`, whose `parts` are each concept's own prompts):
+1. closed-form refinement (CFR) of cross-attention K/V: UCE's closed form on all the concepts' rows
+   (jobs/training/kv_edit.py), the concepts' tokens mapped to the prompts without them;
 2. a rank-1 LoRA on the refined K/V trained to minimise MACE's attention loss: the Frobenius norm of the
    concept tokens' cross-attention inside the concept's image region, on noised images of the concept.
    The regions are thresholded cross-attention maps of the concept's tokens in the unedited model
    (jobs/models/attention_probe.py), averaged over a few noise draws: generated images carry no object
    masks, so this is what runs on every model, the toy world included (the authors use Grounded-SAM);
-3. the closed-form fusion: the K/V that, on every token of the concept's prompts, give what CFR + LoRA
-   gives and stay at the CFR weights elsewhere (kv_edit.fit, weight fuse_lam). With several LoRAs (a
-   one-shot arm) their rows are stacked; a progressive step fuses one.
+   One LoRA per concept, each trained alone on the CFR weights with its own concept's masks;
+3. the closed-form fusion: the K/V that, on every token of each concept's prompts, give what CFR + that
+   concept's LoRA gives and stay at the CFR weights elsewhere (kv_edit.fit, weight fuse_lam): the LoRAs'
+   rows stacked in one solve, as the paper fuses many concepts; a progressive step fuses one.
 The artifact is the dense K/V change (MACE ships a fused pipeline). Published: rank 1, 50 steps at lr 1e-5,
 batch 1, lamb 1e3, no preservation, timesteps importance-sampled around 200-400 (here uniform).
 UNet families only: the probe reads attn2 (the catalog says why not SD3).
@@ -35,21 +37,35 @@ MASK_DRAWS = 4   # noise draws whose attention maps are averaged into one mask p
 def erase(pipe, inputs: EraseInputs) -> MethodOutput:
     hp, cp = inputs.hparams, inputs.prompts
     comp, net = denoiser(pipe)
+    concepts = cp.parts or (cp,)
     base = {k: w.clone() for k, w in kv_edit.kv_weights(pipe, PROJECTIONS).items()}
     cfr = kv_edit.edit(base, kv_edit.concept_rows(pipe, cp), hp["lam"], hp["erase_scale"], hp["preserve_scale"])
-    x0 = generate_latents(pipe, cp.target, inputs.seed)
-    tokens = concept_positions(pipe, cp.target, cp.words)
-    masks = _concept_masks(pipe, x0, cp.target, tokens, hp["mask_quantile"], inputs.seed)
     live = dict(net.named_parameters())
     refined = {k: base[k] + cfr[k] for k in base}
+    regions = []   # per concept, from the unedited model: (latents, token mask, image-region masks)
+    for part in concepts:
+        x0 = generate_latents(pipe, part.target, inputs.seed)
+        tokens = concept_positions(pipe, part.target, part.words)
+        regions.append((x0, tokens, _concept_masks(pipe, x0, part.target, tokens, hp["mask_quantile"], inputs.seed)))
     try:
         _assign(live, comp, refined)
-        lora = _train_lora(pipe, inputs, x0, tokens, masks)
+        loras = [_train_lora(pipe, inputs, part.target, *r) for part, r in zip(concepts, regions)]
     finally:
         _assign(live, comp, base)
-    fused = _fuse(pipe, cp.target, refined, lora, hp)
+    fused = _fuse(pipe, [part.target for part in concepts], refined, loras, hp)
     return MethodOutput("dense", {k: fused[k] - base[k] for k in base},
-                        stats={"mask_fraction": float(masks.float().mean()), **lora.stats})
+                        stats=_stats([float(r[2].float().mean()) for r in regions], loras))
+
+
+def _stats(fractions: list[float], loras: list[_Lora]) -> dict[str, float]:
+    """The mask fraction and the LoRA loop's stats (over several concepts: means, seconds summed) and how
+    many concepts' LoRAs were fused."""
+    stats = {k: (sum if k == "train_seconds" else _mean)([lo.stats[k] for lo in loras]) for k in loras[0].stats}
+    return {"mask_fraction": _mean(fractions), **stats, "fused_concepts": float(len(loras))}
+
+
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs)
 
 
 class _Lora:
@@ -86,12 +102,12 @@ def _concept_masks(pipe, x0, prompts, tokens, quantile: float, seed: int) -> tor
     return attention_probe.threshold_masks(maps, quantile)
 
 
-def _train_lora(pipe, inputs: EraseInputs, x0, tokens, masks) -> _Lora:
-    """The rank-r LoRA on cross-attention K/V that moves the concept's attention out of its regions."""
-    hp, cp = inputs.hparams, inputs.prompts
+def _train_lora(pipe, inputs: EraseInputs, prompts, x0, tokens, masks) -> _Lora:
+    """The rank-r LoRA on cross-attention K/V that moves one concept's attention out of its regions."""
+    hp = inputs.hparams
     comp, net = denoiser(pipe)
     fam = adapter(pipe)
-    cond = fam.encode(cp.target)
+    cond = fam.encode(prompts)
     modules = cross_attention_modules(net)
     params = lora_adapter.attach(net, hp["rank"], hp["alpha"], text_kv_linears(net), init=True)
     store: list[torch.Tensor] = []
@@ -115,11 +131,13 @@ def _train_lora(pipe, inputs: EraseInputs, x0, tokens, masks) -> _Lora:
     return _Lora(lora_adapter.factors(trained.values, comp), hp["alpha"] / hp["rank"], trained.stats)
 
 
-def _fuse(pipe, prompts, refined: dict[str, torch.Tensor], lora: _Lora, hp) -> dict[str, torch.Tensor]:
-    """MACE's fusion of one LoRA: on every token state of the concept's prompts, what CFR + LoRA gives."""
-    c = encode(pipe, prompts).flatten(0, 1)
+def _fuse(pipe, prompts: list, refined: dict[str, torch.Tensor], loras: list[_Lora], hp) -> dict[str, torch.Tensor]:
+    """MACE's fusion: on every token state of each concept's prompts, what CFR + that concept's LoRA gives;
+    all concepts' rows stacked in one closed form per projection."""
+    cs = [encode(pipe, p).flatten(0, 1) for p in prompts]
+    c = torch.cat(cs)
     out = {}
     for key, w in refined.items():
-        edited = w + lora.change(key)
-        out[key] = kv_edit.fit(w, c, c.double() @ edited.double().T, hp["fuse_lam"])
+        v = torch.cat([ci.double() @ (w + lora.change(key)).double().T for ci, lora in zip(cs, loras)])
+        out[key] = kv_edit.fit(w, c, v, hp["fuse_lam"])
     return out

@@ -20,6 +20,7 @@ class ConceptPrompts:
     target: tuple[str, ...]       # prompts that draw the concept
     anchor: tuple[str, ...]       # the same prompts with the concept's word removed (aligned)
     preserve: tuple[str, ...]     # prompts of concepts to keep
+    parts: tuple["ConceptPrompts", ...] = ()   # merged(): each concept's own prompts (a method may treat them apart)
 
 
 def strip_words(text: str, words: tuple[str, ...]) -> str:
@@ -100,9 +101,12 @@ def concept_prompts(name: str, preserve: tuple[str, ...], world: str) -> Concept
 
 
 def merged(parts: list[ConceptPrompts]) -> ConceptPrompts:
-    """Several concepts as one erasure target (the all-at-once baseline): union of targets, keep the rest."""
+    """Several concepts as one erasure target (the all-at-once baseline): union of targets, keep the rest.
+
+    The result keeps each concept's own prompts in `parts` (MACE trains one LoRA per part and fuses them)."""
     words = tuple(dict.fromkeys(w for p in parts for w in p.words))
     keep = tuple(dict.fromkeys(p for part in parts for p in part.preserve
                                if not any(w in p.split() for w in words)))
     return ConceptPrompts(words, tuple(t for p in parts for t in p.target),
-                          tuple(a for p in parts for a in p.anchor), keep)
+                          tuple(a for p in parts for a in p.anchor), keep,
+                          tuple(q for p in parts for q in (p.parts or (p,))))
