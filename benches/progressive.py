@@ -81,7 +81,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("bench-results/progressive.json"))
     args = ap.parse_args()
     concepts = args.concepts.split(",")
-    spec = ValidationSpec(seeds=args.seeds, early_stop=False)
+    spec = ValidationSpec(seeds=args.seeds, early_stop=False, judge="toyworld")   # what preflight settles for the toy model
     work = Path(tempfile.mkdtemp(prefix="bench-progressive-"))
     gate = lambda r: r.forgetting.value >= args.min_forgetting and r.retain.value >= args.min_retain  # noqa: E731
     t0 = time.time()
