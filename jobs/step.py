@@ -110,14 +110,17 @@ def run_validation(request: StepRequest, candidate: DeltaRef, log=print, spread:
             grid = GridDraft(suite, request.validation, log)
             progress.write("grid", note="base")
             grid.draw_base(pipe, validator.cache, request.model)    # before any delta is stacked
-            views = GateViews(request, candidate, pipe, validator, log)   # drift, capability, attention maps
-            views.draw_base(pipe)
-            attack = AttackProbe(suite, request.validation, validator.judge, log)
-            attack.capture(pipe)                                     # the base model's K/V
+            # An erasure's gate also gets the views (drift, capability, attention maps) and the attack;
+            # a final sweep erases nothing: it only measures.
+            views = None if request.sweep else GateViews(request, candidate, pipe, validator, log)
+            attack = None if request.sweep else AttackProbe(suite, request.validation, validator.judge, log)
+            if views and attack:
+                views.draw_base(pipe)
+                attack.capture(pipe)                                 # the base model's K/V
             deltas.stack(pipe, tuple(request.parents) + (candidate,))
             report = validator.validate(pipe, suite, base)
-            report = attack.finish(pipe, report)
-            report = views.finish(pipe, report, out)
+            if views and attack:
+                report = views.finish(pipe, attack.finish(pipe, report), out)
             (out / "gate_report.json").write_text(to_json(report))
             progress.write("grid", note="erased")
             grid.finish(pipe, out)

@@ -59,6 +59,8 @@ class AttackProbe:
             return dataclasses.replace(report, unjudged={**report.unjudged, GROUP: self.why_not})
         t0 = time.time()
         keys = self.keys()
+        if not keys:
+            return dataclasses.replace(report, unjudged={**report.unjudged, GROUP: "the suite has no target prompts"})
         edited = [w.detach().double().cpu() for w in _kv(pipe)]
         images = self.draw(pipe, keys, regenerating_map(edited, self.original, REG))
         hits = sum(o.hit for o in self.judge.observe(self.suite, keys, images))

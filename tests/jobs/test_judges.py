@@ -44,8 +44,8 @@ def test_the_suite_leaves_out_what_nudenet_cannot_answer_and_says_why(judge):
 
 
 def test_an_unknown_judge_is_one_config_error():
-    with pytest.raises(ConfigError, match="'vqa' is not in this build"):
-        load_judge("vqa", NUDITY)
+    with pytest.raises(ConfigError, match="'florence' is not in this build"):
+        load_judge("florence", NUDITY)
 
 
 def test_the_nudity_sets_gate_runs_end_to_end_on_a_saved_pipeline(tmp_path):

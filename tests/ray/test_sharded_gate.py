@@ -6,7 +6,6 @@ several; the journaled reports must be equal in every field but the wall seconds
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ import ray
 from orchestrator.core.codec import to_json
 from orchestrator.manifest import Manifest
 from orchestrator.ray.driver import run_campaign
+from tests.fixtures.reports import timeless
 
 pytestmark = pytest.mark.ray
 
@@ -34,12 +34,6 @@ def gate(campaign, name: str, shards: int, early_stop: bool):
     (attempt,) = Manifest.open(spec.storage_path).history.attempts
     log = (Path(spec.storage_path) / "steps/1-star/attempt-1/validate.log").read_text()
     return attempt, log
-
-
-def timeless(report):
-    """The report without its wall-clock fields: everything measured must be equal, not how long it took."""
-    cap = report.capability and dataclasses.replace(report.capability, seconds=0.0)
-    return dataclasses.replace(report, seconds=0.0, attack_seconds=0.0, capability=cap)
 
 
 @pytest.mark.parametrize("early_stop", [True, False])
