@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
+import ray
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -88,3 +89,12 @@ def campaign(tmp_path, baseline_cache):
         return load_spec(str(path)), path
 
     return make
+
+
+@pytest.fixture(scope="module")
+def local_ray(toy_world):
+    """A Ray of its own (address="local", even when another runs on this machine), 2 CPUs, for one module."""
+    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024 * 1024,
+             logging_level="WARNING")
+    yield
+    ray.shutdown()

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-import ray
 
 from orchestrator.core.phase_progress import current_run, read_records
 from orchestrator.manifest import Manifest
@@ -22,19 +21,10 @@ from orchestrator.ray.driver import run_campaign
 from tests.fixtures.wandb_records import history, run_file
 from tests.ray.test_local_campaign import in_thread, joined
 
-pytestmark = [pytest.mark.ray, pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.ray, pytest.mark.e2e, pytest.mark.slow, pytest.mark.usefixtures("local_ray")]
 REPO = Path(__file__).resolve().parents[2]
 STEPS = 30
 ANSI = re.compile(r"\x1b(\[[0-9;?]*[ -/]*[@-~]|\][^\x07]*\x07|[()][A-Z0-9]|[=>78])")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def local_ray(toy_world):
-    # address="local": a Ray of its own, even when another one runs on this machine
-    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024 * 1024,
-             logging_level="WARNING")
-    yield
-    ray.shutdown()
 
 
 def watch_in_a_terminal(root: Path, stop_after_s: float) -> tuple[str, int | None]:

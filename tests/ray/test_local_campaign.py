@@ -10,21 +10,12 @@ from pathlib import Path
 
 import psutil
 import pytest
-import ray
 
 from orchestrator.core.errors import CampaignError, ClusterError
 from orchestrator.manifest import Manifest, sha256_file
 from orchestrator.ray.driver import driver_lock, run_campaign
 
-pytestmark = pytest.mark.ray
-
-
-@pytest.fixture(scope="module", autouse=True)
-def local_ray(toy_world):
-    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024 * 1024,
-             logging_level="WARNING")   # a Ray of its own, even when another one runs on this machine
-    yield
-    ray.shutdown()
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("local_ray")]
 
 
 def in_thread(fn, *args, **kwargs):

@@ -9,22 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import ray
 
 from orchestrator.core.codec import to_json
 from orchestrator.manifest import Manifest
 from orchestrator.ray.driver import run_campaign
 from tests.fixtures.reports import timeless
 
-pytestmark = pytest.mark.ray
-
-
-@pytest.fixture(scope="module", autouse=True)
-def local_ray(toy_world):
-    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024 * 1024,
-             logging_level="WARNING")
-    yield
-    ray.shutdown()
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("local_ray")]
 
 
 def gate(campaign, name: str, shards: int, early_stop: bool):

@@ -3,23 +3,14 @@ every 3rd gate a full sweep, and the final sweep journaled and in the report."""
 from __future__ import annotations
 
 import pytest
-import ray
 
 from orchestrator.manifest import Manifest
 from orchestrator.outputs.report import render_report
 from orchestrator.ray.driver import run_campaign
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("local_ray")]
 
 VARIANTS = ["red star", "blue square", "small green circle"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def local_ray(toy_world):
-    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024 * 1024,
-             logging_level="WARNING")
-    yield
-    ray.shutdown()
 
 
 def test_a_variant_campaign_with_bounded_checks_ends_with_a_sweep(campaign):
