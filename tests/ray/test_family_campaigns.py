@@ -3,7 +3,6 @@ CLIP judge, both saved to disk and loaded by the loaders a hub id uses (numbers 
 from __future__ import annotations
 
 import pytest
-import ray
 
 from orchestrator.manifest import Manifest, sha256_file
 from orchestrator.ray.driver import run_campaign
@@ -11,15 +10,8 @@ from orchestrator.spec import load_spec
 from tests.fixtures.tiny_pipelines import save_tiny_clip, tiny_sd3_pipeline, tiny_sd_pipeline, tiny_sdxl_pipeline
 from tests.ray.conftest import FORCE_COMMIT
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("local_ray")]   # a Ray of its own, not one already running
 BUILDERS = {"sd": tiny_sd_pipeline, "sdxl": tiny_sdxl_pipeline, "sd3": tiny_sd3_pipeline}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def local_ray(toy_world):
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024 * 1024, logging_level="WARNING")
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
