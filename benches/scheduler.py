@@ -54,7 +54,11 @@ GPUS = 8
 COST = {"seconds_per_image": 1.6, "gate_images_step1": 500, "cumulative_images_per_concept": 2,
         "cumulative_budget": 80, "early_stop_fraction_rejected": 0.37,
         "erase_over_gate": {"uce": 3.58 / (260 * 0.046), "esd-x": 30.73 / (260 * 0.046)},
-        "h100_speedup": 2.0, "erase_seconds": {}}
+        "h100_speedup": 2.0, "erase_seconds": {},
+        # mode "workers": fine-tune erases as distributed steps (resources.num_workers) of this many GPUs at
+        # this data-parallel efficiency (assumed; the toy bench measures exactness, not GPU scaling)
+        "finetune_workers": 4, "data_parallel_efficiency": 0.9}
+CLOSED_FORM = ("uce",)   # one process whatever num_workers says
 # --erase published: UCE's edit is "under 1 s" (published) plus loading and saving SD 1.5, taken as 30 s
 # (an assumption); ESD-x 6163 s per concept (UnlearnCanvas, published).
 PUBLISHED_ERASE = {"uce": 30.0, "esd-x": 6163.0}
@@ -71,6 +75,13 @@ def erase_seconds(method: str) -> float:
     return COST["erase_over_gate"][method] * COST["gate_images_step1"] * COST["seconds_per_image"]
 
 
+def erase_wall(method: str, workers: int) -> float:
+    """An erase's wall seconds on `workers` GPUs (a closed form stays on one)."""
+    if workers <= 1 or method in CLOSED_FORM:
+        return erase_seconds(method)
+    return erase_seconds(method) / (workers * COST["data_parallel_efficiency"])
+
+
 def rejected(concept: str, method: str, hparams: dict, rate: float) -> bool:
     h = hashlib.sha256(repr((concept, method, sorted(hparams.items()))).encode()).hexdigest()
     return int(h[:8], 16) / 0xFFFFFFFF < rate
@@ -85,20 +96,18 @@ def hold(seconds: float) -> float:
 class Synthetic:
     """Phases as Ray tasks that hold GPUs for their cost-model time; both executor interfaces."""
 
-    def __init__(self, scale: float, reject: float, shards: int, reserve: float):
-        self.scale, self.reject, self.shards, self.reserve = scale, reject, shards, reserve
+    def __init__(self, scale: float, reject: float, shards: int, reserve: float, workers: int = 1):
+        self.scale, self.reject, self.shards, self.reserve, self.workers = scale, reject, shards, reserve, workers
         self.gpu_seconds = 0.0           # model seconds x GPUs, of every phase that ran (discarded ones too)
         self.running: dict = {}          # ticket -> (refs of its one-GPU tasks, attempt, request, phase, seconds)
         self.count = 0
 
     def submit(self, a, request, phase, candidate=None, watch=None):
         if phase == "erase":
-            seconds, shards = erase_seconds(a.method), 1
+            shards = 1 if a.method in CLOSED_FORM else self.workers
+            seconds = erase_wall(a.method, shards) * shards   # GPU-seconds, split evenly below
         else:   # a gate: its GPU-seconds split evenly over its shards
-            fail = rejected(a.concept, a.method, a.hparams, self.reject)
-            images = gate_images(a.step)
-            drawn = round(images * (COST["early_stop_fraction_rejected"] if fail else 1.0))
-            seconds = (images + drawn) * COST["seconds_per_image"]   # baseline (all) + candidate (drawn)
+            seconds = _gate_seconds(a.step, rejected(a.concept, a.method, a.hparams, self.reject))
             shards = shard_count(self.shards, 1.0, self.reserve)
         refs = [hold.options(num_gpus=1).remote(seconds / shards / self.scale) for _ in range(shards)]
         self.count += 1
@@ -107,13 +116,15 @@ class Synthetic:
 
     def wait(self, tickets):
         while True:
-            done = next((t for t in tickets if not ray.wait(self.running[t][0], num_returns=len(self.running[t][0]),
-                                                            timeout=0)[1]), None)
+            pending = {t: ray.wait(self.running[t][0], num_returns=len(self.running[t][0]), timeout=0)[1]
+                       for t in tickets}
+            done = next((t for t in tickets if not pending[t]), None)
             if done is not None:
                 _, a, request, phase, seconds = self.running.pop(done)
                 self.gpu_seconds += seconds
                 return done, self._output(a, request, phase)
-            ray.wait([r for t in tickets for r in self.running[t][0]], num_returns=1, timeout=0.5)
+            # only the refs not finished yet: waiting on a finished one returns at once (a busy loop)
+            ray.wait([r for refs in pending.values() for r in refs], num_returns=1, timeout=0.5)
 
     def cancel(self, tickets):
         for t in tickets:   # a discarded phase's time until now is not counted: a small undercount
@@ -144,9 +155,39 @@ def _report(a, fail: bool) -> GateReport:
     images = gate_images(a.step)
     return GateReport(concept=a.concept, forgetting=forgetting, target_acc=Estimate(0.03, 0.01, 0.05, 500),
                       base_target_acc=0.9, evasion={}, retain=good, retain_by_distance={},
-                      leakage=Estimate(0.0, 0.0, 0.01, 500), kl=0.0, kl_base_noise=0.0, cumulative={},
+                      leakage=Estimate(0.0, 0.0, 0.01, 500), drift=Estimate(0.05, 0.03, 0.08, 500),
+                      kl=0.0, kl_base_noise=0.0, cumulative={},
                       images_generated=round(images * (COST["early_stop_fraction_rejected"] if fail else 1)),
                       early_stopped=fail, seconds=0.0)
+
+
+def chain_bound(decisions: list, workers: int = 1, gpus: int = GPUS) -> float:
+    """A lower bound on any schedule's wall time (model seconds) with the product's semantics, from the serial
+    run's decisions: each step's erase needs the candidate it builds on, and a retry needs the rejection it
+    answers. Per step: its first erase; if that is rejected, its gate (on every GPU) and the longest of the
+    later attempts' erases (all started at once, as parallel attempts do); if the step commits nothing, also
+    the last gate (the next step builds on the committed model before it); the campaign's last gate at the end.
+    Gates at full width, no overhead, unbounded GPUs for speculation: no scheduler can beat it."""
+    steps: dict[int, list] = {}
+    for step, method, hparams, verdict in decisions:
+        steps.setdefault(step, []).append((method, dict(hparams), verdict))
+    total = 0.0
+    for step, attempts in sorted(steps.items()):
+        first, rest = attempts[0], attempts[1:]
+        total += erase_wall(first[0], workers)
+        if rest:
+            total += _gate_seconds(step, True) / gpus + max(erase_wall(m, workers) for m, _, _ in rest)
+        if all(v != "commit" for _, _, v in attempts):
+            total += _gate_seconds(step, True) / gpus
+    last = max(steps)
+    return total + _gate_seconds(last, steps[last][-1][2] != "commit") / gpus
+
+
+def _gate_seconds(step: int, fail: bool) -> float:
+    """A gate's GPU-seconds: the base model's images of its suite and the candidate's drawn ones."""
+    images = gate_images(step)
+    drawn = round(images * (COST["early_stop_fraction_rejected"] if fail else 1.0))
+    return (images + drawn) * COST["seconds_per_image"]
 
 
 def run_mode(name: str, args, root: Path) -> dict:
@@ -154,7 +195,8 @@ def run_mode(name: str, args, root: Path) -> dict:
     spec = load_spec(None, [f"name={name}", f"concepts=[{concepts}]", f"storage_path={root / name}",
                             "allow_thin=true", "ladder=[esd-x]", "tracking.mode=disabled"])
     settled, manifest = preflight(spec, run=False), Manifest.create(spec.storage_path, spec)
-    executor = Synthetic(args.scale, args.reject, 1 if name == "serial" else 0, 1.0 if name == "pipelined" else 0.0)
+    executor = Synthetic(args.scale, args.reject, 1 if name == "serial" else 0, 0.0 if name == "sharded" else 1.0,
+                         COST["finetune_workers"] if name == "workers" else 1)
     loop = CampaignLoop(settled, manifest, executor) if name in ("serial", "sharded") else \
         PipelinedLoop(settled, manifest, executor, (), speculative=True, parallel_attempts=3)
     t0 = time.monotonic()
@@ -176,6 +218,7 @@ def main() -> None:
     ap.add_argument("--reject", type=float, default=0.2, help="share of gates that reject")
     ap.add_argument("--erase", choices=("toy", "published"), default="toy",
                     help="erase seconds from the toy world's erase/gate ratios or from published figures")
+    ap.add_argument("--modes", default="serial,sharded,pipelined,workers")
     ap.add_argument("--out", type=Path, default=REPO / "bench-results" / "scheduler.json")
     args = ap.parse_args()
     COST["erase_seconds"] = PUBLISHED_ERASE if args.erase == "published" else {}
@@ -186,23 +229,33 @@ def main() -> None:
     ray.get([hold.options(num_gpus=GPUS / 14).remote(1.0) for _ in range(14)])
     rows = []
     with tempfile.TemporaryDirectory(dir="/dev/shm" if Path("/dev/shm").is_dir() else None) as tmp:  # cheap fsync
-        for mode in ("serial", "sharded", "pipelined"):
+        for mode in args.modes.split(","):
             rows.append(run_mode(mode, args, Path(tmp)))
             print(f"  {mode}: {rows[-1]['wall_s'] / 3600:.1f} h", flush=True)
     ray.shutdown()
     node.shutdown()
-    ideal = rows[0]["gpu_seconds"] / GPUS
+    ref = next((r for r in rows if r["mode"] == "serial"), rows[0])   # the GPU-seconds nothing was discarded from
+    ideal = ref["gpu_seconds"] / GPUS
+    bound = chain_bound(ref["decisions"])
+    for r in rows:   # each mode's own bound: its erases' lengths
+        r["chain_bound_s"] = chain_bound(ref["decisions"], COST["finetune_workers"] if r["mode"] == "workers" else 1)
     same = all(r["decisions"] == rows[0]["decisions"] for r in rows)
     print(f"\n{args.concepts} concepts, one node of {GPUS} GPUs, rejection rate {args.reject}, erase {args.erase}, "
           f"time scale 1/{args.scale:g} (model hours below; SD 1.5 on A100 figures)")
-    print(f"{'mode':<34}{'wall h':>8}{'x ideal':>9}{'GPU util':>10}{'attempts':>10}{'discarded':>10}")
+    print(f"{'mode':<40}{'wall h':>8}{'x ideal':>9}{'x bound':>9}{'GPU util':>10}{'attempts':>10}{'discarded':>10}"
+          f"{'committed':>10}")
     names = {"serial": "serial (today)", "sharded": "sharded gates",
-             "pipelined": "sharded + speculative + parallel 3"}
+             "pipelined": "sharded + speculative + parallel 3",
+             "workers": f"the same + fine-tunes on {COST['finetune_workers']} GPUs"}
     for r in rows:
         r["ratio_to_ideal"] = r["wall_s"] / ideal
-        print(f"{names[r['mode']]:<34}{r['wall_s'] / 3600:>8.1f}{r['ratio_to_ideal']:>9.2f}{r['utilisation']:>10.2f}"
-              f"{r['attempts']:>10}{r['discarded']:>10}")
-    print(f"{'ideal (GPU-seconds / GPUs)':<34}{ideal / 3600:>8.1f}{1.0:>9.2f}{1.0:>10.2f}")
+        print(f"{names[r['mode']]:<40}{r['wall_s'] / 3600:>8.1f}{r['ratio_to_ideal']:>9.2f}"
+              f"{r['wall_s'] / r['chain_bound_s']:>9.2f}{r['utilisation']:>10.2f}"
+              f"{r['attempts']:>10}{r['discarded']:>10}{r['committed']:>10}")
+    print(f"{'ideal (GPU-seconds / GPUs)':<40}{ideal / 3600:>8.1f}{1.0:>9.2f}{'':>9}{1.0:>10.2f}")
+    for w in sorted({r["chain_bound_s"] for r in rows}, reverse=True):
+        label = "erase-chain bound" + ("" if w == bound else f", fine-tunes on {COST['finetune_workers']}")
+        print(f"{label:<40}{w / 3600:>8.1f}{w / ideal:>9.2f}{1.0:>9.2f}")
     images = {k: gate_images(k) for k in (1, 50, 100)}
     print(f"images per gate (candidate, before early stop) at steps 1, 50, 100: {images[1]}, {images[50]}, "
           f"{images[100]} ({images[100] / images[1]:.2f}x); decisions equal in every mode: {same}")
@@ -215,6 +268,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "ratio_to_ideal": best["ratio_to_ideal"], "best_mode": best["mode"],
+        "chain_bound_s": bound, "chain_bound_over_ideal": bound / ideal, "ratio_to_chain_bound": best["wall_s"] / best["chain_bound_s"],
         "images_per_gate_step100_over_step1": images[100] / images[1], "images_per_gate": images,
         "ideal_s": ideal, "modes": rows, "decisions_equal": same, "projection_hours_8xH100": h100,
         "concepts": args.concepts, "gpus": GPUS, "erase_model": args.erase, "reject": args.reject, "scale": args.scale, "cost_model": COST},
