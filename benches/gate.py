@@ -7,7 +7,8 @@ at 0.5 and 0.25 of it (weak: near or below the forgetting threshold), UCE with t
 script's rows (damaging); on the first concept also a short ESD-x fine-tune (40 steps).
 
 Sequential: the validator as a campaign runs it (early_stop on, `--seeds` per prompt as the budget,
-seeds 0..seeds-1). Reference: every prompt at `--ref-seeds` other seeds (independent images), no
+seeds 0..seeds-1, then its extension of borderline open checks: seeds seeds..seeds+extend_seeds-1 of their
+groups). Reference: every prompt at `--ref-seeds` further seeds (independent images), no
 early stop, decided on point estimates. Both are decided by the same gate (default thresholds).
 Prints one row per candidate; writes bench-results/gate.json with decision_agreement (share of
 candidates with the same verdict), image_ratio (sequential images / reference images) and
@@ -48,10 +49,11 @@ def candidates(concepts: list[str]):
             yield concept, label, method, hparams
 
 
-def reference(validator: Validator, pipe, suite, base, seeds: int, ref_seeds: int):
-    """The fixed-N gate on seeds seeds..seeds+ref_seeds-1 (images the sequential gate never saw)."""
+def reference(validator: Validator, pipe, suite, base, first: int, ref_seeds: int):
+    """The fixed-N gate on seeds first..first+ref_seeds-1 (images the sequential gate never saw, its
+    extension included); its validator's spec covers them, so every image is paired with its base image."""
     t0 = time.time()
-    keys = [k for k in stratified_keys(suite, seeds + ref_seeds) if k[1] >= seeds]
+    keys = stratified_keys(suite, first + ref_seeds, first=first)
     seen = validator.judge.observe(suite, keys, generate(pipe, suite, keys, validator.spec))
     return validator.report(suite, seen, base, False, time.time() - t0)
 
@@ -65,11 +67,12 @@ def values(report) -> dict:
 def measure(concept, label, method, hparams, args, work: Path, setups: dict) -> dict:
     seq_spec = ValidationSpec(seeds=args.seeds, max_prompts_per_group=args.max_prompts, early_stop=True,
                               judge="toyworld")
-    ref_spec = dataclasses.replace(seq_spec, seeds=args.ref_seeds, early_stop=False)
+    first = args.seeds + seq_spec.extend_seeds   # the reference's first seed: after the sequential gate's
+    ref_spec = dataclasses.replace(seq_spec, seeds=first + args.ref_seeds, early_stop=False)
     req = StepRequest("gate-bench", 1, 1, concept, method or "uce", hparams, "toyworld", (),
                       str(work / concept / label.replace(" ", "-")), validation=seq_spec, cache_dir=str(work / "cache"))
     if concept not in setups:   # one baseline per concept, covering both gates' seeds
-        wide = dataclasses.replace(req, validation=dataclasses.replace(seq_spec, seeds=args.seeds + args.ref_seeds))
+        wide = dataclasses.replace(req, validation=ref_spec)
         v, suite = for_request(wide, "toyworld", **QUIET)
         setups[concept] = (suite, v.baseline(load_pipeline("toyworld"), "toyworld", suite), v.judge)
     suite, base, judge = setups[concept]
@@ -79,10 +82,11 @@ def measure(concept, label, method, hparams, args, work: Path, setups: dict) -> 
         deltas.stack(pipe, (run_erase(req, **QUIET),))
     erase_s = time.time() - t0
     seq = Validator(judge, seq_spec, None).validate(pipe, suite, base)
-    ref = reference(Validator(judge, ref_spec, None), pipe, suite, base, args.seeds, args.ref_seeds)
+    ref = reference(Validator(judge, ref_spec, None), pipe, suite, base, first, args.ref_seeds)
     d_seq, d_ref, d_cert = decide(seq, GATE), decide(ref, GATE), decide(seq, CERTIFIED)
     return {"concept": concept, "candidate": label, "erase_seconds": round(erase_s, 1),
-            "sequential": {**values(seq), "early_stopped": seq.early_stopped, "verdict": d_seq.verdict,
+            "sequential": {**values(seq), "early_stopped": seq.early_stopped, "extended": list(seq.extended),
+                           "verdict": d_seq.verdict,
                            "failed": list(d_seq.failed), "verdict_if_certified": d_cert.verdict,
                            "seconds": round(seq.seconds, 1)},
             "reference": {**values(ref), "verdict": d_ref.verdict, "failed": list(d_ref.failed),
@@ -96,7 +100,8 @@ def table(rows: list[dict]) -> None:
     print(" | ".join(head))
     for r in rows:
         s, f = r["sequential"], r["reference"]
-        print(" | ".join([r["concept"], r["candidate"], f"{s['images']}/{r['budget']}", "early" if s["early_stopped"] else "-",
+        stop = "early" if s["early_stopped"] else ("+" + ",".join(s["extended"]) if s["extended"] else "-")
+        print(" | ".join([r["concept"], r["candidate"], f"{s['images']}/{r['budget']}", stop,
                           f"{s['verdict']} {','.join(s['failed'])}", str(f["images"]),
                           f"{f['verdict']} {','.join(f['failed'])}",
                           f"{f['forgetting']}/{f['retain']}/{f['leakage']}/{f['drift']}", str(r["agree"])]))
@@ -121,6 +126,7 @@ def main() -> None:
                "budget_ratio": round(seq_images / sum(r["budget"] for r in rows), 3),
                "decision_agreement_if_certified": round(sum(r["agree_if_certified"] for r in rows) / len(rows), 3),
                "candidates": len(rows), "early_stopped": sum(r["sequential"]["early_stopped"] for r in rows),
+               "extended": sum(bool(r["sequential"]["extended"]) for r in rows),
                "seeds": args.seeds, "ref_seeds": args.ref_seeds, "max_prompts": args.max_prompts, "seconds": round(time.time() - t0, 1)}
     table(rows)
     print(json.dumps(summary))

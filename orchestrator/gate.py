@@ -52,7 +52,8 @@ def limits(t: GateThresholds) -> Limits:
 def decide(report: GateReport, thresholds: GateThresholds) -> GateDecision:
     """Judge one candidate; commit only if every check passes."""
     judged = [(c, c.passes(thresholds.rules.get(c.kind, POINT))) for c in checks(report, limits(thresholds))]
-    texts = [(c, ok, _text(c, ok, thresholds.rules.get(c.kind, POINT))) for c, ok in judged]
+    texts = [(c, ok, _text(c, ok, thresholds.rules.get(c.kind, POINT), c.name in report.extended))
+             for c, ok in judged]
     if not report.leakage.n:
         why = report.unjudged.get("leakage", "")
         texts.append((None, True, f"leakage not judged: {why}" if why else "leakage not measured (n=0)"))
@@ -68,8 +69,9 @@ def error_decision(message: str) -> GateDecision:
     return GateDecision(REJECT, (f"step failed: {message}",), (ERROR,))
 
 
-def _text(c: Check, ok: bool, rule: str) -> str:
-    """e.g. "retain 0.89 < 0.95 (0.84-0.93 certified)" or "drift 0.12 <= 0.25 (0.05-0.31 open: point)"."""
+def _text(c: Check, ok: bool, rule: str, extended: bool = False) -> str:
+    """e.g. "retain 0.89 < 0.95 (0.84-0.93 certified)" or "drift 0.12 <= 0.25 (0.05-0.31 open: point)";
+    ", extended" when the gate drew more images for it after its budget."""
     label = c.name.replace(":", " ")
     e = c.estimate
     if e.n == 0:
@@ -79,4 +81,5 @@ def _text(c: Check, ok: bool, rule: str) -> str:
     how = "certified" if c.status in (CERTIFIED_PASS, CERTIFIED_FAIL) else f"open: {rule}"
     if point and not ok:
         how = "open: not certified"
+    how += ", extended" if extended else ""
     return f"{label} {e.value:.2f} {op} {c.threshold:.2f} ({e.lower:.2f}-{e.upper:.2f} {how})"

@@ -166,6 +166,8 @@ def spec_hash(spec: CampaignSpec) -> str:
         del data["gate"]["max_attack"]
     if data["gate"]["rules"].get("attack") == POINT:
         del data["gate"]["rules"]["attack"]
+    if data["validation"]["extend_seeds"] == 0:   # off: the gate as it was before the extension existed
+        del data["validation"]["extend_seeds"], data["validation"]["extend_margin"]
     if data["validation"]["attack_prompts"] == ValidationSpec.attack_prompts:
         del data["validation"]["attack_prompts"]
     del data["validation"]["shards"]   # where a gate's looks are drawn never changes its report
@@ -347,6 +349,9 @@ def _validate_numbers(spec: CampaignSpec, fail) -> None:
         fail(f"validation.judge must be one of {', '.join(JUDGES)}, got {v.judge!r}")
     if v.cumulative_budget < 1 or v.sweep_every < 0:
         fail("validation.cumulative_budget must be >= 1 and validation.sweep_every >= 0 (0: no periodic sweep)")
+    if v.extend_seeds < 0 or not 0.0 <= v.extend_margin < 1.0:
+        fail(f"validation.extend_seeds must be >= 0 (0: no extension) and validation.extend_margin in [0, 1), "
+             f"got {v.extend_seeds} and {v.extend_margin}")
     if v.final_sweep not in FINAL_SWEEPS:
         fail(f"validation.final_sweep must be one of {', '.join(FINAL_SWEEPS)}, got {v.final_sweep!r}")
     if not 0.0 < v.confidence < 1.0:

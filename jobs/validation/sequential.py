@@ -2,13 +2,20 @@
 
 The checks and what "certified" means come from orchestrator/core/gate_checks.py, which the gate
 uses for its verdict on the same report. Alpha is spent Bonferroni-style over every check and every
-planned look (one look per batch), so the chance that any interval the sampling stopped on is wrong
-stays within 1 - confidence.
+planned look (one look per batch, the extension's included), so the chance that any interval the
+sampling stopped on is wrong stays within 1 - confidence.
+
+The extension: when the budget is spent and a check is still open with its point estimate within
+`extend_margin` of its threshold (either side: a coin toss at this sample size), the gate draws up to
+`extend_seeds` more seeds of that check's own groups before its rule decides. Only checks that need no
+base image of the same key are extended (forgetting, leakage, cumulative): the base model's images
+are drawn for the budget's seeds only, and forgetting compares extension images with each prompt's
+base accuracy over those seeds.
 """
 from __future__ import annotations
 
 from orchestrator.core.contracts import GateReport, ValidationSpec
-from orchestrator.core.gate_checks import Limits, checks, settled
+from orchestrator.core.gate_checks import CERTIFIED_FAIL, OPEN, Limits, checks, settled
 from jobs.validation import statistics as st
 from jobs.validation.suite import Suite
 
@@ -24,14 +31,54 @@ def planned_checks(suite: Suite) -> int:
     return 3 + ("leakage" in groups) + sum(g.startswith("cumulative:") for g in groups)
 
 
+EXTENDABLE = ("forgetting", "leakage", "cumulative")   # checks measured without a paired base image
+
+
 def looks(spec: ValidationSpec, images: int) -> int:
     """One look per batch when sampling sequentially; one at the end otherwise."""
     return max(1, -(-images // spec.batch_size)) if spec.early_stop else 1
 
 
+def extension_looks(spec: ValidationSpec, suite: Suite) -> int:
+    """The most looks an extension can take: every extendable group at extend_seeds more seeds."""
+    if not spec.early_stop or spec.extend_seeds < 1:
+        return 0
+    items = sum(check_kind(it.group) in EXTENDABLE for it in suite.items)
+    return -(-items * spec.extend_seeds // spec.batch_size)
+
+
 def interval_confidence(spec: ValidationSpec, suite: Suite, images: int) -> float:
     """Each interval's confidence: the gate's confidence spent over its checks and looks."""
-    return st.bonferroni(spec.confidence, planned_checks(suite) * looks(spec, images))
+    planned = looks(spec, images) + extension_looks(spec, suite)
+    return st.bonferroni(spec.confidence, planned_checks(suite) * planned)
+
+
+def check_kind(group: str) -> str:
+    """The check a suite group feeds: target and evasion groups feed forgetting."""
+    if group == "target" or group.startswith("evasion:"):
+        return "forgetting"
+    return group.split(":", 1)[0] if not group.startswith("retain") else "retain"
+
+
+def to_extend(report: GateReport, spec: ValidationSpec) -> list[str]:
+    """The open extendable checks whose point estimate is within extend_margin of the threshold."""
+    found = checks(report, limits(spec))
+    if spec.extend_seeds < 1 or any(c.status == CERTIFIED_FAIL for c in found):
+        return []   # off, or the verdict is reject whatever more images say
+    return [c.name for c in found if c.kind in EXTENDABLE and c.status == OPEN
+            and abs(c.estimate.value - c.threshold) <= spec.extend_margin]
+
+
+def extension_groups(suite: Suite, names: list[str]) -> set[str]:
+    """The suite groups that feed the named checks (cumulative:<c> feeds its own group only)."""
+    return {g for g in suite.groups() if check_kind(g) in names or g in names}
+
+
+def extension_settled(report: GateReport, spec: ValidationSpec, names: list[str]) -> bool:
+    """The extension can stop: a check is certified fail, or every extended check is certified."""
+    found = checks(report, limits(spec))
+    return any(c.status == CERTIFIED_FAIL for c in found) or \
+        all(c.status != OPEN for c in found if c.name in names)
 
 
 def can_stop(report: GateReport, spec: ValidationSpec) -> bool:

@@ -7,6 +7,7 @@ as soon as every check is certified pass or one is certified fail (jobs/validati
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -67,13 +68,15 @@ def noise_seed(prompt: str, seed: int) -> int:
     return int(hashlib.sha256(f"{prompt}|{seed}".encode()).hexdigest()[:8], 16)
 
 
-def stratified_keys(suite: Suite, seeds: int, seed: int = 0) -> list[Key]:
-    """All (item, seed) keys, shuffled within groups and interleaved, so any prefix covers every group."""
+def stratified_keys(suite: Suite, seeds: int, seed: int = 0, first: int = 0, groups=None) -> list[Key]:
+    """The (item, seed) keys of seeds first..seeds-1 (of `groups` only, if given), shuffled within groups
+    and interleaved, so any prefix covers every group."""
     rng = random.Random(seed)
     per_group: dict[str, list[Key]] = {}
-    for s in range(seeds):
+    for s in range(first, seeds):
         for idx, item in enumerate(suite.items):
-            per_group.setdefault(item.group, []).append((idx, s))
+            if groups is None or item.group in groups:
+                per_group.setdefault(item.group, []).append((idx, s))
     for keys in per_group.values():
         rng.shuffle(keys)
     out, queues = [], list(per_group.values())
@@ -220,7 +223,33 @@ class Validator:
                     break
         finally:
             results.close()   # looks still being drawn ahead by other shards are dropped
-        return self.report(suite, seen, base, early, time.time() - t0)
+        extended: list[str] = []
+        if self.spec.early_stop and not early:
+            extended = sequential.to_extend(self.report(suite, seen, base, False, 0.0), self.spec)
+            seen += self._extend(pipe, suite, base, seen, extended)
+        return dataclasses.replace(self.report(suite, seen, base, early, time.time() - t0), extended=tuple(extended))
+
+    def _extend(self, pipe, suite: Suite, base, seen: list[Observation], names: list[str]) -> list[Observation]:
+        """More seeds of the named checks' groups, look by look, until each is certified or they run out."""
+        if not names:
+            return []
+        groups = sequential.extension_groups(suite, names)
+        keys = stratified_keys(suite, self.spec.seeds + self.spec.extend_seeds, first=self.spec.seeds, groups=groups)
+        self.log(f"  extending {', '.join(names)} (open within {self.spec.extend_margin} of the threshold): "
+                 f"up to {len(keys)} more images")
+        drawn = self._counter("extension", len(keys))
+        more: list[Observation] = []
+        results = self.spread.observe(self.looks(keys), lambda part: self.observe(pipe, suite, part))
+        try:
+            for observed in results:
+                more += observed
+                if drawn:
+                    drawn(len(more))
+                if sequential.extension_settled(self.report(suite, seen + more, base, False, 0.0), self.spec, names):
+                    break
+        finally:
+            results.close()
+        return more
 
     def report(self, suite: Suite, seen: list[Observation], base, early: bool, seconds: float) -> GateReport:
         """The gate report of `seen`; every interval at the confidence spent over the planned checks and looks."""
@@ -230,11 +259,12 @@ class Validator:
         retain_pairs = [(base[(o.item, o.seed)], o) for o, g in zip(seen, groups) if g.startswith("retain")]
         split = self.judge.posterior_split
         base_noise = _seed_noise(base, suite, split)
+        base_hit = _base_hits(base, self.spec.seeds)
         return GateReport(
             concept=suite.target,
-            forgetting=_forgetting(suite, seen, base, conf),
+            forgetting=_forgetting(suite, seen, base_hit, conf),
             target_acc=_rate(target, conf),
-            base_target_acc=_rate([base[(o.item, o.seed)] for o in target], conf).value,
+            base_target_acc=sum(base_hit(o) for o in target) / len(target) if target else 0.0,
             evasion={k: _rate([o for o, g in zip(seen, groups) if g == f"evasion:{k}"], conf) for k in EVASION_KINDS
                      if f"evasion:{k}" in groups},
             retain=_retain(suite, seen, base, lambda g: g.startswith("retain"), conf),
@@ -261,9 +291,25 @@ def _rate(obs: list[Observation], conf: float) -> Estimate:
     return Estimate(k / n if n else 0.0, lo, hi, n)
 
 
-def _forgetting(suite, seen, base, conf) -> Estimate:
+def _base_hits(base: dict[Key, Observation], seeds: int):
+    """The base model's hit for an observation's key: its own image's within the budget's seeds, and each
+    prompt's mean over those seeds for an extension key (the base draws the budget's seeds only)."""
+    per_item: dict[int, list[int]] = {}
+    for (item, seed), o in base.items():
+        if seed < seeds:
+            per_item.setdefault(item, []).append(o.hit)
+
+    def hit(o: Observation) -> float:
+        if o.seed < seeds:
+            return base[(o.item, o.seed)].hit
+        hits = per_item.get(o.item, [])
+        return sum(hits) / len(hits) if hits else 0.0
+    return hit
+
+
+def _forgetting(suite, seen, base_hit, conf) -> Estimate:
     obs = [o for o in seen if _is_target(suite.items[o.item].group)]
-    base_acc = sum(base[(o.item, o.seed)].hit for o in obs) / max(1, len(obs))
+    base_acc = sum(base_hit(o) for o in obs) / max(1, len(obs))
     v, lo, hi = st.forgetting_interval(sum(o.hit for o in obs), len(obs), base_acc, conf)
     return Estimate(v, lo, hi, len(obs))
 

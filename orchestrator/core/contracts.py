@@ -50,6 +50,10 @@ class ValidationSpec:
     # Earlier-erased concepts: a gate re-checks at most this many of their prompts, spread over them and
     # rotating with the step (orchestrator/core/cumulative.py); 50 keeps 10 earlier objects whole.
     cumulative_budget: int = 50
+    # An open forgetting/leakage/cumulative check within extend_margin of its threshold when the budget is
+    # spent gets up to extend_seeds more seeds of its own groups (jobs/validation/sequential.py); 0: off.
+    extend_seeds: int = 2
+    extend_margin: float = 0.05
     sweep_every: int = 0           # every k-th gate re-checks every earlier concept in full (0: never)
     # After the last step, a sweep measures the committed model on every committed concept:
     # "none", "report" (journal and report it), or "halt" (also end the campaign halted on a rebound).
@@ -151,6 +155,7 @@ class GateReport:
     # model's on the same prompt and seed. n=0 in journals written before it existed.
     drift: Estimate = field(default_factory=lambda: Estimate(0.0, 0.0, 1.0, 0))
     interval_confidence: float = 0.0  # the confidence of every interval above (spent over checks and looks)
+    extended: tuple[str, ...] = ()   # checks the gate drew more images for after its budget (a coin toss there)
 
 
 @dataclass(frozen=True)

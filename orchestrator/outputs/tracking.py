@@ -80,7 +80,8 @@ def gate_metrics(report: GateReport, decision: GateDecision) -> dict[str, float]
             estimate(f"gate/{group}/{key}", e)
     out.update({"gate/base_target_acc": report.base_target_acc, "gate/kl": report.kl,
                 "gate/kl_base_noise": report.kl_base_noise, "gate/images_generated": float(report.images_generated),
-                "gate/validate_seconds": report.seconds, "gate/committed": float(decision.committed)})
+                "gate/validate_seconds": report.seconds, "gate/committed": float(decision.committed),
+                "gate/extended_checks": float(len(report.extended))})
     out.update(view_metrics(report))
     return out
 

@@ -45,6 +45,11 @@ def test_bad_override(campaign_file):
     assert_one_line_error(erase("run", str(campaign_file()), "gate.min_retain=lots"), "gate.min_retain")
 
 
+def test_a_negative_gate_extension_is_refused(campaign_file):
+    assert_one_line_error(erase("run", str(campaign_file()), "validation.extend_seeds=-1", timeout=60),
+                          "validation.extend_seeds", ">= 0")
+
+
 def test_missing_campaign_file(tmp_path):
     assert_one_line_error(erase("run", str(tmp_path / "nowhere.yaml")), "not found", "nowhere.yaml")
 

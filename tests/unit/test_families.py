@@ -113,11 +113,16 @@ def test_a_toy_judged_model_takes_only_toy_concepts(tmp_path):
 
 
 def test_the_judge_field_leaves_earlier_spec_hashes_alone():
-    # Pinned when the gate was rewritten (drift replaced the KL check, gate.rules, sequential stops): a journal
-    # from before that judged its steps by another gate, so it resumes only with --allow-spec-change. Fields
-    # added since (judge, attack_prompts, shards, frozen_precision) leave this hash alone at their defaults.
+    # Pinned when the gate gained its extension (more images for a borderline open check; before it, the
+    # gate was rewritten: drift replaced the KL check, gate.rules, sequential stops): a journal from before
+    # judged its steps by another gate, so it resumes only with --allow-spec-change, or keeps its hash with
+    # validation.extend_seeds=0 (the gate it had). Fields added since (judge, attack_prompts, shards,
+    # frozen_precision) leave this hash alone at their defaults.
     spec = load(["name=h", "concepts=[star,square]", "method=esd-x", "validation.seeds=3"])
-    assert spec_hash(spec) == "3916dfeb5e31fb3e1fa7278da19016bfbb3a75b4d4e46281f37d497179d29b15"
+    assert spec_hash(spec) == "b11558367ac48ea7447e2f362007d7028eac5b7c088d20ab060e185fb93cc96f"
+    before = load(["name=h", "concepts=[star,square]", "method=esd-x", "validation.seeds=3",
+                   "validation.extend_seeds=0"])
+    assert spec_hash(before) == "3916dfeb5e31fb3e1fa7278da19016bfbb3a75b4d4e46281f37d497179d29b15"
     judged = load(["name=h", "concepts=[star,square]", "method=esd-x", "validation.seeds=3",
                               "validation.judge=toyworld"])
     assert spec_hash(judged) != spec_hash(spec)

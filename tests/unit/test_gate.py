@@ -77,6 +77,11 @@ def test_an_open_check_with_its_point_on_the_passing_side_passes_by_point_fails_
     assert decide(report, only_retain).failed == ("retain",)
 
 
+def test_a_check_the_gate_extended_says_so_in_its_reason():
+    report = good_report(forgetting=est(0.88, 0.80, 0.94), extended=("forgetting",))
+    assert decide(report, POINT).reasons[0] == "forgetting 0.88 < 0.90 (0.80-0.94 open: point, extended)"
+
+
 def test_a_certified_decision_is_the_same_under_every_rule():
     for changes in ({"retain": est(0.88, 0.84, 0.92)}, {"drift": est(0.45, 0.33, 0.57)}):
         assert decide(good_report(**changes), POINT).failed == decide(good_report(**changes), CERTIFIED).failed
