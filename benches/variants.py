@@ -2,6 +2,7 @@
 the parent word alone; then ask whether the parent still appears.
 
     python benches/variants.py [--experiment variants|superclass|both] [--methods uce,rece,esd-x] [--seeds 0,1,2]
+    python benches/variants.py --summarize bench-results/variants*.json    # mean and range over training seeds
 
 Two experiments, as the side-effects study ran them:
 - variants: every colour of one object ("red star", "green star", "blue star", "yellow star");
@@ -126,14 +127,51 @@ def table(rows: list[dict]) -> None:
               + " | ".join(cell(r, c) for c in cols) + " |")
 
 
+def summary(rows: list[dict]) -> list[dict]:
+    """Per experiment, method and arm over training seeds: each measure's mean and its range across seeds."""
+    cols = ["forgetting", "retain_near", "retain_far", "leakage", "drift", "attack"]
+    cells: dict[tuple, list[dict]] = {}
+    for r in rows:
+        cells.setdefault((r["experiment"], r["method"], r["arm"]), []).append(r)
+    out = []
+    for (experiment, method, arm), runs in cells.items():
+        row = {"experiment": experiment, "method": method, "arm": arm, "seeds": sorted(r["seed"] for r in runs),
+               "committed": [f"{sum(s['committed'] for s in r['steps'])}/{len(r['steps'])}" for r in runs
+                             if "steps" in r]}
+        for c in cols:
+            values = [r[c]["value"] for r in runs if r.get(c)]
+            row[c] = {"mean": round(sum(values) / len(values), 3), "min": min(values), "max": max(values)} \
+                if values else None
+        out.append(row)
+    return out
+
+
+def print_summary(rows: list[dict]) -> None:
+    cols = ["forgetting", "retain_near", "retain_far", "leakage", "drift", "attack"]
+    print("| experiment | method | arm | seeds | committed | parent " + " | ".join(cols) + " |")
+    print("|---" * (5 + len(cols)) + "|")
+    for r in rows:
+        def cell(e):
+            return "-" if not e else (f"{e['mean']:.2f}" if e["min"] == e["max"] else
+                                      f"{e['mean']:.2f} ({e['min']:.2f}-{e['max']:.2f})")
+        print(f"| {r['experiment']} | {r['method']} | {r['arm']} | {len(r['seeds'])} | "
+              f"{', '.join(r['committed']) or 'all at once'} | " + " | ".join(cell(r[c]) for c in cols) + " |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--summarize", nargs="+", type=Path, metavar="JSON",
+                    help="print the seed-averaged table of earlier runs' JSON files (rows merged) and exit")
     ap.add_argument("--experiment", default="both", choices=["variants", "superclass", "both"])
     ap.add_argument("--methods", default="uce,rece,mace,esd-x")
     ap.add_argument("--seeds", default="0,1,2", help="training seeds (fine-tunes; closed forms run once)")
     ap.add_argument("--gate-seeds", type=int, default=2, help="images per prompt in every gate and measure")
     ap.add_argument("--out", type=Path, default=Path("bench-results/variants.json"))
     args = ap.parse_args()
+    if args.summarize:
+        rows = [r for path in args.summarize for r in json.loads(path.read_text())]
+        print_summary(summary(rows))
+        return
     spec = dataclasses.replace(ValidationSpec(seeds=args.gate_seeds, judge="toyworld"), early_stop=False)
     work = Path(tempfile.mkdtemp(prefix="bench-variants-"))
     experiments = ["variants", "superclass"] if args.experiment == "both" else [args.experiment]

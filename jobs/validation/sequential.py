@@ -7,7 +7,8 @@ sampling stopped on is wrong stays within 1 - confidence.
 
 The extension: when the budget is spent and a check is still open with its point estimate within
 `extend_margin` of its threshold (either side: a coin toss at this sample size), the gate draws up to
-`extend_seeds` more seeds of that check's own groups before its rule decides. Only checks that need no
+`extend_seeds` more seeds of that check's own groups, drawn whole and looked at once (one more look
+in the alpha spending), before its rule decides. Only checks that need no
 base image of the same key are extended (forgetting, leakage, cumulative): the base model's images
 are drawn for the budget's seeds only, and forgetting compares extension images with each prompt's
 base accuracy over those seeds.
@@ -39,17 +40,14 @@ def looks(spec: ValidationSpec, images: int) -> int:
     return max(1, -(-images // spec.batch_size)) if spec.early_stop else 1
 
 
-def extension_looks(spec: ValidationSpec, suite: Suite) -> int:
-    """The most looks an extension can take: every extendable group at extend_seeds more seeds."""
-    if not spec.early_stop or spec.extend_seeds < 1:
-        return 0
-    items = sum(check_kind(it.group) in EXTENDABLE for it in suite.items)
-    return -(-items * spec.extend_seeds // spec.batch_size)
+def extension_looks(spec: ValidationSpec) -> int:
+    """The extension is one more look: all its images are drawn, then the checks are looked at once."""
+    return 1 if spec.early_stop and spec.extend_seeds >= 1 else 0
 
 
 def interval_confidence(spec: ValidationSpec, suite: Suite, images: int) -> float:
     """Each interval's confidence: the gate's confidence spent over its checks and looks."""
-    planned = looks(spec, images) + extension_looks(spec, suite)
+    planned = looks(spec, images) + extension_looks(spec)
     return st.bonferroni(spec.confidence, planned_checks(suite) * planned)
 
 
@@ -72,13 +70,6 @@ def to_extend(report: GateReport, spec: ValidationSpec) -> list[str]:
 def extension_groups(suite: Suite, names: list[str]) -> set[str]:
     """The suite groups that feed the named checks (cumulative:<c> feeds its own group only)."""
     return {g for g in suite.groups() if check_kind(g) in names or g in names}
-
-
-def extension_settled(report: GateReport, spec: ValidationSpec, names: list[str]) -> bool:
-    """The extension can stop: a check is certified fail, or every extended check is certified."""
-    found = checks(report, limits(spec))
-    return any(c.status == CERTIFIED_FAIL for c in found) or \
-        all(c.status != OPEN for c in found if c.name in names)
 
 
 def can_stop(report: GateReport, spec: ValidationSpec) -> bool:

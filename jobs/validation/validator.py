@@ -226,17 +226,17 @@ class Validator:
         extended: list[str] = []
         if self.spec.early_stop and not early:
             extended = sequential.to_extend(self.report(suite, seen, base, False, 0.0), self.spec)
-            seen += self._extend(pipe, suite, base, seen, extended)
+            seen += self._extend(pipe, suite, extended)
         return dataclasses.replace(self.report(suite, seen, base, early, time.time() - t0), extended=tuple(extended))
 
-    def _extend(self, pipe, suite: Suite, base, seen: list[Observation], names: list[str]) -> list[Observation]:
-        """More seeds of the named checks' groups, look by look, until each is certified or they run out."""
+    def _extend(self, pipe, suite: Suite, names: list[str]) -> list[Observation]:
+        """More seeds of the named checks' groups: drawn whole (in batches), then looked at once."""
         if not names:
             return []
         groups = sequential.extension_groups(suite, names)
         keys = stratified_keys(suite, self.spec.seeds + self.spec.extend_seeds, first=self.spec.seeds, groups=groups)
         self.log(f"  extending {', '.join(names)} (open within {self.spec.extend_margin} of the threshold): "
-                 f"up to {len(keys)} more images")
+                 f"{len(keys)} more images")
         drawn = self._counter("extension", len(keys))
         more: list[Observation] = []
         results = self.spread.observe(self.looks(keys), lambda part: self.observe(pipe, suite, part))
@@ -245,8 +245,6 @@ class Validator:
                 more += observed
                 if drawn:
                     drawn(len(more))
-                if sequential.extension_settled(self.report(suite, seen + more, base, False, 0.0), self.spec, names):
-                    break
         finally:
             results.close()
         return more
