@@ -4,11 +4,13 @@
     pool = ShardPool.open(request, candidate, shards - 1, cpus, gpus)             # in the validation task
     run_validation(request, candidate, spread=pool)
 
-Look i goes to member i % n (member 0 is the validation task itself, the others are helper actors
-running jobs/validation/shard_worker.Shard); n looks are drawn at once and handed back in look
-order, so the validator's stop rule is evaluated on exactly the observations of the unsharded gate
-after each look. When it stops early, the looks drawn ahead are dropped (at most n - 1). Helpers
-that no node can start within SHARD_START_S are left out: fewer shards, the same report.
+Each look goes to whichever member is free (the validation task itself, or a helper actor running
+jobs/validation/shard_worker.Shard), and the looks come back in look order, so the validator's stop
+rule is evaluated on exactly the observations of the unsharded gate after each look. When it stops
+early, the looks drawn ahead are dropped (at most one per helper). A helper joins whenever it has
+started (its GPU came free and its pipeline is loaded), at any look: a gate that starts while other
+work holds the GPUs begins alone and speeds up as they free. It waits (up to SHARD_START_S) only for
+the helpers that the devices free when it opened could take: those are loading, not queued.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from typing import Any
 
 import ray
 
-SHARD_START_S = 60.0
+SHARD_START_S = 60.0   # the longest a gate waits for helpers the free devices could take (loading)
 
 
 def shard_count(requested: int, gpus_per_shard: float, reserve: float = 0.0) -> int:
@@ -40,15 +42,18 @@ def shard_count(requested: int, gpus_per_shard: float, reserve: float = 0.0) -> 
 class ShardPool:
     """The helpers of one gate; a jobs.validation.shards.Spread. close() ends them."""
 
-    def __init__(self, actors: list):
-        self.actors, self.members = actors, None
+    def __init__(self, actors: list, expected: int = 0):
+        self.actors, self.expected = actors, expected            # expected: helpers the free devices could take
+        self.starting = {a.ready.remote(): a for a in actors}   # ready() answers once the pipeline is loaded
+        self.members: list = []                                  # helpers that started, in joining order
 
     @classmethod
     def open(cls, request, candidate, helpers: int, cpus: float, gpus: float) -> ShardPool:
         from jobs.validation.shard_worker import Shard   # torch: only inside the task
         actor = ray.remote(max_restarts=0)(Shard)
+        expected = _placeable(helpers, cpus, gpus)
         return cls([actor.options(num_cpus=cpus, num_gpus=gpus, name=None).remote(request, candidate)
-                    for _ in range(helpers)])
+                    for _ in range(helpers)], expected)
 
     def draw_base(self, looks, local: Callable) -> Generator[Any, None, None]:
         return self._run(looks, local, "draw_base")
@@ -56,30 +61,55 @@ class ShardPool:
     def observe(self, looks, local: Callable) -> Generator[Any, None, None]:
         return self._run(looks, local, "observe")
 
-    def started(self) -> int:
-        return len(self._helpers())
+    def joined(self) -> int:
+        """Helpers that have started so far."""
+        self._poll()
+        return len(self.members)
 
     def close(self) -> None:
         for a in self.actors:
             ray.kill(a)
 
-    def _helpers(self) -> list:
-        """The helpers that started (each loads the pipeline while the gate's process loads its own)."""
-        if self.members is None:
-            refs = {a.ready.remote(): a for a in self.actors}
-            ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=SHARD_START_S)
-            self.members = [refs[r] for r in refs if r in ready and _started(r)]
-        return self.members
+    def _poll(self) -> None:
+        """Helpers whose start finished since the last look join; one that failed to start never does."""
+        if not self.starting:
+            return
+        ready, _ = ray.wait(list(self.starting), num_returns=len(self.starting), timeout=0)
+        for ref in ready:
+            actor = self.starting.pop(ref)
+            if _started(ref):
+                self.members.append(actor)
+
+    def _await_placed(self) -> None:
+        """Once, before the first look: wait (up to SHARD_START_S) for the helpers that free devices could take
+        when the pool opened; they are loading their pipeline. The others join whenever they start."""
+        if self.expected and self.starting:
+            ray.wait(list(self.starting), num_returns=min(self.expected, len(self.starting)), timeout=SHARD_START_S)
+        self.expected = 0
 
     def _run(self, looks, local: Callable, method: str) -> Generator[Any, None, None]:
-        helpers = self._helpers()
-        n = len(helpers) + 1
-        pending: dict[int, Any] = {}
+        """Each look to whichever member is free: this process draws the look it needs next unless a helper
+        already has it, and every started, idle helper takes the next look nobody has (at most one each)."""
+        self._await_placed()
+        inflight: dict[int, tuple[Any, Any]] = {}   # look index -> (ref, helper)
+        handed = 0                                  # looks before it are drawn or in flight
         for i, part in enumerate(looks):
-            for j in range(i, min(i + n, len(looks))):
-                if j % n and j not in pending and j >= i:
-                    pending[j] = getattr(helpers[j % n - 1], method).remote(looks[j])
-            yield local(part) if i % n == 0 else ray.get(pending.pop(i))
+            self._poll()
+            here = i >= handed
+            handed = max(handed, i + 1)
+            busy = {id(helper) for _, helper in inflight.values()}
+            for helper in self.members:
+                if handed < len(looks) and id(helper) not in busy:
+                    inflight[handed] = (getattr(helper, method).remote(looks[handed]), helper)
+                    handed += 1
+            yield local(part) if here else ray.get(inflight.pop(i)[0])
+
+
+def _placeable(helpers: int, cpus: float, gpus: float) -> int:
+    """How many helpers the cluster's free devices could start now (each asks cpus and gpus)."""
+    free = ray.available_resources()
+    fits = [free.get(name, 0.0) / need for name, need in (("GPU", gpus), ("CPU", cpus)) if need > 0]
+    return min(helpers, math.floor(min(fits) + 1e-9)) if fits else helpers
 
 
 def _started(ref) -> bool:

@@ -67,8 +67,9 @@ def validate_phase(request: StepRequest, candidate: DeltaRef, shards: int = 1, c
             return run_validation(request, candidate, log)
         pool = ShardPool.open(request, candidate, shards - 1, cpus, gpus)
         try:
-            log(f"  sharded gate: {pool.started() + 1} of {shards} shards started")
-            return run_validation(request, candidate, log, spread=pool)
+            report = run_validation(request, candidate, log, spread=pool)
+            log(f"  sharded gate: {pool.joined() + 1} of {shards} shards joined")
+            return report
         finally:
             pool.close()
     return _run("validate", request, work)

@@ -32,7 +32,7 @@ def test_sharded_gate_reports_exactly_the_unsharded_report(campaign, early_stop)
     one, _ = gate(campaign, f"one-{early_stop}", 1, early_stop)
     two, log = gate(campaign, f"two-{early_stop}", 2, early_stop)
 
-    assert "2 of 2 shards started" in log
+    assert "2 of 2 shards joined" in log
     assert one.candidate.sha256 == two.candidate.sha256
     same = [to_json(timeless(a.report)) for a in (one, two)]
     assert same[0] == same[1]
