@@ -63,8 +63,11 @@ def to_extend(report: GateReport, spec: ValidationSpec) -> list[str]:
     found = checks(report, limits(spec))
     if spec.extend_seeds < 1 or any(c.status == CERTIFIED_FAIL for c in found):
         return []   # off, or the verdict is reject whatever more images say
-    return [c.name for c in found if c.kind in EXTENDABLE and c.status == OPEN
-            and abs(c.estimate.value - c.threshold) <= spec.extend_margin]
+    names = [c.name for c in found if c.kind in EXTENDABLE and c.status == OPEN
+             and abs(c.estimate.value - c.threshold) <= spec.extend_margin]
+    if any(not c.point_passes for c in found if c.name not in names):
+        return []   # another check fails on its point estimate: more images here cannot make it a commit
+    return names
 
 
 def extension_groups(suite: Suite, names: list[str]) -> set[str]:

@@ -49,6 +49,8 @@ def test_only_an_open_forgetting_leakage_or_cumulative_check_near_its_threshold_
     assert sequential.to_extend(retain_near, spec) == []                        # retain needs paired base images
     failed = _report(Estimate(0.89, 0.75, 0.97, 46), Estimate(0.60, 0.50, 0.70, 60))
     assert sequential.to_extend(failed, spec) == []                             # rejected whatever comes next
+    retain_fails = _report(Estimate(0.89, 0.75, 0.97, 46), Estimate(0.90, 0.80, 0.97, 60))
+    assert sequential.to_extend(retain_fails, spec) == []                       # open, but failing on its point
     assert sequential.to_extend(near, dataclasses.replace(spec, extend_seeds=0)) == []   # off
     suite = build_suite(load_world(), "square", ("star",))
     groups = sequential.extension_groups(suite, ["forgetting", "cumulative:star"])
