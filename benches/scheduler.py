@@ -1,9 +1,11 @@
-"""Scheduler: 100 concepts on a fake 8-GPU node, serial vs sharded vs sharded + speculative + parallel attempts.
+"""Scheduler: 100 concepts on a fake 8-GPU node, serial vs sharded vs sharded + speculative + parallel attempts
+(and the same with fine-tunes as distributed steps on 4 GPUs).
 
-    python benches/scheduler.py [--concepts 100] [--scale 2000] [--reject 0.2]
+    python benches/scheduler.py [--concepts 100] [--scale 500] [--reject 0.2] [--modes serial,sharded,pipelined,workers]
 
 The real loops (orchestrator/loop.py CampaignLoop, orchestrator/pipeline.py PipelinedLoop), journal,
-gate and Ray scheduling (shard_count over the free GPUs, one GPU per erase and per gate shard), on a
+gate and Ray scheduling (shard_count over the cluster's GPUs; a gate drawn look by look on up to that many
+GPUs, as orchestrator/ray/shards.py draws it; one GPU per erase), on a
 ray.cluster_utils.Cluster whose node says it has 8 GPUs. Only the phases are synthetic: each sleeps
 for its cost-model seconds divided by --scale, and a gate's verdict is drawn per (concept, method,
 hparams) at --reject. Cost model (model seconds, SD 1.x; see COST below and the README):
@@ -18,9 +20,10 @@ hparams) at --reject. Cost model (model seconds, SD 1.x; see COST below and the 
   step 1: UCE 3.58 s / 11.96 s (260 images x 0.046 s), ESD-x 30.73 s / 11.96 s.
 - retry policy: the project's (UCE, UCE at double strength, then ESD-x), at most 3 attempts.
 
-Prints wall time per mode, the ideal (the serial run's GPU-seconds / GPUs), GPU utilisation, images per
-gate at steps 1, 50, 100, and an 8x H100 projection (H100_SPEEDUP over the A100 figures); writes
-bench-results/scheduler.json.
+Prints wall time per mode, the ideal (the serial run's GPU-seconds / GPUs), the erase-chain bound (no
+schedule beats it: chain_bound), GPU utilisation, images per gate at steps 1, 50, 100, and an 8x H100
+projection (H100_SPEEDUP over the A100 figures); writes bench-results/scheduler.json (ratio_to_ideal,
+images_per_gate_step100_over_step1, chain_bound_s, ratio_to_chain_bound, per mode rows).
 """
 from __future__ import annotations
 
@@ -64,6 +67,16 @@ CLOSED_FORM = ("uce",)   # one process whatever num_workers says
 PUBLISHED_ERASE = {"uce": 30.0, "esd-x": 6163.0}
 
 
+LOOK_IMAGES = 64   # validation.batch_size: the unit a shard draws
+
+
+def _looks(seconds: float) -> list[float]:
+    """A gate's GPU-seconds as looks of LOOK_IMAGES images (the last one partial)."""
+    look = LOOK_IMAGES * COST["seconds_per_image"]
+    whole, rest = divmod(seconds, look)
+    return [look] * int(whole) + ([rest] if rest > 1e-9 else [])
+
+
 def gate_images(step: int) -> int:
     return COST["gate_images_step1"] + min(COST["cumulative_images_per_concept"] * (step - 1),
                                            COST["cumulative_budget"])
@@ -100,27 +113,46 @@ class Synthetic:
         self.scale, self.reject, self.shards, self.reserve, self.workers = scale, reject, shards, reserve, workers
         self.gpu_seconds = 0.0           # model seconds x GPUs, of every phase that ran (discarded ones too)
         self.running: dict = {}          # ticket -> (refs of its one-GPU tasks, attempt, request, phase, seconds)
+        self.queues: dict = {}           # gate ticket -> its looks not started yet (model seconds each)
+        self.caps: dict = {}             # gate ticket -> its shards: looks in flight at most
         self.count = 0
 
     def submit(self, a, request, phase, candidate=None, watch=None):
+        self.count += 1
         if phase == "erase":
             shards = 1 if a.method in CLOSED_FORM else self.workers
-            seconds = erase_wall(a.method, shards) * shards   # GPU-seconds, split evenly below
-        else:   # a gate: its GPU-seconds split evenly over its shards
+            seconds = erase_wall(a.method, shards) * shards   # GPU-seconds, split evenly over its workers
+            refs = [hold.options(num_gpus=1).remote(seconds / shards / self.scale) for _ in range(shards)]
+        else:
             seconds = _gate_seconds(a.step, rejected(a.concept, a.method, a.hparams, self.reject))
             shards = shard_count(self.shards, 1.0, self.reserve)
-        refs = [hold.options(num_gpus=1).remote(seconds / shards / self.scale) for _ in range(shards)]
-        self.count += 1
+            # As orchestrator/ray/shards.py draws a gate: look by look, on up to `shards` GPUs, each look on
+            # whichever GPU frees up first (a helper joins when it starts; none is waited for).
+            self.queues[self.count], self.caps[self.count] = _looks(seconds), shards
+            refs = []
         self.running[self.count] = (refs, a, request, phase, seconds)
+        self._top_up(self.count)
         return self.count
+
+    def _top_up(self, ticket) -> None:
+        """A gate's finished looks make room for its next ones (at most `shards` in flight)."""
+        refs, queue = self.running[ticket][0], self.queues.get(ticket)
+        if queue is None:
+            return
+        refs[:] = ray.wait(refs, num_returns=len(refs), timeout=0)[1] if refs else []
+        while queue and len(refs) < self.caps[ticket]:
+            refs.append(hold.options(num_gpus=1).remote(queue.pop(0) / self.scale))
 
     def wait(self, tickets):
         while True:
+            for t in tickets:
+                self._top_up(t)
             pending = {t: ray.wait(self.running[t][0], num_returns=len(self.running[t][0]), timeout=0)[1]
                        for t in tickets}
-            done = next((t for t in tickets if not pending[t]), None)
+            done = next((t for t in tickets if not pending[t] and not self.queues.get(t)), None)
             if done is not None:
                 _, a, request, phase, seconds = self.running.pop(done)
+                self.queues.pop(done, None)
                 self.gpu_seconds += seconds
                 return done, self._output(a, request, phase)
             # only the refs not finished yet: waiting on a finished one returns at once (a busy loop)
@@ -131,6 +163,7 @@ class Synthetic:
         # scale). The product's GPU phases run in a fresh process each (max_calls=1), so there a forced
         # cancel costs nothing beyond the phase's own start-up, which the cost model already holds.
         for t in tickets:   # a discarded phase's time until now is not counted: a small undercount
+            self.queues.pop(t, None)
             for ref in self.running.pop(t)[0]:
                 ray.cancel(ref, force=False)
 
@@ -186,6 +219,12 @@ def chain_bound(decisions: list, workers: int = 1, gpus: int = GPUS) -> float:
     return total + _gate_seconds(last, steps[last][-1][2] != "commit") / gpus
 
 
+def gpu_seconds(decisions: list) -> float:
+    """The campaign's GPU-seconds on one GPU per erase (what the serial loop holds): every attempt's erase and gate."""
+    return sum(erase_seconds(method) + _gate_seconds(step, verdict != "commit")
+               for step, method, _, verdict in decisions)
+
+
 def _gate_seconds(step: int, fail: bool) -> float:
     """A gate's GPU-seconds: the base model's images of its suite and the candidate's drawn ones."""
     images = gate_images(step)
@@ -217,7 +256,8 @@ def run_mode(name: str, args, root: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--concepts", type=int, default=100)
-    ap.add_argument("--scale", type=float, default=2000.0, help="model seconds per real second")
+    ap.add_argument("--scale", type=float, default=500.0,
+                    help="model seconds per real second (higher: faster, more of the loop's own overhead)")
     ap.add_argument("--reject", type=float, default=0.2, help="share of gates that reject")
     ap.add_argument("--erase", choices=("toy", "published"), default="toy",
                     help="erase seconds from the toy world's erase/gate ratios or from published figures")
@@ -237,8 +277,8 @@ def main() -> None:
             print(f"  {mode}: {rows[-1]['wall_s'] / 3600:.1f} h", flush=True)
     ray.shutdown()
     node.shutdown()
-    ref = next((r for r in rows if r["mode"] == "serial"), rows[0])   # the GPU-seconds nothing was discarded from
-    ideal = ref["gpu_seconds"] / GPUS
+    ref = rows[0]   # decisions are equal in every mode (checked below)
+    ideal = gpu_seconds(ref["decisions"]) / GPUS   # the serial run's GPU-seconds, whichever modes ran
     bound = chain_bound(ref["decisions"])
     for r in rows:   # each mode's own bound: its erases' lengths
         r["chain_bound_s"] = chain_bound(ref["decisions"], COST["finetune_workers"] if r["mode"] == "workers" else 1)
