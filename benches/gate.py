@@ -10,9 +10,12 @@ Sequential: the validator as a campaign runs it (early_stop on, `--seeds` per pr
 seeds 0..seeds-1, then its extension of borderline open checks: seeds seeds..seeds+extend_seeds-1 of their
 groups). Reference: every prompt at `--ref-seeds` further seeds (independent images), no
 early stop, decided on point estimates. Both are decided by the same gate (default thresholds).
+Also, on the same candidates: the sequential gate without its extension, and a repeat of the reference
+on further seeds (how often a fixed-N gate agrees with itself: the ceiling for any gate's agreement).
 Prints one row per candidate; writes bench-results/gate.json with decision_agreement (share of
-candidates with the same verdict), image_ratio (sequential images / reference images) and
-budget_ratio (sequential images / its own budget).
+candidates with the same verdict), image_ratio (sequential images / reference images),
+budget_ratio (sequential images / its own budget), decision_agreement_without_extension,
+image_ratio_without_extension and reference_self_agreement.
 """
 from __future__ import annotations
 
@@ -68,7 +71,9 @@ def measure(concept, label, method, hparams, args, work: Path, setups: dict) -> 
     seq_spec = ValidationSpec(seeds=args.seeds, max_prompts_per_group=args.max_prompts, early_stop=True,
                               judge="toyworld")
     first = args.seeds + seq_spec.extend_seeds   # the reference's first seed: after the sequential gate's
-    ref_spec = dataclasses.replace(seq_spec, seeds=first + args.ref_seeds, early_stop=False)
+    # the reference and its repeat (the same fixed-N gate on further seeds: how often a gate of that size
+    # agrees with itself, the ceiling for any smaller gate's agreement with it)
+    ref_spec = dataclasses.replace(seq_spec, seeds=first + 2 * args.ref_seeds, early_stop=False)
     req = StepRequest("gate-bench", 1, 1, concept, method or "uce", hparams, "toyworld", (),
                       str(work / concept / label.replace(" ", "-")), validation=seq_spec, cache_dir=str(work / "cache"))
     if concept not in setups:   # one baseline per concept, covering both gates' seeds
@@ -82,8 +87,11 @@ def measure(concept, label, method, hparams, args, work: Path, setups: dict) -> 
         deltas.stack(pipe, (run_erase(req, **QUIET),))
     erase_s = time.time() - t0
     seq = Validator(judge, seq_spec, None).validate(pipe, suite, base)
+    plain = Validator(judge, dataclasses.replace(seq_spec, extend_seeds=0), None).validate(pipe, suite, base)
     ref = reference(Validator(judge, ref_spec, None), pipe, suite, base, first, args.ref_seeds)
+    again = reference(Validator(judge, ref_spec, None), pipe, suite, base, first + args.ref_seeds, args.ref_seeds)
     d_seq, d_ref, d_cert = decide(seq, GATE), decide(ref, GATE), decide(seq, CERTIFIED)
+    d_plain, d_again = decide(plain, GATE), decide(again, GATE)
     return {"concept": concept, "candidate": label, "erase_seconds": round(erase_s, 1),
             "sequential": {**values(seq), "early_stopped": seq.early_stopped, "extended": list(seq.extended),
                            "verdict": d_seq.verdict,
@@ -91,20 +99,26 @@ def measure(concept, label, method, hparams, args, work: Path, setups: dict) -> 
                            "seconds": round(seq.seconds, 1)},
             "reference": {**values(ref), "verdict": d_ref.verdict, "failed": list(d_ref.failed),
                           "seconds": round(ref.seconds, 1)},
+            "without_extension": {**values(plain), "verdict": d_plain.verdict, "failed": list(d_plain.failed)},
+            "reference_repeat": {**values(again), "verdict": d_again.verdict, "failed": list(d_again.failed)},
             "budget": args.seeds * len(suite.items), "agree": d_seq.verdict == d_ref.verdict,
+            "agree_without_extension": d_plain.verdict == d_ref.verdict,
+            "reference_repeat_agrees": d_again.verdict == d_ref.verdict,
             "agree_if_certified": d_cert.verdict == d_ref.verdict}
 
 
 def table(rows: list[dict]) -> None:
-    head = ["concept", "candidate", "seq img", "stop", "seq verdict", "ref img", "ref verdict", "ref F/R/L/D", "agree"]
+    head = ["concept", "candidate", "seq img", "stop", "seq verdict", "no-ext verdict", "ref img", "ref verdict",
+            "ref F/R/L/D", "repeat verdict", "agree"]
     print(" | ".join(head))
     for r in rows:
         s, f = r["sequential"], r["reference"]
         stop = "early" if s["early_stopped"] else ("+" + ",".join(s["extended"]) if s["extended"] else "-")
         print(" | ".join([r["concept"], r["candidate"], f"{s['images']}/{r['budget']}", stop,
-                          f"{s['verdict']} {','.join(s['failed'])}", str(f["images"]),
-                          f"{f['verdict']} {','.join(f['failed'])}",
-                          f"{f['forgetting']}/{f['retain']}/{f['leakage']}/{f['drift']}", str(r["agree"])]))
+                          f"{s['verdict']} {','.join(s['failed'])}", r["without_extension"]["verdict"],
+                          str(f["images"]), f"{f['verdict']} {','.join(f['failed'])}",
+                          f"{f['forgetting']}/{f['retain']}/{f['leakage']}/{f['drift']}",
+                          r["reference_repeat"]["verdict"], str(r["agree"])]))
 
 
 def main() -> None:
@@ -125,6 +139,11 @@ def main() -> None:
                "image_ratio": round(seq_images / sum(r["reference"]["images"] for r in rows), 3),
                "budget_ratio": round(seq_images / sum(r["budget"] for r in rows), 3),
                "decision_agreement_if_certified": round(sum(r["agree_if_certified"] for r in rows) / len(rows), 3),
+               "decision_agreement_without_extension":
+                   round(sum(r["agree_without_extension"] for r in rows) / len(rows), 3),
+               "image_ratio_without_extension": round(sum(r["without_extension"]["images"] for r in rows) /
+                                                      sum(r["reference"]["images"] for r in rows), 3),
+               "reference_self_agreement": round(sum(r["reference_repeat_agrees"] for r in rows) / len(rows), 3),
                "candidates": len(rows), "early_stopped": sum(r["sequential"]["early_stopped"] for r in rows),
                "extended": sum(bool(r["sequential"]["extended"]) for r in rows),
                "seeds": args.seeds, "ref_seeds": args.ref_seeds, "max_prompts": args.max_prompts, "seconds": round(time.time() - t0, 1)}
