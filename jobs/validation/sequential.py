@@ -6,12 +6,12 @@ planned look (one look per batch, the extension's included), so the chance that 
 sampling stopped on is wrong stays within 1 - confidence.
 
 The extension: when the budget is spent and a check is still open with its point estimate within
-`extend_margin` of its threshold (either side: a coin toss at this sample size), the gate draws up to
-`extend_seeds` more seeds of that check's own groups, drawn whole and looked at once (one more look
-in the alpha spending), before its rule decides. Only checks that need no
-base image of the same key are extended (forgetting, leakage, cumulative): the base model's images
-are drawn for the budget's seeds only, and forgetting compares extension images with each prompt's
-base accuracy over those seeds.
+`extend_margin` of its threshold (either side: a coin toss at this sample size) and no other check
+fails on its point estimate, the gate draws up to `extend_seeds` more seeds of that check's own
+groups, drawn whole and looked at once (one more look in the alpha spending), before its rule
+decides. Only checks that need no base image of the same key are extended (forgetting, leakage,
+cumulative): the base model's images are drawn for the budget's seeds only, and forgetting compares
+extension images with each prompt's base accuracy over those seeds.
 """
 from __future__ import annotations
 
