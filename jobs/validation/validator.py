@@ -280,7 +280,7 @@ class Validator:
 
 
 def _is_target(group: str) -> bool:
-    return group == "target" or group.startswith("evasion:")
+    return sequential.check_kind(group) == "forgetting"   # the target group and the evasion groups
 
 
 def _rate(obs: list[Observation], conf: float) -> Estimate:
