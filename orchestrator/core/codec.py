@@ -8,6 +8,7 @@ request from a newer version must not be half-read).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import types
 import typing
@@ -58,9 +59,15 @@ def _build(hint: Any, value: Any) -> Any:
 def _dataclass(cls: type, data: Any) -> Any:
     if not isinstance(data, dict):
         raise TypeError(f"{cls.__name__}: expected a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    hints, names = _fields(cls)
     unknown = sorted(set(data) - names)
     if unknown:
         raise KeyError(f"{cls.__name__} has no field {unknown[0]!r}")
     return cls(**{k: _build(hints[k], v) for k, v in data.items()})
+
+
+@functools.cache
+def _fields(cls: type) -> tuple[dict[str, Any], frozenset[str]]:
+    """A dataclass's resolved type hints and field names; resolving them costs more than the rest of a
+    rebuild (a 100-step journal is rebuilt at every write)."""
+    return typing.get_type_hints(cls), frozenset(f.name for f in dataclasses.fields(cls))
