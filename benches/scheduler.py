@@ -1,13 +1,17 @@
 """Scheduler: 100 concepts on a fake 8-GPU node, serial vs sharded vs sharded + speculative + parallel attempts
 (and the same with fine-tunes as distributed steps on 4 GPUs).
 
-    python benches/scheduler.py [--concepts 100] [--scale 500] [--reject 0.2] [--modes serial,sharded,pipelined,workers]
+    python benches/scheduler.py [--concepts 100] [--scales serial=500,sharded=200,pipelined=100,...]
+                                [--reject 0.2] [--modes serial,sharded,pipelined,nolane,workers] [--depth 1]
 
 The real loops (orchestrator/loop.py CampaignLoop, orchestrator/pipeline.py PipelinedLoop), journal,
-gate and Ray scheduling (shard_count over the cluster's GPUs; a gate drawn look by look on up to that many
-GPUs, as orchestrator/ray/shards.py draws it; one GPU per erase), on a
-ray.cluster_utils.Cluster whose node says it has 8 GPUs. Only the phases are synthetic: each sleeps
-for its cost-model seconds divided by --scale, and a gate's verdict is drawn per (concept, method,
+gate and Ray scheduling on a ray.cluster_utils.Cluster whose node says it has 8 GPUs: shard_count over the
+cluster's GPUs; a gate drawn by that many members as orchestrator/ray/shards.py draws it (each holds a GPU
+from its start, takes the next look nobody has; a helper goes once no look is left, the validation task
+holds its GPU until the last look is back); one GPU per erase, in the erase lane (orchestrator/ray/lane.py)
+when the campaign speculates. Not modelled: a helper's pipeline load (seconds on SD 1.5 per helper per
+gate), and the views, attack and grid the validation task draws after the gate. Only the phases are synthetic: each sleeps
+for its cost-model seconds divided by its mode's scale, and a gate's verdict is drawn per (concept, method,
 hparams) at --reject. Cost model (model seconds, SD 1.x; see COST below and the README):
 
 - seconds per image: 1.6 (SD 1.5, A100, 512 px, 50 steps, fp16, batch 1: published figure).
@@ -28,6 +32,7 @@ images_per_gate_step100_over_step1, chain_bound_s, ratio_to_chain_bound, per mod
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import json
 import sys
@@ -50,6 +55,7 @@ from orchestrator.loop import CampaignLoop, PhaseOutput  # noqa: E402
 from orchestrator.manifest import Manifest  # noqa: E402
 from orchestrator.pipeline import PipelinedLoop  # noqa: E402
 from orchestrator.preflight import preflight  # noqa: E402
+from orchestrator.ray.lane import EraseLane  # noqa: E402
 from orchestrator.ray.shards import shard_count  # noqa: E402
 from orchestrator.spec import load_spec  # noqa: E402
 
@@ -101,71 +107,117 @@ def rejected(concept: str, method: str, hparams: dict, rate: float) -> bool:
 
 
 @ray.remote(num_cpus=0)
-def hold(seconds: float) -> float:
+def hold(seconds: float) -> tuple[list, tuple[float, float]]:
+    """An erase: hold the task's GPU for `seconds`. (drawing spans, held span) in wall clock, for the timeline."""
+    start = time.time()
     time.sleep(seconds)
-    return seconds
+    return [(start, time.time())], (start, time.time())
+
+
+@ray.remote(num_cpus=0)
+class Looks:
+    """The looks of every open gate (model seconds each): members take them one at a time, and a gate closes
+    once every look is drawn (or it is cancelled). One actor for the whole run: a process per gate costs seconds."""
+
+    def __init__(self):
+        self.queues, self.left, self.closed = {}, {}, {}
+
+    async def open(self, gate, looks: list) -> None:
+        self.queues[gate], self.left[gate], self.closed[gate] = list(looks), len(looks), asyncio.Event()
+
+    async def take(self, gate):
+        queue = self.queues.get(gate)
+        return queue.pop(0) if queue else None
+
+    async def drawn(self, gate) -> None:
+        self.left[gate] -= 1
+        if self.left[gate] == 0:
+            self.closed[gate].set()
+
+    async def cancel(self, gate) -> None:
+        self.queues[gate] = []
+        self.closed[gate].set()
+
+    async def until_closed(self, gate) -> None:
+        await self.closed[gate].wait()
+
+
+@ray.remote(num_cpus=0)
+def member(looks, gate, scale: float, task: bool) -> tuple[list, tuple[float, float]]:
+    """One shard of a gate, as orchestrator/ray/shards.py runs one: it holds its GPU from when it starts,
+    drawing whichever look nobody has taken yet. A helper goes once no look is left for it; the validation
+    task itself (`task`) holds its GPU until the gate's last look is back."""
+    start, spans = time.time(), []
+    while (seconds := ray.get(looks.take.remote(gate))) is not None:
+        t = time.time()
+        time.sleep(seconds / scale)
+        spans.append((t, time.time()))
+        looks.drawn.remote(gate)
+    if task:
+        ray.get(looks.until_closed.remote(gate))
+    return spans, (start, time.time())
 
 
 class Synthetic:
     """Phases as Ray tasks that hold GPUs for their cost-model time; both executor interfaces."""
 
-    def __init__(self, scale: float, reject: float, shards: int, reserve: float, workers: int = 1):
+    def __init__(self, scale: float, reject: float, shards: int, reserve: float, workers: int = 1,
+                 lane: EraseLane | None = None):
         self.scale, self.reject, self.shards, self.reserve, self.workers = scale, reject, shards, reserve, workers
+        self.lane = lane                 # as the driver keeps one for a speculative campaign's erases
+        self.looks = Looks.remote()
+        ray.get(self.looks.open.remote(0, []))   # its process started now, not at the first gate
         self.gpu_seconds = 0.0           # model seconds x GPUs, of every phase that ran (discarded ones too)
         self.running: dict = {}          # ticket -> (refs of its one-GPU tasks, attempt, request, phase, seconds)
-        self.queues: dict = {}           # gate ticket -> its looks not started yet (model seconds each)
-        self.caps: dict = {}             # gate ticket -> its shards: looks in flight at most
         self.count = 0
+        self.spans: list = []            # (step, attempt, phase, ref) of every one-GPU task started: the timeline
 
     def submit(self, a, request, phase, candidate=None, watch=None):
         self.count += 1
         if phase == "erase":
             shards = 1 if a.method in CLOSED_FORM else self.workers
             seconds = erase_wall(a.method, shards) * shards   # GPU-seconds, split evenly over its workers
-            refs = [hold.options(num_gpus=1).remote(seconds / shards / self.scale) for _ in range(shards)]
+            lane = self.lane.options() if self.lane is not None and shards == 1 else {}
+            refs = [hold.options(num_gpus=1, **lane).remote(seconds / shards / self.scale) for _ in range(shards)]
+            if lane:
+                self.lane.occupy(self.count, lane)
         else:
             seconds = _gate_seconds(a.step, rejected(a.concept, a.method, a.hparams, self.reject))
             shards = shard_count(self.shards, 1.0, self.reserve)
-            # As orchestrator/ray/shards.py draws a gate: look by look, on up to `shards` GPUs, each look on
-            # whichever GPU frees up first (a helper joins when it starts; none is waited for).
-            self.queues[self.count], self.caps[self.count] = _looks(seconds), shards
-            refs = []
+            ray.get(self.looks.open.remote(self.count, _looks(seconds)))
+            refs = [member.options(num_gpus=1).remote(self.looks, self.count, self.scale, i == 0) for i in range(shards)]
+        self.spans += [(a.step, a.attempt, phase, r) for r in refs]
         self.running[self.count] = (refs, a, request, phase, seconds)
-        self._top_up(self.count)
         return self.count
 
-    def _top_up(self, ticket) -> None:
-        """A gate's finished looks make room for its next ones (at most `shards` in flight)."""
-        refs, queue = self.running[ticket][0], self.queues.get(ticket)
-        if queue is None:
-            return
-        refs[:] = ray.wait(refs, num_returns=len(refs), timeout=0)[1] if refs else []
-        while queue and len(refs) < self.caps[ticket]:
-            refs.append(hold.options(num_gpus=1).remote(queue.pop(0) / self.scale))
-
     def wait(self, tickets):
+        refs = {r: t for t in tickets for r in self.running[t][0]}
         while True:
-            for t in tickets:
-                self._top_up(t)
-            pending = {t: ray.wait(self.running[t][0], num_returns=len(self.running[t][0]), timeout=0)[1]
-                       for t in tickets}
-            done = next((t for t in tickets if not pending[t] and not self.queues.get(t)), None)
+            done = next((t for t in tickets if not ray.wait(self.running[t][0], num_returns=len(self.running[t][0]),
+                                                            timeout=0)[1]), None)
             if done is not None:
                 _, a, request, phase, seconds = self.running.pop(done)
-                self.queues.pop(done, None)
+                self._release(done)
                 self.gpu_seconds += seconds
                 return done, self._output(a, request, phase)
-            # only the refs not finished yet: waiting on a finished one returns at once (a busy loop)
-            ray.wait([r for refs in pending.values() for r in refs], num_returns=1, timeout=0.5)
+            ready, _ = ray.wait(list(refs), num_returns=1, timeout=0.5)
+            for r in ready:   # finished: waiting on it again would return at once (a busy loop)
+                del refs[r]
 
     def cancel(self, tickets):
         # Not forced: a forced cancel kills the worker and Ray starts another (seconds here, hours at this
         # scale). The product's GPU phases run in a fresh process each (max_calls=1), so there a forced
         # cancel costs nothing beyond the phase's own start-up, which the cost model already holds.
         for t in tickets:   # a discarded phase's time until now is not counted: a small undercount
-            self.queues.pop(t, None)
+            self._release(t)
+            if self.running[t][3] == "validate":
+                self.looks.cancel.remote(t)
             for ref in self.running.pop(t)[0]:
                 ray.cancel(ref, force=False)
+
+    def _release(self, ticket) -> None:
+        if self.lane is not None:
+            self.lane.release(ticket)
 
     def erase(self, a, request, watch=None):
         return self.wait([self.submit(a, request, "erase")])[1]
@@ -232,38 +284,67 @@ def _gate_seconds(step: int, fail: bool) -> float:
     return (images + drawn) * COST["seconds_per_image"]
 
 
-def run_mode(name: str, args, root: Path) -> dict:
+def run_mode(name: str, args, root: Path, scale: float) -> dict:
     concepts = ",".join(f"concept{i:03d}" for i in range(args.concepts))
     spec = load_spec(None, [f"name={name}", f"concepts=[{concepts}]", f"storage_path={root / name}",
                             "allow_thin=true", "ladder=[esd-x]", "tracking.mode=disabled"])
     settled, manifest = preflight(spec, run=False), Manifest.create(spec.storage_path, spec)
-    executor = Synthetic(args.scale, args.reject, 1 if name == "serial" else 0, 0.0 if name == "sharded" else 1.0,
-                         COST["finetune_workers"] if name == "workers" else 1)
+    speculative = name not in ("serial", "sharded")
+    lane = EraseLane.open(1, 0) if speculative and name != "nolane" else None
+    executor = Synthetic(scale, args.reject, 1 if name == "serial" else 0, 1.0 if speculative else 0.0,
+                         COST["finetune_workers"] if name == "workers" else 1, lane)
     loop = CampaignLoop(settled, manifest, executor) if name in ("serial", "sharded") else \
-        PipelinedLoop(settled, manifest, executor, (), speculative=True, parallel_attempts=3)
-    t0 = time.monotonic()
+        PipelinedLoop(settled, manifest, executor, (), speculative=True, parallel_attempts=3, depth=args.depth)
+    t0, clock0 = time.monotonic(), time.time()
     outcome = loop.run()
-    wall = (time.monotonic() - t0) * args.scale
+    wall = (time.monotonic() - t0) * scale
+    if lane is not None:
+        lane.close()
+    if args.timeline:
+        _write_timeline(args.timeline.with_suffix(f".{name}.json"), executor.spans, clock0, scale)
     h = manifest.history
     decisions = [(a.step, a.method, sorted(a.hparams.items()), a.decision.verdict) for a in
                  sorted(h.attempts, key=lambda a: (a.step, a.attempt)) if a.status == "finished"]
-    return {"mode": name, "wall_s": wall, "gpu_seconds": executor.gpu_seconds,
+    return {"mode": name, "scale": scale, "wall_s": wall, "gpu_seconds": executor.gpu_seconds,
             "utilisation": executor.gpu_seconds / (GPUS * wall), "committed": len(outcome.committed),
             "attempts": len(h.attempts), "discarded": sum(a.status == "discarded" for a in h.attempts),
             "decisions": decisions}
 
 
+def _write_timeline(path: Path, spans: list, clock0: float, scale: float) -> None:
+    """Every one-GPU task that ran to its end, as model seconds since the loop started (cancelled ones left
+    out): a row per look or erase drawn ("phase") and a row per GPU held ("held": a gate's member holds it
+    from its start to the gate's end)."""
+    rows = []
+    for step, attempt, phase, ref in spans:
+        try:
+            drawn, held = ray.get(ref, timeout=5)
+        except Exception:  # noqa: BLE001 - a cancelled look or erase has no span
+            continue
+        for kind, (start, end) in [(phase, d) for d in drawn] + [("held", held)]:
+            rows.append({"step": step, "attempt": attempt, "phase": kind,
+                         "start": (start - clock0) * scale, "end": (end - clock0) * scale})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rows))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--concepts", type=int, default=100)
-    ap.add_argument("--scale", type=float, default=500.0,
-                    help="model seconds per real second (higher: faster, more of the loop's own overhead)")
+    ap.add_argument("--scales", default="serial=500,sharded=200,pipelined=100,nolane=100,workers=100",
+                    help="model seconds per real second, per mode: higher runs faster but counts the loop's own "
+                         "real-time overhead that many times over (about 20 s for 100 concepts here); the longer "
+                         "modes hide it in more model time, so they run at a higher scale")
     ap.add_argument("--reject", type=float, default=0.2, help="share of gates that reject")
     ap.add_argument("--erase", choices=("toy", "published"), default="toy",
                     help="erase seconds from the toy world's erase/gate ratios or from published figures")
-    ap.add_argument("--modes", default="serial,sharded,pipelined,workers")
+    ap.add_argument("--modes", default="serial,sharded,pipelined,nolane,workers",
+                    help="nolane: pipelined without the erase lane (orchestrator/ray/lane.py)")
+    ap.add_argument("--depth", type=int, default=1, help="resources.speculation_depth of the pipelined modes")
+    ap.add_argument("--timeline", type=Path, help="write each mode's GPU tasks (model seconds) to PATH.<mode>.json")
     ap.add_argument("--out", type=Path, default=REPO / "bench-results" / "scheduler.json")
     args = ap.parse_args()
+    scales = {m: float(v) for m, v in (kv.split("=") for kv in args.scales.split(","))}
     COST["erase_seconds"] = PUBLISHED_ERASE if args.erase == "published" else {}
     node = Cluster(initialize_head=True, head_node_args={"num_cpus": 16, "num_gpus": GPUS,
                                                          "object_store_memory": 100 * 1024 * 1024})
@@ -273,7 +354,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(dir="/dev/shm" if Path("/dev/shm").is_dir() else None) as tmp:  # cheap fsync
         for mode in args.modes.split(","):
-            rows.append(run_mode(mode, args, Path(tmp)))
+            rows.append(run_mode(mode, args, Path(tmp), scales[mode]))
             print(f"  {mode}: {rows[-1]['wall_s'] / 3600:.1f} h", flush=True)
     ray.shutdown()
     node.shutdown()
@@ -284,17 +365,18 @@ def main() -> None:
         r["chain_bound_s"] = chain_bound(ref["decisions"], COST["finetune_workers"] if r["mode"] == "workers" else 1)
     same = all(r["decisions"] == rows[0]["decisions"] for r in rows)
     print(f"\n{args.concepts} concepts, one node of {GPUS} GPUs, rejection rate {args.reject}, erase {args.erase}, "
-          f"time scale 1/{args.scale:g} (model hours below; SD 1.5 on A100 figures)")
+          f"speculation depth {args.depth} (model hours below; SD 1.5 on A100 figures)")
     print(f"{'mode':<40}{'wall h':>8}{'x ideal':>9}{'x bound':>9}{'GPU util':>10}{'attempts':>10}{'discarded':>10}"
-          f"{'committed':>10}")
+          f"{'committed':>10}{'scale':>8}")
     names = {"serial": "serial (today)", "sharded": "sharded gates",
              "pipelined": "sharded + speculative + parallel 3",
+             "nolane": "the same without the erase lane",
              "workers": f"the same + fine-tunes on {COST['finetune_workers']} GPUs"}
     for r in rows:
         r["ratio_to_ideal"] = r["wall_s"] / ideal
         print(f"{names[r['mode']]:<40}{r['wall_s'] / 3600:>8.1f}{r['ratio_to_ideal']:>9.2f}"
               f"{r['wall_s'] / r['chain_bound_s']:>9.2f}{r['utilisation']:>10.2f}"
-              f"{r['attempts']:>10}{r['discarded']:>10}{r['committed']:>10}")
+              f"{r['attempts']:>10}{r['discarded']:>10}{r['committed']:>10}{'1/' + format(r['scale'], 'g'):>8}")
     print(f"{'ideal (GPU-seconds / GPUs)':<40}{ideal / 3600:>8.1f}{1.0:>9.2f}{'':>9}{1.0:>10.2f}")
     for w in sorted({r["chain_bound_s"] for r in rows}, reverse=True):
         label = "erase-chain bound" + ("" if w == bound else f", fine-tunes on {COST['finetune_workers']}")
@@ -314,7 +396,7 @@ def main() -> None:
         "chain_bound_s": bound, "chain_bound_over_ideal": bound / ideal, "ratio_to_chain_bound": best["wall_s"] / best["chain_bound_s"],
         "images_per_gate_step100_over_step1": images[100] / images[1], "images_per_gate": images,
         "ideal_s": ideal, "modes": rows, "decisions_equal": same, "projection_hours_8xH100": h100,
-        "concepts": args.concepts, "gpus": GPUS, "erase_model": args.erase, "reject": args.reject, "scale": args.scale, "cost_model": COST},
+        "concepts": args.concepts, "gpus": GPUS, "erase_model": args.erase, "reject": args.reject, "scales": scales, "depth": args.depth, "cost_model": COST},
         indent=1))
     print(f"wrote {args.out}")
 

@@ -119,6 +119,7 @@ def run_validation(request: StepRequest, candidate: DeltaRef, log=print, spread:
                 attack.capture(pipe)                                 # the base model's K/V
             deltas.stack(pipe, tuple(request.parents) + (candidate,))
             report = validator.validate(pipe, suite, base)
+            validator.spread.release()   # the views, attack and grid below are drawn here: helpers' GPUs can go
             if views and attack:
                 report = views.finish(pipe, attack.finish(pipe, report), out)
             (out / "gate_report.json").write_text(to_json(report))

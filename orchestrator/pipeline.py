@@ -7,8 +7,9 @@ still decides every commit, discard and skip, so the commits and decisions are t
 On top, while the head attempt (the lowest undecided attempt of the first open step) runs:
 
 - speculation (`speculative`): once the head's candidate exists, the next step's attempt starts on it,
-  i.e. next_action as if the head were committed. Journaled speculative="parent" with the sha256 of
-  the deltas it was built on; if the head is rejected it is discarded (and the journal refuses to
+  i.e. next_action as if the head were committed; with `depth` d, up to d steps ahead, each on the
+  candidates before it as if they were all committed. Journaled speculative="parent" with the sha256 of
+  the deltas it was built on; if any of those is rejected it is discarded (and the journal refuses to
   commit an attempt whose parents are not the committed deltas).
 - parallel attempts (`parallel_attempts` > 1): once a step has a rejected attempt, the next attempts of
   its retry policy start at once, each assuming the ones before it are rejected the way the last one
@@ -60,9 +61,10 @@ class Flight:
 
 class PipelinedLoop(CampaignLoop):
     def __init__(self, settled, manifest, executor: ConcurrentExecutor, callbacks=(), speculative: bool = True,
-                 parallel_attempts: int = 1):
+                 parallel_attempts: int = 1, depth: int = 1):
         super().__init__(settled, manifest, executor, callbacks)
         self.speculative, self.parallel_attempts = speculative, max(1, parallel_attempts)
+        self.depth = max(1, depth) if speculative else 0
         self.flights: dict[Hashable, Flight] = {}
 
     def run(self) -> RunOutcome:
@@ -154,17 +156,38 @@ class PipelinedLoop(CampaignLoop):
         self._start_retries(head)
 
     def _start_speculation(self, head: RunAttempt) -> None:
-        """The next step's attempt on the head's candidate, as if the head were committed (one at a time)."""
-        flight = next((f for f in self.flights.values() if (f.a.step, f.a.attempt) == (head.step, head.attempt)), None)
-        if not self.speculative or flight is None or flight.erase is None:
-            return
-        if any(f.a.step > head.step for f in self.flights.values()):
-            return
-        ahead = next_action(self.spec, _as_committed(self.manifest.history, head, flight.erase.value))
-        if isinstance(ahead, DiscardAttempt):   # built on another candidate: it cannot be committed any more
-            self._discard(ahead.step, ahead.attempt, ahead.reason)
-        elif isinstance(ahead, RunAttempt) and ahead.step > head.step:
-            self._start(ahead, "parent")
+        """The next steps' attempts, each on the candidates before it as if they were committed: up to `depth`
+        steps ahead of the head, one attempt per step, each once the candidate it builds on exists."""
+        history, last = self.manifest.history, head
+        for _ in range(self.depth):
+            candidate = self._candidate(last)
+            if candidate is None:
+                return   # its erase is still running (or failed): nothing to build on yet
+            history = _as_committed(history, last, candidate)
+            ahead = next_action(self.spec, history)
+            if isinstance(ahead, CommitAttempt):   # a speculative attempt that passed its gate already
+                ahead = next(a for a in self.manifest.history.attempts_for(ahead.step) if a.attempt == ahead.attempt)
+                last = RunAttempt(ahead.step, ahead.concept, ahead.attempt, ahead.method, dict(ahead.hparams), (), ())
+                continue
+            if isinstance(ahead, DiscardAttempt):   # built on another candidate: it cannot be committed any more
+                self._discard(ahead.step, ahead.attempt, ahead.reason)
+                return
+            if not isinstance(ahead, RunAttempt) or ahead.step <= last.step:
+                return
+            if not self._running(ahead.step, ahead.attempt):
+                self._start(ahead, "parent")
+                return
+            last = ahead
+
+    def _candidate(self, a: RunAttempt) -> DeltaRef | None:
+        """The attempt's candidate once its erase is done: from its flight, or from its journaled result."""
+        flight = next((f for f in self.flights.values() if (f.a.step, f.a.attempt) == (a.step, a.attempt)), None)
+        if flight is not None:
+            return flight.erase.value if flight.erase is not None else None
+        record = next((r for r in self.manifest.history.attempts_for(a.step) if r.attempt == a.attempt), None)
+        if record is None or record.candidate is None:
+            return None
+        return DeltaRef(str(self.manifest.root / record.candidate.path), record.candidate.sha256)
 
     # ---- a phase came back ----
 

@@ -87,6 +87,7 @@ class Resources:
     # The pipelined loop (orchestrator/pipeline.py): erase the next concept on a candidate while it is
     # validated, and run a rejected concept's next retries at once; the commits stay the serial loop's.
     speculative: bool = False
+    speculation_depth: int = 1        # steps erased ahead of the head, each on the candidate before it
     parallel_attempts: int = 1        # attempts of one concept in flight at once (1: one at a time)
 
 
@@ -332,8 +333,9 @@ def _validate_numbers(spec: CampaignSpec, fail) -> None:
         fail("resources.gpus_per_step and validation_gpus must be >= 0 and resources.num_workers >= 1")
     if res.strategy not in STRATEGIES:
         fail(f"resources.strategy must be one of {', '.join(STRATEGIES)}, got {res.strategy!r}")
-    if res.parallel_attempts < 1:
-        fail(f"resources.parallel_attempts must be >= 1, got {res.parallel_attempts}")
+    if res.parallel_attempts < 1 or res.speculation_depth < 1:
+        fail(f"resources.parallel_attempts and speculation_depth must be >= 1, got {res.parallel_attempts} and "
+             f"{res.speculation_depth}")
     if res.checkpoint_every < 1 or res.gpu_memory_gb <= 0:
         fail("resources.checkpoint_every must be >= 1 and resources.gpu_memory_gb > 0")
     if res.frozen_precision not in FROZEN_PRECISIONS:

@@ -21,6 +21,9 @@ class Spread(Protocol):
     def observe(self, looks: list[Look], local: Callable[[Look], Any]) -> Generator[Any, None, None]:
         """The candidate's observations of each look, in order; closing it drops looks drawn ahead."""
 
+    def release(self) -> None:
+        """No more looks will be asked for: the shards' devices can go."""
+
 
 class InProcess:
     """Every look drawn here, one after another: the unsharded gate."""
@@ -30,3 +33,6 @@ class InProcess:
 
     def observe(self, looks: list[Look], local: Callable[[Look], Any]) -> Generator[Any, None, None]:
         return (local(part) for part in looks)
+
+    def release(self) -> None:
+        pass   # nothing is held beyond this process

@@ -44,6 +44,7 @@ from orchestrator.outputs.tracking import Tracker, TrackingCallbacks
 from orchestrator.preflight import Settled, preflight
 from orchestrator.progress import ProgressLines
 from orchestrator.ray import tasks as ray_tasks
+from orchestrator.ray.lane import EraseLane
 from orchestrator.ray.shards import shard_count
 from orchestrator.ray.tasks import MAX_RETRIES
 from orchestrator.spec import CampaignSpec
@@ -77,15 +78,19 @@ def run_campaign(spec: CampaignSpec | Settled, echo: Callable[[str], None] = _pr
         manifest = Manifest.create(root, spec, allow_spec_change=allow_spec_change)
         tracker = Tracker.from_spec(spec, root)   # W&B: only the driver logs, one run per attempt and phase
         callbacks = [ProgressLines(spec, manifest, echo), TrackingCallbacks(tracker), LiveStatus(manifest)]
+        res = spec.resources
+        # Speculation puts erases beside gates: keep one erase's devices for them (the chain waits otherwise).
+        lane = EraseLane.open(res.gpus_per_step, res.cpus_per_step) if res.speculative else None
         try:
-            executor = RayExecutor(spec, schedule_timeout_s)
-            res = spec.resources
+            executor = RayExecutor(spec, schedule_timeout_s, lane)
             if pipelined(res.speculative, res.parallel_attempts):
                 return PipelinedLoop(settled, manifest, executor, callbacks, res.speculative,
-                                     res.parallel_attempts).run()
+                                     res.parallel_attempts, res.speculation_depth).run()
             return CampaignLoop(settled, manifest, executor, callbacks).run()
         finally:
             tracker.close()
+            if lane is not None:
+                lane.close()
 
 
 @contextlib.contextmanager
@@ -114,8 +119,8 @@ class RayExecutor:
     """A step's phases as Ray tasks: erase on cpus/gpus_per_step (a worker group when it has several
     workers), validate on validation_gpus."""
 
-    def __init__(self, spec: CampaignSpec, timeout_s: float):
-        self.spec, self.res, self.timeout_s = spec, spec.resources, timeout_s
+    def __init__(self, spec: CampaignSpec, timeout_s: float, lane: EraseLane | None = None):
+        self.spec, self.res, self.timeout_s, self.lane = spec, spec.resources, timeout_s, lane
         self.pending: dict = {}   # submitted ref -> (attempt, phase, need, watch), for the pipelined loop
 
     def erase(self, a: RunAttempt, request: StepRequest, watch: Watch = unwatched) -> PhaseOutput:
@@ -141,6 +146,7 @@ class RayExecutor:
             ready, _ = ray.wait(list(waiting), num_returns=1, timeout=POLL_S)
             if ready:
                 a, phase, _, _ = self.pending.pop(ready[0])
+                self._release(ready[0])
                 return ready[0], self._get(ready[0], phase)
             for _, _, _, watch in waiting.values():
                 watch()
@@ -157,7 +163,12 @@ class RayExecutor:
     def cancel(self, tickets) -> None:
         for ref in tickets:
             self.pending.pop(ref, None)
+            self._release(ref)
             ray.cancel(ref, force=True)
+
+    def _release(self, ref) -> None:
+        if self.lane is not None:
+            self.lane.release(ref)
 
     # -- one phase --
 
@@ -168,6 +179,8 @@ class RayExecutor:
             return self._await(ref, phase, a, need, watch)
         except _PHASE_FAILURES as e:
             return _failed(phase, e)
+        finally:
+            self._release(ref)
 
     def _submit(self, a: RunAttempt, phase: str, candidate: DeltaRef | None, request: StepRequest):
         """Start the phase's task: (ref, what it needs of one node)."""
@@ -182,9 +195,12 @@ class RayExecutor:
         need = {"CPU": float(self.res.cpus_per_step), "GPU": float(gpus)}
         task, held = (ray_tasks.remote("erase_group", 0), {"CPU": 0.0, "GPU": 0.0}) if group \
             else (ray_tasks.remote(phase, gpus), need)
+        lane = self.lane.options() if self.lane is not None and phase == "erase" and not group else {}
         # The name is the worker's process title while it runs (ray::erase:toy:1.1): ps shows who is who.
-        ref = task.options(num_cpus=held["CPU"], num_gpus=held["GPU"],
+        ref = task.options(num_cpus=held["CPU"], num_gpus=held["GPU"], **lane,
                            name=f"{phase}:{self.spec.name}:{a.step}.{a.attempt}").remote(*args)
+        if lane:
+            self.lane.occupy(ref, lane)
         return ref, need
 
     def _get(self, ref, phase: str) -> PhaseOutput:

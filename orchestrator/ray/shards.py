@@ -7,7 +7,10 @@
 Each look goes to whichever member is free (the validation task itself, or a helper actor running
 jobs/validation/shard_worker.Shard), and the looks come back in look order, so the validator's stop
 rule is evaluated on exactly the observations of the unsharded gate after each look. When it stops
-early, the looks drawn ahead are dropped (at most one per helper). A helper joins whenever it has
+early, the looks drawn ahead are dropped (at most one per helper). Once every candidate look is handed
+out, a helper with nothing left to draw is let go (its GPU goes to the next gate or erase instead of
+idling through the gate's last looks), and release() lets the rest go when the validator is done; a
+gate's extension (rare, a few groups) is drawn by whoever is left. A helper joins whenever it has
 started (its GPU came free and its pipeline is loaded), at any look: a gate that starts while other
 work holds the GPUs begins alone and speeds up as they free. It waits (up to SHARD_START_S) only for
 the helpers that the devices free when it opened could take: those are loading, not queued.
@@ -46,6 +49,7 @@ class ShardPool:
         self.actors, self.expected = actors, expected            # expected: helpers the free devices could take
         self.starting = {a.ready.remote(): a for a in actors}   # ready() answers once the pipeline is loaded
         self.members: list = []                                  # helpers that started, in joining order
+        self.let_go = 0                                          # members released before close()
 
     @classmethod
     def open(cls, request, candidate, helpers: int, cpus: float, gpus: float) -> ShardPool:
@@ -59,16 +63,22 @@ class ShardPool:
         return self._run(looks, local, "draw_base")
 
     def observe(self, looks, local: Callable) -> Generator[Any, None, None]:
-        return self._run(looks, local, "observe")
+        return self._run(looks, local, "observe", let_go=True)
 
     def joined(self) -> int:
-        """Helpers that have started so far."""
+        """Helpers that have started so far (those let go included)."""
         self._poll()
-        return len(self.members)
+        return len(self.members) + self.let_go
+
+    def release(self) -> None:
+        """The validator needs no more looks: every helper's GPU goes back now, not when the task ends."""
+        self.close()
 
     def close(self) -> None:
         for a in self.actors:
             ray.kill(a)
+        self.let_go += len(self.members)
+        self.members, self.starting = [], {}
 
     def _poll(self) -> None:
         """Helpers whose start finished since the last look join; one that failed to start never does."""
@@ -87,9 +97,10 @@ class ShardPool:
             ray.wait(list(self.starting), num_returns=min(self.expected, len(self.starting)), timeout=SHARD_START_S)
         self.expected = 0
 
-    def _run(self, looks, local: Callable, method: str) -> Generator[Any, None, None]:
+    def _run(self, looks, local: Callable, method: str, let_go: bool = False) -> Generator[Any, None, None]:
         """Each look to whichever member is free: this process draws the look it needs next unless a helper
-        already has it, and every started, idle helper takes the next look nobody has (at most one each)."""
+        already has it, and every started, idle helper takes the next look nobody has (at most one each).
+        With let_go, once every look is handed out, an idle helper is released."""
         self._await_placed()
         inflight: dict[int, tuple[Any, Any]] = {}   # look index -> (ref, helper)
         handed = 0                                  # looks before it are drawn or in flight
@@ -102,7 +113,19 @@ class ShardPool:
                 if handed < len(looks) and id(helper) not in busy:
                     inflight[handed] = (getattr(helper, method).remote(looks[handed]), helper)
                     handed += 1
+            if let_go and handed == len(looks):
+                self._let_go({id(helper) for _, helper in inflight.values()})
             yield local(part) if here else ray.get(inflight.pop(i)[0])
+        if let_go:
+            self._let_go(set())
+
+    def _let_go(self, busy: set[int]) -> None:
+        """Release the started helpers not in `busy`, and the ones still starting (no look is left for them)."""
+        for actor in list(self.starting.values()) + [h for h in self.members if id(h) not in busy]:
+            ray.kill(actor)
+        self.let_go += sum(id(h) not in busy for h in self.members)
+        self.members = [h for h in self.members if id(h) in busy]
+        self.starting = {}
 
 
 def _placeable(helpers: int, cpus: float, gpus: float) -> int:

@@ -50,6 +50,11 @@ def test_a_negative_gate_extension_is_refused(campaign_file):
                           "validation.extend_seeds", ">= 0")
 
 
+def test_a_speculation_depth_under_one_is_refused(campaign_file):
+    assert_one_line_error(erase("run", str(campaign_file()), "resources.speculation_depth=0", timeout=60),
+                          "speculation_depth", ">= 1")
+
+
 def test_missing_campaign_file(tmp_path):
     assert_one_line_error(erase("run", str(tmp_path / "nowhere.yaml")), "not found", "nowhere.yaml")
 

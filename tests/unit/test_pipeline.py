@@ -179,3 +179,57 @@ def test_a_serial_loop_resumes_a_pipelined_journal(tmp_path):
     square = fresh.history.attempts_for(2)
     assert square[0].status == DISCARDED and square[0].attempt == 1 and len(fresh.history.commits) == 3
     assert fresh.history.commit_for(2).attempt == 2
+
+
+class Counting(Scripted):
+    """Scripted, noting for each phase it starts how many steps the journal had committed by then."""
+
+    def __init__(self, verdict, manifest: Manifest):
+        super().__init__(verdict)
+        self.manifest, self.started = manifest, []
+
+    def submit(self, a, request, phase, candidate=None, watch=None):
+        self.started.append((a.step, phase, len(self.manifest.history.commits)))
+        return super().submit(a, request, phase, candidate, watch)
+
+
+def deep(tmp_path: Path, verdict, depth: int = 2) -> tuple:
+    """The pipelined loop `depth` steps ahead of the head, on four concepts (work ahead lands first)."""
+    s, m = campaign(tmp_path, f"deep{depth}", "concepts=[star,square,round,cross]")
+    executor = Counting(verdict, m)
+    outcome = PipelinedLoop(preflight(s, run=False), m, executor, (), True, 1, depth=depth).run()
+    return outcome, m, executor
+
+
+def _built_on_committed(m: Manifest) -> None:
+    shas = [c.delta.sha256 for c in sorted(m.history.commits, key=lambda c: c.step)]
+    for c in m.history.commits:
+        attempt = next(a for a in m.history.attempts_for(c.step) if a.attempt == c.attempt)
+        assert list(attempt.parents) == shas[:c.step - 1]
+
+
+def test_depth_two_erases_two_steps_ahead_on_the_chain_of_candidates(tmp_path):
+    outcome, m, executor = deep(tmp_path, lambda *_: "pass")
+    assert outcome.committed == ("star", "square", "round", "cross")
+    # round's erase started on star's and square's candidates before either was committed, and was committed
+    assert (3, "erase", 0) in executor.started
+    rounds = m.history.attempts_for(3)
+    assert len(rounds) == 1 and rounds[0].speculative == "parent" and len(rounds[0].parents) == 2
+    _built_on_committed(m)
+    # one step ahead, round waits for star's commit
+    _, _, one = deep(tmp_path, lambda *_: "pass", depth=1)
+    assert next(n for step, phase, n in one.started if (step, phase) == (3, "erase")) >= 1
+
+
+def test_depth_two_discards_both_steps_built_on_a_rejected_candidate(tmp_path):
+    outcome, m, _ = deep(tmp_path, first_star_fails)
+    assert outcome.committed == ("star", "square", "round", "cross")
+    h = m.history
+    star1 = next(a for a in h.attempts_for(1) if a.attempt == 1)
+    dropped = [a for a in h.attempts if a.status == DISCARDED]
+    # square on star's rejected candidate, and round on that square: both built on it, both discarded
+    assert {a.step for a in dropped} == {2, 3} and all(star1.candidate.sha256 in a.parents for a in dropped)
+    _built_on_committed(m)
+    s, ms = campaign(tmp_path, "deep-serial", "concepts=[star,square,round,cross]")
+    assert CampaignLoop(preflight(s, run=False), ms, Scripted(first_star_fails)).run().status == "finished"
+    assert decisions(m) == decisions(ms)
