@@ -233,3 +233,43 @@ def test_depth_two_discards_both_steps_built_on_a_rejected_candidate(tmp_path):
     s, ms = campaign(tmp_path, "deep-serial", "concepts=[star,square,round,cross]")
     assert CampaignLoop(preflight(s, run=False), ms, Scripted(first_star_fails)).run().status == "finished"
     assert decisions(m) == decisions(ms)
+
+
+class Killed(Exception):
+    pass
+
+
+class DiesAt(Counting):
+    """Counting, killed (the driver gone) at its n-th wait: whatever was in flight never lands."""
+
+    def __init__(self, verdict, manifest: Manifest, n: int):
+        super().__init__(verdict, manifest)
+        self.n = n
+
+    def wait(self, tickets):
+        self.n -= 1
+        if self.n == 0:
+            raise Killed()
+        return super().wait(tickets)
+
+
+def test_depth_two_killed_anywhere_and_resumed_keeps_every_commit_and_the_serial_decisions(tmp_path):
+    s, ms = campaign(tmp_path, "serial4", "concepts=[star,square,round,cross]")
+    assert CampaignLoop(preflight(s, run=False), ms, Scripted(first_star_fails)).run().status == "finished"
+    n, speculating = 0, 0
+    while True:   # a kill at every wait, until a run ends before its kill
+        n += 1
+        s, m = campaign(tmp_path / str(n), "deep", "concepts=[star,square,round,cross]")
+        try:
+            PipelinedLoop(preflight(s, run=False), m, DiesAt(first_star_fails, m, n), (), True, 1, depth=2).run()
+            break
+        except Killed:
+            speculating += any(a.speculative == "parent" and a.status == "started" for a in m.history.attempts)
+        before = {(c.step, c.attempt, c.delta.sha256) for c in m.history.commits}
+        again = Manifest.open(s.storage_path)
+        outcome = PipelinedLoop(preflight(s, run=False), again, Scripted(first_star_fails), (), True, 1, depth=2).run()
+        assert outcome.committed == ("star", "square", "round", "cross")
+        assert before <= {(c.step, c.attempt, c.delta.sha256) for c in again.history.commits}
+        _built_on_committed(again)
+        assert decisions(again) == decisions(ms)
+    assert n > 10 and speculating > 3   # killed at each wait, several times with speculative attempts in flight
