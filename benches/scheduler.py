@@ -106,11 +106,23 @@ def rejected(concept: str, method: str, hparams: dict, rate: float) -> bool:
     return int(h[:8], 16) / 0xFFFFFFFF < rate
 
 
+def _sleep(seconds: float, stop: Path) -> bool:
+    """Sleep `seconds` (real) unless `stop` appears first, as the product's forced cancel ends a phase at once
+    (a forced Ray cancel here would restart the worker: seconds of real time, hours at these scales).
+    True if it slept to the end."""
+    end = time.time() + seconds
+    while (left := end - time.time()) > 0:
+        if stop.exists():
+            return False
+        time.sleep(min(left, 0.02))
+    return True
+
+
 @ray.remote(num_cpus=0)
-def hold(seconds: float) -> tuple[list, tuple[float, float]]:
-    """An erase: hold the task's GPU for `seconds`. (drawing spans, held span) in wall clock, for the timeline."""
+def hold(seconds: float, stop: str) -> tuple[list, tuple[float, float]]:
+    """An erase: hold the task's GPU for `seconds` or until cancelled. (drawing spans, held span) in wall clock."""
     start = time.time()
-    time.sleep(seconds)
+    _sleep(seconds, Path(stop))
     return [(start, time.time())], (start, time.time())
 
 
@@ -143,17 +155,20 @@ class Looks:
 
 
 @ray.remote(num_cpus=0)
-def member(looks, gate, scale: float, task: bool) -> tuple[list, tuple[float, float]]:
+def member(looks, gate, scale: float, task: bool, stop: str) -> tuple[list, tuple[float, float]]:
     """One shard of a gate, as orchestrator/ray/shards.py runs one: it holds its GPU from when it starts,
     drawing whichever look nobody has taken yet. A helper goes once no look is left for it; the validation
-    task itself (`task`) holds its GPU until the gate's last look is back."""
+    task itself (`task`) holds its GPU until the gate's last look is back. A cancelled gate ends at once (the
+    product's forced cancel of the validation task ends its helpers with it)."""
     start, spans = time.time(), []
     while (seconds := ray.get(looks.take.remote(gate))) is not None:
         t = time.time()
-        time.sleep(seconds / scale)
+        whole = _sleep(seconds / scale, Path(stop))
         spans.append((t, time.time()))
+        if not whole:
+            break
         looks.drawn.remote(gate)
-    if task:
+    if task and not Path(stop).exists():
         ray.get(looks.until_closed.remote(gate))
     return spans, (start, time.time())
 
@@ -161,14 +176,15 @@ def member(looks, gate, scale: float, task: bool) -> tuple[list, tuple[float, fl
 class Synthetic:
     """Phases as Ray tasks that hold GPUs for their cost-model time; both executor interfaces."""
 
-    def __init__(self, scale: float, reject: float, shards: int, reserve: float, workers: int = 1,
+    def __init__(self, scale: float, reject: float, shards: int, reserve: float, stops: Path, workers: int = 1,
                  lane: EraseLane | None = None):
         self.scale, self.reject, self.shards, self.reserve, self.workers = scale, reject, shards, reserve, workers
+        self.stops = stops               # a file per cancelled ticket: its tasks end at once
+        stops.mkdir(parents=True, exist_ok=True)
         self.lane = lane                 # as the driver keeps one for a speculative campaign's erases
         self.looks = Looks.remote()
         ray.get(self.looks.open.remote(0, []))   # its process started now, not at the first gate
-        self.gpu_seconds = 0.0           # model seconds x GPUs, of every phase that ran (discarded ones too)
-        self.running: dict = {}          # ticket -> (refs of its one-GPU tasks, attempt, request, phase, seconds)
+        self.running: dict = {}          # ticket -> (refs of its one-GPU tasks, attempt, request, phase)
         self.count = 0
         self.spans: list = []            # (step, attempt, phase, ref) of every one-GPU task started: the timeline
 
@@ -178,16 +194,18 @@ class Synthetic:
             shards = 1 if a.method in CLOSED_FORM else self.workers
             seconds = erase_wall(a.method, shards) * shards   # GPU-seconds, split evenly over its workers
             lane = self.lane.options() if self.lane is not None and shards == 1 else {}
-            refs = [hold.options(num_gpus=1, **lane).remote(seconds / shards / self.scale) for _ in range(shards)]
+            refs = [hold.options(num_gpus=1, **lane).remote(seconds / shards / self.scale, self._stop(self.count))
+                    for _ in range(shards)]
             if lane:
                 self.lane.occupy(self.count, lane)
         else:
             seconds = _gate_seconds(a.step, rejected(a.concept, a.method, a.hparams, self.reject))
             shards = shard_count(self.shards, 1.0, self.reserve)
             ray.get(self.looks.open.remote(self.count, _looks(seconds)))
-            refs = [member.options(num_gpus=1).remote(self.looks, self.count, self.scale, i == 0) for i in range(shards)]
+            refs = [member.options(num_gpus=1).remote(self.looks, self.count, self.scale, i == 0, self._stop(self.count))
+                    for i in range(shards)]
         self.spans += [(a.step, a.attempt, phase, r) for r in refs]
-        self.running[self.count] = (refs, a, request, phase, seconds)
+        self.running[self.count] = (refs, a, request, phase)
         return self.count
 
     def wait(self, tickets):
@@ -196,24 +214,29 @@ class Synthetic:
             done = next((t for t in tickets if not ray.wait(self.running[t][0], num_returns=len(self.running[t][0]),
                                                             timeout=0)[1]), None)
             if done is not None:
-                _, a, request, phase, seconds = self.running.pop(done)
+                _, a, request, phase = self.running.pop(done)
                 self._release(done)
-                self.gpu_seconds += seconds
                 return done, self._output(a, request, phase)
             ready, _ = ray.wait(list(refs), num_returns=1, timeout=0.5)
             for r in ready:   # finished: waiting on it again would return at once (a busy loop)
                 del refs[r]
 
     def cancel(self, tickets):
-        # Not forced: a forced cancel kills the worker and Ray starts another (seconds here, hours at this
-        # scale). The product's GPU phases run in a fresh process each (max_calls=1), so there a forced
-        # cancel costs nothing beyond the phase's own start-up, which the cost model already holds.
-        for t in tickets:   # a discarded phase's time until now is not counted: a small undercount
+        # The product cancels by force (a fresh process per phase: max_calls=1). Here a forced cancel would
+        # restart a worker (seconds of real time, hours at these scales), and a plain one does not stop a
+        # running task: its tasks see their stop file instead and end at once (a queued one as it starts).
+        for t in tickets:
+            Path(self._stop(t)).touch()
             self._release(t)
-            if self.running[t][3] == "validate":
+            if self.running.pop(t)[3] == "validate":
                 self.looks.cancel.remote(t)
-            for ref in self.running.pop(t)[0]:
-                ray.cancel(ref, force=False)
+
+    def _stop(self, ticket) -> str:
+        return str(self.stops / f"{ticket}")
+
+    def gpu_seconds(self) -> float:
+        """Model seconds x GPUs drawing (an erase or a look) of every task that ran, cancelled ones until then."""
+        return sum(end - start for _, _, _, ref in self.spans for start, end in _spans(ref)[0]) * self.scale
 
     def _release(self, ticket) -> None:
         if self.lane is not None:
@@ -291,7 +314,7 @@ def run_mode(name: str, args, root: Path, scale: float) -> dict:
     settled, manifest = preflight(spec, run=False), Manifest.create(spec.storage_path, spec)
     speculative = name not in ("serial", "sharded")
     lane = EraseLane.open(1, 0) if speculative and name != "nolane" else None
-    executor = Synthetic(scale, args.reject, 1 if name == "serial" else 0, 1.0 if speculative else 0.0,
+    executor = Synthetic(scale, args.reject, 1 if name == "serial" else 0, 1.0 if speculative else 0.0, root / "stops",
                          COST["finetune_workers"] if name == "workers" else 1, lane)
     loop = CampaignLoop(settled, manifest, executor) if name in ("serial", "sharded") else \
         PipelinedLoop(settled, manifest, executor, (), speculative=True, parallel_attempts=3, depth=args.depth)
@@ -305,23 +328,28 @@ def run_mode(name: str, args, root: Path, scale: float) -> dict:
     h = manifest.history
     decisions = [(a.step, a.method, sorted(a.hparams.items()), a.decision.verdict) for a in
                  sorted(h.attempts, key=lambda a: (a.step, a.attempt)) if a.status == "finished"]
-    return {"mode": name, "scale": scale, "wall_s": wall, "gpu_seconds": executor.gpu_seconds,
-            "utilisation": executor.gpu_seconds / (GPUS * wall), "committed": len(outcome.committed),
+    used = executor.gpu_seconds()
+    return {"mode": name, "scale": scale, "wall_s": wall, "gpu_seconds": used, "utilisation": used / (GPUS * wall), "committed": len(outcome.committed),
             "attempts": len(h.attempts), "discarded": sum(a.status == "discarded" for a in h.attempts),
             "decisions": decisions}
 
 
+def _spans(ref) -> tuple[list, tuple[float, float] | None]:
+    """A task's (drawing spans, held span) in wall clock; none for one cancelled before it started."""
+    try:
+        return ray.get(ref, timeout=5)
+    except Exception:  # noqa: BLE001 - cancelled while queued: it never ran
+        return [], None
+
+
 def _write_timeline(path: Path, spans: list, clock0: float, scale: float) -> None:
-    """Every one-GPU task that ran to its end, as model seconds since the loop started (cancelled ones left
-    out): a row per look or erase drawn ("phase") and a row per GPU held ("held": a gate's member holds it
-    from its start to the gate's end)."""
+    """Every one-GPU task that ran, as model seconds since the loop started (cancelled ones until then): a row
+    per look or erase drawn ("phase") and a row per GPU held ("held": a gate's member holds it from its start
+    to the gate's end)."""
     rows = []
     for step, attempt, phase, ref in spans:
-        try:
-            drawn, held = ray.get(ref, timeout=5)
-        except Exception:  # noqa: BLE001 - a cancelled look or erase has no span
-            continue
-        for kind, (start, end) in [(phase, d) for d in drawn] + [("held", held)]:
+        drawn, held = _spans(ref)
+        for kind, (start, end) in [(phase, d) for d in drawn] + ([("held", held)] if held else []):
             rows.append({"step": step, "attempt": attempt, "phase": kind,
                          "start": (start - clock0) * scale, "end": (end - clock0) * scale})
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -350,7 +378,7 @@ def main() -> None:
                                                          "object_store_memory": 100 * 1024 * 1024})
     ray.init(address=node.address, logging_level="WARNING")
     # Start the workers first (up to num_cpus idle ones are kept): a fresh worker process costs seconds here.
-    ray.get([hold.options(num_gpus=GPUS / 14).remote(1.0) for _ in range(14)])
+    ray.get([hold.options(num_gpus=GPUS / 14).remote(1.0, "/nonexistent") for _ in range(14)])
     rows = []
     with tempfile.TemporaryDirectory(dir="/dev/shm" if Path("/dev/shm").is_dir() else None) as tmp:  # cheap fsync
         for mode in args.modes.split(","):

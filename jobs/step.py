@@ -1,9 +1,11 @@
-"""One erasure step on a worker, as two recipes the orchestrator runs as separate Ray tasks:
+"""One erasure step on a worker, as recipes the orchestrator runs as separate Ray tasks:
 
     erase:     setup (load base + parents, the concept's prompts) -> erase (the catalog method)
                -> save (delta.safetensors, rank 0) -> cleanup
     validate:  setup (the suite, the judge, the cached baseline) -> measure (base + parents +
                candidate) -> save (gate_report.json, grid.png + grid.json) -> cleanup
+    baseline:  (drawn ahead, resources.prefetch_baselines) the base model's images of a step's suite
+               into the baseline cache, so its gate draws only the candidate
 
     python -m jobs.step REQUEST.json      # both phases, without Ray
 
@@ -131,7 +133,24 @@ def run_validation(request: StepRequest, candidate: DeltaRef, log=print, spread:
         _cleanup()
 
 
-# ---- setup and cleanup, shared by both phases ---------------------------------------------------
+def run_baseline(request: StepRequest, log=print) -> int:
+    """The base model's images of the request's suite (the baseline and the grid's base row) into the baseline
+    cache, ahead of the gate that needs them; returns the observations cached. The gate's own baseline() finds
+    them by the same key (model, suite, settings): a gate started after this draws only its candidate."""
+    _setup(request, log)
+    validator, suite = for_request(request, _judge(request), log)
+    pipe = load_pipeline(request.model, device=_device(), frozen_precision=request.frozen_precision)
+    try:
+        base = validator.baseline(pipe, request.model, suite)
+        GridDraft(suite, request.validation, log).draw_base(pipe, validator.cache, request.model)
+        log(f"  baseline of step {request.step} ({request.concept}): {len(base)} observations cached")
+        return len(base)
+    finally:
+        del pipe
+        _cleanup()
+
+
+# ---- setup and cleanup, shared by the phases ---------------------------------------------------
 
 @contextlib.contextmanager
 def _ended(progress: ProgressWriter):

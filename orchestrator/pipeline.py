@@ -15,6 +15,12 @@ On top, while the head attempt (the lowest undecided attempt of the first open s
   its retry policy start at once, each assuming the ones before it are rejected the way the last one
   was. Journaled speculative="retry"; next_action commits the lowest-numbered passing attempt and
   discards a later one whose settings the policy would not have chosen after the real decisions.
+- baselines drawn ahead (`prefetch` n > 0): the base model's images of the suites of the head's step and
+  the n steps after it (each assuming the steps before it commit, as speculation does) are drawn as
+  "baseline" phases into the campaign's baseline cache while erases and other gates run, so a gate draws
+  only its candidate's images. A gate whose baseline is being drawn waits for it (drawing it twice would
+  cost more); a failed or wasted one costs nothing but its GPU time (the gate draws what the cache lacks).
+  Not journaled: the cache is content-addressed and written atomically.
 
 The executor runs phases concurrently (submit/wait/cancel: orchestrator/ray/driver.py, or in-process
 fakes in tests). A loop killed at any point is continued by running either loop on the same journal.
@@ -59,13 +65,19 @@ class Flight:
     erase: PhaseOutput | None = None
 
 
+SuiteKey = tuple[int, tuple[str, ...]]   # a step and the concepts erased before it: what its suite is built from
+
+
 class PipelinedLoop(CampaignLoop):
     def __init__(self, settled, manifest, executor: ConcurrentExecutor, callbacks=(), speculative: bool = True,
-                 parallel_attempts: int = 1, depth: int = 1):
+                 parallel_attempts: int = 1, depth: int = 1, prefetch: int = 0):
         super().__init__(settled, manifest, executor, callbacks)
         self.speculative, self.parallel_attempts = speculative, max(1, parallel_attempts)
         self.depth = max(1, depth) if speculative else 0
+        self.prefetch = max(0, prefetch)
         self.flights: dict[Hashable, Flight] = {}
+        self.baselines: dict[SuiteKey, bool] = {}   # baselines started this run: True while one is drawing
+        self.deferred: list[Flight] = []            # erased attempts whose gate waits for its baseline
 
     def run(self) -> RunOutcome:
         if self.manifest.status in ("finished", "halted"):
@@ -73,12 +85,12 @@ class PipelinedLoop(CampaignLoop):
         while True:
             head = self._settle()
             if not isinstance(head, RunAttempt):
-                self.executor.cancel(list(self.flights))   # work ahead of a halt has nothing left to serve
-                self.flights.clear()
+                self._cancel_all()   # work ahead of a halt has nothing left to serve
                 return self._halt(head) if isinstance(head, Halted) else self._finish(head)
             self._start(head)
             self._start_retries(head)
             self._start_speculation(head)
+            self._start_baselines(head)
             ticket, output = self.executor.wait(list(self.flights))
             self._landed(self.flights.pop(ticket), output)
 
@@ -97,8 +109,7 @@ class PipelinedLoop(CampaignLoop):
                 self.manifest.skip(action.step, action.concept, action.reason)
                 self._tell("event", f"skipped {action.concept}: {action.reason}")
             elif isinstance(action, Sweep):   # every concept settled: nothing in flight can serve any more
-                self.executor.cancel(list(self.flights))
-                self.flights.clear()
+                self._cancel_all()
                 self.sweep(action)
             else:
                 return action
@@ -112,15 +123,26 @@ class PipelinedLoop(CampaignLoop):
     def _discard(self, step: int, attempt: int, reason: str) -> None:
         self.manifest.discard(step, attempt, reason)
         for ticket, f in list(self.flights.items()):
-            if (f.a.step, f.a.attempt) == (step, attempt):
+            if f.phase != "baseline" and (f.a.step, f.a.attempt) == (step, attempt):
                 self.executor.cancel([ticket])
                 del self.flights[ticket]
+        self.deferred = [f for f in self.deferred if (f.a.step, f.a.attempt) != (step, attempt)]
         self._tell("event", f"discarded step {step} attempt {attempt}: {reason}")
+
+    def _cancel_all(self) -> None:
+        self.executor.cancel(list(self.flights))
+        self.flights.clear()
+        self.deferred.clear()
+        self.baselines = dict.fromkeys(self.baselines, False)
 
     # ---- starting work ----
 
+    def _attempts(self) -> list[Flight]:
+        """Every attempt in flight: running a phase, or erased and waiting for its baseline."""
+        return [f for f in self.flights.values() if f.phase != "baseline"] + self.deferred
+
     def _running(self, step: int, attempt: int) -> bool:
-        return any((f.a.step, f.a.attempt) == (step, attempt) for f in self.flights.values())
+        return any((f.a.step, f.a.attempt) == (step, attempt) for f in self._attempts())
 
     def _start(self, a: RunAttempt, speculative: str = "") -> None:
         if self._running(a.step, a.attempt):
@@ -179,9 +201,32 @@ class PipelinedLoop(CampaignLoop):
                 return
             last = ahead
 
+    def _start_baselines(self, head: RunAttempt) -> None:
+        """The baselines of the head's step and the `prefetch` steps after it, each assuming the steps before it
+        commit (a skip changes the suites after it: those baselines are wasted, never wrong); none for a step
+        whose gate has started, which draws (or drew) its own."""
+        if not self.prefetch:
+            return
+        erased = tuple(head.erased_before)
+        for step in range(head.step, min(head.step + self.prefetch, len(self.spec.concepts)) + 1):
+            concept = self.spec.concepts[step - 1]
+            if (step, erased) not in self.baselines and not self._gated(step):
+                a = dataclasses.replace(head, step=step, concept=concept, attempt=0, erased_before=erased,
+                                        parents=(), redo=False)
+                request = step_request(a, self.settled)
+                request = dataclasses.replace(request, out_dir=str(Path(request.out_dir).parent / "baseline"))
+                self.flights[self.executor.submit(a, request, "baseline")] = Flight(a, request, "baseline", unwatched)
+                self.baselines[(step, erased)] = True
+            erased += (concept,)
+
+    def _gated(self, step: int) -> bool:
+        """Whether a gate of this step has started (this run or before it)."""
+        return any(f.a.step == step for f in self.flights.values() if f.phase == "validate") or \
+            any(a.decision is not None for a in self.manifest.history.attempts_for(step))
+
     def _candidate(self, a: RunAttempt) -> DeltaRef | None:
         """The attempt's candidate once its erase is done: from its flight, or from its journaled result."""
-        flight = next((f for f in self.flights.values() if (f.a.step, f.a.attempt) == (a.step, a.attempt)), None)
+        flight = next((f for f in self._attempts() if (f.a.step, f.a.attempt) == (a.step, a.attempt)), None)
         if flight is not None:
             return flight.erase.value if flight.erase is not None else None
         record = next((r for r in self.manifest.history.attempts_for(a.step) if r.attempt == a.attempt), None)
@@ -193,11 +238,15 @@ class PipelinedLoop(CampaignLoop):
 
     def _landed(self, f: Flight, output: PhaseOutput) -> None:
         f.watch()
+        if f.phase == "baseline":
+            self._baseline_landed(f, output)
+            return
         if f.phase == "erase" and not output.error:
-            self._tell("phase_started", f.a, "validate", output)
-            f.watch = self._watcher(f.a, f.request, "validate")
-            ticket = self.executor.submit(f.a, f.request, "validate", output.value, f.watch)
-            self.flights[ticket] = dataclasses.replace(f, phase="validate", erase=output)
+            f = dataclasses.replace(f, erase=output)
+            if self.baselines.get(_suite(f.a)):
+                self.deferred.append(f)   # its baseline is being drawn: the gate would draw it a second time
+            else:
+                self._gate(f)
             return
         phases = [p for p in (f.erase, output) if p is not None]
         write_placement(Path(f.request.out_dir), phases)
@@ -210,6 +259,23 @@ class PipelinedLoop(CampaignLoop):
         self._tell("attempt_finished", f.a, phases, decision, report, candidate)
         if not decision.committed and candidate is not None:
             self._drop_built_on(f.a.step, candidate.sha256, decision)
+
+    def _gate(self, f: Flight) -> None:
+        self._tell("phase_started", f.a, "validate", f.erase)
+        watch = self._watcher(f.a, f.request, "validate")
+        ticket = self.executor.submit(f.a, f.request, "validate", f.erase.value, watch)
+        self.flights[ticket] = dataclasses.replace(f, phase="validate", watch=watch)
+
+    def _baseline_landed(self, f: Flight, output: PhaseOutput) -> None:
+        """A baseline is in the cache (or failed: its gate draws what is missing); the gates it held start."""
+        key = _suite(f.a)
+        self.baselines[key] = False
+        if output.error:
+            self._tell("event", f"baseline of step {f.a.step} not drawn ahead ({output.error}); its gate draws it")
+        waiting = [d for d in self.deferred if _suite(d.a) == key]
+        self.deferred = [d for d in self.deferred if _suite(d.a) != key]
+        for d in waiting:
+            self._gate(d)
 
     def _drop_built_on(self, step: int, sha256: str, decision: GateDecision) -> None:
         """Speculative attempts on a rejected candidate can never be committed: stop them now."""
@@ -225,6 +291,10 @@ def _as_committed(history: History, head: RunAttempt, candidate: DeltaRef) -> Hi
     return dataclasses.replace(history, commits=history.commits + (commit,))
 
 
-def pipelined(speculative: bool, parallel_attempts: int) -> bool:
+def _suite(a: RunAttempt) -> SuiteKey:
+    return a.step, tuple(a.erased_before)
+
+
+def pipelined(speculative: bool, parallel_attempts: int, prefetch: int = 0) -> bool:
     """Whether a campaign's resources ask for the pipelined loop (the serial loop otherwise)."""
-    return speculative or parallel_attempts > 1
+    return speculative or parallel_attempts > 1 or prefetch > 0

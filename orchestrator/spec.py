@@ -89,6 +89,9 @@ class Resources:
     speculative: bool = False
     speculation_depth: int = 1        # steps erased ahead of the head, each on the candidate before it
     parallel_attempts: int = 1        # attempts of one concept in flight at once (1: one at a time)
+    # Steps after the head whose base-model images are drawn ahead into the baseline cache while erases and
+    # other gates run, so their gates draw only the candidate (0: each gate draws its own); pipelined loop.
+    prefetch_baselines: int = 0
 
 
 @dataclass(frozen=True)
@@ -333,6 +336,8 @@ def _validate_numbers(spec: CampaignSpec, fail) -> None:
         fail("resources.gpus_per_step and validation_gpus must be >= 0 and resources.num_workers >= 1")
     if res.strategy not in STRATEGIES:
         fail(f"resources.strategy must be one of {', '.join(STRATEGIES)}, got {res.strategy!r}")
+    if res.prefetch_baselines < 0:
+        fail(f"resources.prefetch_baselines must be >= 0, got {res.prefetch_baselines}")
     if res.parallel_attempts < 1 or res.speculation_depth < 1:
         fail(f"resources.parallel_attempts and speculation_depth must be >= 1, got {res.parallel_attempts} and "
              f"{res.speculation_depth}")

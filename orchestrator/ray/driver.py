@@ -83,9 +83,9 @@ def run_campaign(spec: CampaignSpec | Settled, echo: Callable[[str], None] = _pr
         lane = EraseLane.open(res.gpus_per_step, res.cpus_per_step) if res.speculative else None
         try:
             executor = RayExecutor(spec, schedule_timeout_s, lane)
-            if pipelined(res.speculative, res.parallel_attempts):
+            if pipelined(res.speculative, res.parallel_attempts, res.prefetch_baselines):
                 return PipelinedLoop(settled, manifest, executor, callbacks, res.speculative,
-                                     res.parallel_attempts, res.speculation_depth).run()
+                                     res.parallel_attempts, res.speculation_depth, res.prefetch_baselines).run()
             return CampaignLoop(settled, manifest, executor, callbacks).run()
         finally:
             tracker.close()
@@ -186,6 +186,8 @@ class RayExecutor:
         """Start the phase's task: (ref, what it needs of one node)."""
         if phase == "erase":
             gpus, args, group = self.res.gpus_per_step, (request,), _is_group(request)
+        elif phase == "baseline":   # the base model's images of a suite, drawn ahead of its gate
+            gpus, args, group = self.res.validation_gpus, (request,), False
         else:
             reserve = self.res.gpus_per_step if self.res.speculative else 0.0
             shards = shard_count(self.spec.validation.shards, self.res.validation_gpus, reserve)

@@ -1,4 +1,4 @@
-"""The Ray tasks of a step: its erase phase and its validation phase.
+"""The Ray tasks of a step: its erase phase, its validation phase and a baseline drawn ahead of a gate.
 
 Ray's side of a step (orchestrator/ray/ is the only folder of orchestrator/ that imports Ray). Each task
 wraps one worker phase of jobs/step.py and returns a PhaseOutput:
@@ -75,15 +75,23 @@ def validate_phase(request: StepRequest, candidate: DeltaRef, shards: int = 1, c
     return _run("validate", request, work)
 
 
+def baseline_phase(request: StepRequest) -> PhaseOutput:
+    """The base model's images of the request's suite, into the baseline cache; the value is how many."""
+    def work(log):
+        from jobs.step import run_baseline
+        return run_baseline(request, log)
+    return _run("baseline", request, work)
+
+
 # A phase that holds GPUs runs in a fresh worker process (max_calls=1), so the device is free when
 # the next phase starts. Ray does that by default only for GPUs asked in @ray.remote, not in
 # .options(), hence two remote functions per phase; a CPU phase may reuse a warm worker.
 _TASKS = {(fn.__name__, gpu): ray.remote(max_retries=MAX_RETRIES, **({"max_calls": 1} if gpu else {}))(fn)
-          for fn in (erase_phase, erase_group_phase, validate_phase) for gpu in (False, True)}
+          for fn in (erase_phase, erase_group_phase, validate_phase, baseline_phase) for gpu in (False, True)}
 
 
 def remote(phase: str, gpus: float):
-    """The Ray remote function for `phase` ("erase" | "erase_group" | "validate") asking for `gpus` GPUs."""
+    """The Ray remote function for `phase` ("erase" | "erase_group" | "validate" | "baseline") asking for `gpus` GPUs."""
     return _TASKS[f"{phase}_phase", gpus > 0]
 
 

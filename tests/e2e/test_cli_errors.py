@@ -55,6 +55,11 @@ def test_a_speculation_depth_under_one_is_refused(campaign_file):
                           "speculation_depth", ">= 1")
 
 
+def test_a_negative_prefetch_is_refused(campaign_file):
+    assert_one_line_error(erase("run", str(campaign_file()), "resources.prefetch_baselines=-1", timeout=60),
+                          "prefetch_baselines", ">= 0")
+
+
 def test_missing_campaign_file(tmp_path):
     assert_one_line_error(erase("run", str(tmp_path / "nowhere.yaml")), "not found", "nowhere.yaml")
 

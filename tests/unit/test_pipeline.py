@@ -63,7 +63,12 @@ class Scripted:
     def wait(self, tickets):
         ticket = self.pick(sorted(tickets))
         a, request, phase, candidate = self.running.pop(ticket)
+        if phase == "baseline":
+            return ticket, self.baseline(a, request)
         return ticket, self.erase(a, request) if phase == "erase" else self.validate(a, request, candidate)
+
+    def baseline(self, a, request) -> PhaseOutput:
+        return PhaseOutput("baseline", 96, "", None, 0.0, "")
 
     def cancel(self, tickets):
         self.cancelled += list(tickets)
@@ -253,7 +258,8 @@ class DiesAt(Counting):
         return super().wait(tickets)
 
 
-def test_depth_two_killed_anywhere_and_resumed_keeps_every_commit_and_the_serial_decisions(tmp_path):
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_depth_two_killed_anywhere_and_resumed_keeps_every_commit_and_the_serial_decisions(tmp_path, prefetch):
     s, ms = campaign(tmp_path, "serial4", "concepts=[star,square,round,cross]")
     assert CampaignLoop(preflight(s, run=False), ms, Scripted(first_star_fails)).run().status == "finished"
     n, speculating = 0, 0
@@ -261,15 +267,95 @@ def test_depth_two_killed_anywhere_and_resumed_keeps_every_commit_and_the_serial
         n += 1
         s, m = campaign(tmp_path / str(n), "deep", "concepts=[star,square,round,cross]")
         try:
-            PipelinedLoop(preflight(s, run=False), m, DiesAt(first_star_fails, m, n), (), True, 1, depth=2).run()
+            PipelinedLoop(preflight(s, run=False), m, DiesAt(first_star_fails, m, n), (), True, 1, depth=2,
+                          prefetch=prefetch).run()
             break
         except Killed:
             speculating += any(a.speculative == "parent" and a.status == "started" for a in m.history.attempts)
         before = {(c.step, c.attempt, c.delta.sha256) for c in m.history.commits}
         again = Manifest.open(s.storage_path)
-        outcome = PipelinedLoop(preflight(s, run=False), again, Scripted(first_star_fails), (), True, 1, depth=2).run()
+        outcome = PipelinedLoop(preflight(s, run=False), again, Scripted(first_star_fails), (), True, 1, depth=2,
+                                prefetch=prefetch).run()
         assert outcome.committed == ("star", "square", "round", "cross")
         assert before <= {(c.step, c.attempt, c.delta.sha256) for c in again.history.commits}
         _built_on_committed(again)
         assert decisions(again) == decisions(ms)
     assert n > 10 and speculating > 3   # killed at each wait, several times with speculative attempts in flight
+
+
+class Prefetching(Scripted):
+    """Scripted, noting in order each submit and landing: (what, step, attempt, phase, erased_before)."""
+
+    def __init__(self, verdict, pick, fail_baselines: bool = False):
+        super().__init__(verdict, pick)
+        self.fail_baselines, self.log = fail_baselines, []
+
+    def submit(self, a, request, phase, candidate=None, watch=None):
+        self.log.append(("submit", a.step, a.attempt, phase, tuple(request.erased_before)))
+        return super().submit(a, request, phase, candidate, watch)
+
+    def wait(self, tickets):
+        ticket = self.pick(sorted(tickets))
+        a, request, phase, _ = self.running[ticket]
+        self.log.append(("landed", a.step, a.attempt, phase, tuple(request.erased_before)))
+        return super().wait([ticket])
+
+    def baseline(self, a, request) -> PhaseOutput:
+        return PhaseOutput("baseline", None, "RuntimeError: no GPU", None, 0.0, "") if self.fail_baselines \
+            else super().baseline(a, request)
+
+
+def prefetched(tmp_path: Path, verdict, prefetch: int, pick, name: str, **kw) -> tuple:
+    s, m = campaign(tmp_path, name, "concepts=[star,square,round,cross]")
+    executor = Prefetching(verdict, pick, **kw)
+    outcome = PipelinedLoop(preflight(s, run=False), m, executor, (), True, 3, prefetch=prefetch).run()
+    return outcome, m, executor
+
+
+def _serial4(tmp_path: Path, verdict) -> Manifest:
+    s, ms = campaign(tmp_path, "serial-prefetch", "concepts=[star,square,round,cross]")
+    assert CampaignLoop(preflight(s, run=False), ms, Scripted(verdict)).run().status == "finished"
+    return ms
+
+
+@pytest.mark.parametrize("pick", [lambda t: t[0], lambda t: t[-1]], ids=["oldest-first", "newest-first"])
+def test_baselines_are_drawn_ahead_once_per_suite_and_each_gate_waits_for_its_own(tmp_path, pick):
+    outcome, m, executor = prefetched(tmp_path, first_star_fails, 2, pick, "prefetch")
+    assert outcome.committed == ("star", "square", "round", "cross")
+    submits = [e for e in executor.log if e[0] == "submit"]
+    baselines = [(step, erased) for _, step, _, phase, erased in submits if phase == "baseline"]
+    # every step's suite once, each assuming the steps before it commit (none is skipped here)
+    concepts = ("star", "square", "round", "cross")
+    assert sorted(baselines) == [(k, concepts[:k - 1]) for k in range(1, 5)]
+    # a step's first gate starts only once its baseline has landed (a gate never draws it a second time)
+    for step in range(1, 5):
+        gate = next(i for i, e in enumerate(executor.log) if e[0] == "submit" and e[1] == step and e[3] == "validate")
+        assert ("landed", step, 0, "baseline", concepts[:step - 1]) in executor.log[:gate]
+    assert decisions(m) == decisions(_serial4(tmp_path, first_star_fails))
+    _built_on_committed(m)
+
+
+def test_baselines_reach_only_prefetch_steps_past_the_head(tmp_path):
+    _, _, executor = prefetched(tmp_path, lambda *_: "pass", 1, lambda t: t[0], "prefetch1")
+    submits = [e for e in executor.log if e[0] == "submit"]
+    first_gate = next(i for i, e in enumerate(submits) if e[3] == "validate")
+    # before star's first gate only star's and square's baselines are asked for
+    assert {e[1] for e in submits[:first_gate] if e[3] == "baseline"} == {1, 2}
+
+
+def test_a_failed_baseline_costs_only_its_time_the_gates_draw_their_own(tmp_path):
+    outcome, m, executor = prefetched(tmp_path, first_star_fails, 2, lambda t: t[0], "prefetch-fails",
+                                      fail_baselines=True)
+    assert outcome.committed == ("star", "square", "round", "cross")
+    assert decisions(m) == decisions(_serial4(tmp_path, first_star_fails))
+
+
+def test_a_skipped_concept_wastes_the_baselines_built_on_it_and_the_later_gates_still_run(tmp_path):
+    def square_never(concept, method, hparams):
+        return "forgetting" if concept == "square" else "pass"
+    outcome, m, executor = prefetched(tmp_path, square_never, 3, lambda t: t[0], "prefetch-skip")
+    assert outcome.committed == ("star", "round", "cross")
+    # round's and cross's suites were drawn ahead with square among the erased, then again without it
+    erased = {(e[1], e[4]) for e in executor.log if e[0] == "submit" and e[3] == "baseline"}
+    assert (3, ("star", "square")) in erased
+    assert decisions(m) == decisions(_serial4(tmp_path, square_never))
