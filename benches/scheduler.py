@@ -1,23 +1,27 @@
 """Scheduler: 100 concepts on a fake 8-GPU node, serial vs sharded vs sharded + speculative + parallel attempts
-(and the same with fine-tunes as distributed steps on 4 GPUs).
+(without the erase lane; with baselines drawn ahead; and with fine-tunes as distributed steps on 4 GPUs).
 
     python benches/scheduler.py [--concepts 100] [--scales serial=500,sharded=200,pipelined=100,...]
-                                [--reject 0.2] [--modes serial,sharded,pipelined,nolane,workers] [--depth 1]
+                                [--reject 0.2] [--modes serial,sharded,pipelined,nolane,prefetch,workers]
+                                [--depth 2] [--prefetch 6]
 
 The real loops (orchestrator/loop.py CampaignLoop, orchestrator/pipeline.py PipelinedLoop), journal,
 gate and Ray scheduling on a ray.cluster_utils.Cluster whose node says it has 8 GPUs: shard_count over the
 cluster's GPUs; a gate drawn by that many members as orchestrator/ray/shards.py draws it (each holds a GPU
 from its start, takes the next look nobody has; a helper goes once no look is left, the validation task
 holds its GPU until the last look is back); one GPU per erase, in the erase lane (orchestrator/ray/lane.py)
-when the campaign speculates. Not modelled: a helper's pipeline load (seconds on SD 1.5 per helper per
-gate), and the views, attack and grid the validation task draws after the gate. Only the phases are synthetic: each sleeps
-for its cost-model seconds divided by its mode's scale, and a gate's verdict is drawn per (concept, method,
-hparams) at --reject. Cost model (model seconds, SD 1.x; see COST below and the README):
+when the campaign speculates; a baseline drawn ahead (resources.prefetch_baselines) holds one GPU. A cancelled
+phase ends at once, as the product's forced cancel ends it. Not modelled: a helper's pipeline load (seconds on
+SD 1.5 per helper per gate), and the views, attack and grid the validation task draws after the gate. Only the
+phases are synthetic: each sleeps for its cost-model seconds divided by its mode's scale, and a gate's verdict
+is drawn per (concept, method, hparams) at --reject. Cost model (model seconds, SD 1.x; see COST below and the
+README):
 
 - seconds per image: 1.6 (SD 1.5, A100, 512 px, 50 steps, fp16, batch 1: published figure).
 - images per gate at step k: 500 + min(2 (k - 1), 80): the target suite (a 500-image gate) plus the
   earlier concepts' cumulative rows under a fixed cumulative budget of 80 images. The base model's
-  images for the same suite are drawn too (the baseline cache is keyed by suite, which changes per step).
+  images of the same suite are drawn too, once per suite (the baseline cache is keyed by suite, which
+  changes per step; a retry's gate, or a gate after a baseline drawn ahead, finds them cached).
 - early stop: a rejected gate draws 37% of its candidate images (the toy world's measured early stop:
   63% fewer images on clear rejects); a passing gate draws all.
 - erase seconds: the toy world's measured erase/gate ratio times the SD gate's candidate seconds at
@@ -73,6 +77,7 @@ CLOSED_FORM = ("uce",)   # one process whatever num_workers says
 PUBLISHED_ERASE = {"uce": 30.0, "esd-x": 6163.0}
 
 
+MODES = ("serial", "sharded", "pipelined", "nolane", "prefetch", "workers")
 LOOK_IMAGES = 64   # validation.batch_size: the unit a shard draws
 
 
@@ -185,12 +190,16 @@ class Synthetic:
         self.looks = Looks.remote()
         ray.get(self.looks.open.remote(0, []))   # its process started now, not at the first gate
         self.running: dict = {}          # ticket -> (refs of its one-GPU tasks, attempt, request, phase)
+        self.cached: set = set()         # suites whose base images are in the baseline cache
         self.count = 0
         self.spans: list = []            # (step, attempt, phase, ref) of every one-GPU task started: the timeline
 
     def submit(self, a, request, phase, candidate=None, watch=None):
         self.count += 1
-        if phase == "erase":
+        if phase == "baseline":   # the base model's images of a suite, drawn ahead on one GPU
+            seconds = gate_images(a.step) * COST["seconds_per_image"]
+            refs = [hold.options(num_gpus=1).remote(seconds / self.scale, self._stop(self.count))]
+        elif phase == "erase":
             shards = 1 if a.method in CLOSED_FORM else self.workers
             seconds = erase_wall(a.method, shards) * shards   # GPU-seconds, split evenly over its workers
             lane = self.lane.options() if self.lane is not None and shards == 1 else {}
@@ -199,7 +208,8 @@ class Synthetic:
             if lane:
                 self.lane.occupy(self.count, lane)
         else:
-            seconds = _gate_seconds(a.step, rejected(a.concept, a.method, a.hparams, self.reject))
+            fail = rejected(a.concept, a.method, a.hparams, self.reject)
+            seconds = _gate_seconds(a.step, fail, base=_suite(a, request) not in self.cached)
             shards = shard_count(self.shards, 1.0, self.reserve)
             ray.get(self.looks.open.remote(self.count, _looks(seconds)))
             refs = [member.options(num_gpus=1).remote(self.looks, self.count, self.scale, i == 0, self._stop(self.count))
@@ -216,6 +226,8 @@ class Synthetic:
             if done is not None:
                 _, a, request, phase = self.running.pop(done)
                 self._release(done)
+                if phase != "erase":   # a gate draws its suite's base images first; a baseline phase only them
+                    self.cached.add(_suite(a, request))
                 return done, self._output(a, request, phase)
             ready, _ = ray.wait(list(refs), num_returns=1, timeout=0.5)
             for r in ready:   # finished: waiting on it again would return at once (a busy loop)
@@ -249,6 +261,8 @@ class Synthetic:
         return self.wait([self.submit(a, request, "validate", candidate)])[1]
 
     def _output(self, a, request, phase) -> PhaseOutput:
+        if phase == "baseline":
+            return PhaseOutput("baseline", gate_images(a.step), "", None, 0.0, "")
         if phase == "erase":
             out = Path(request.out_dir)
             out.mkdir(parents=True, exist_ok=True)
@@ -278,7 +292,8 @@ def chain_bound(decisions: list, workers: int = 1, gpus: int = GPUS) -> float:
     answers. Per step: its first erase; if that is rejected, its gate (on every GPU) and the longest of the
     later attempts' erases (all started at once, as parallel attempts do); if the step commits nothing, also
     the last gate (the next step builds on the committed model before it); the campaign's last gate at the end.
-    Gates at full width, no overhead, unbounded GPUs for speculation: no scheduler can beat it."""
+    Gates at full width and of the candidate's images only (the base model's can be drawn before the candidate
+    exists), no overhead, unbounded GPUs for speculation: no scheduler can beat it."""
     steps: dict[int, list] = {}
     for step, method, hparams, verdict in decisions:
         steps.setdefault(step, []).append((method, dict(hparams), verdict))
@@ -287,24 +302,31 @@ def chain_bound(decisions: list, workers: int = 1, gpus: int = GPUS) -> float:
         first, rest = attempts[0], attempts[1:]
         total += erase_wall(first[0], workers)
         if rest:
-            total += _gate_seconds(step, True) / gpus + max(erase_wall(m, workers) for m, _, _ in rest)
+            total += _gate_seconds(step, True, base=False) / gpus + max(erase_wall(m, workers) for m, _, _ in rest)
         if all(v != "commit" for _, _, v in attempts):
-            total += _gate_seconds(step, True) / gpus
+            total += _gate_seconds(step, True, base=False) / gpus
     last = max(steps)
-    return total + _gate_seconds(last, steps[last][-1][2] != "commit") / gpus
+    return total + _gate_seconds(last, steps[last][-1][2] != "commit", base=False) / gpus
 
 
 def gpu_seconds(decisions: list) -> float:
-    """The campaign's GPU-seconds on one GPU per erase (what the serial loop holds): every attempt's erase and gate."""
-    return sum(erase_seconds(method) + _gate_seconds(step, verdict != "commit")
-               for step, method, _, verdict in decisions)
+    """The campaign's GPU-seconds on one GPU per erase (what the serial loop holds): every attempt's erase and
+    gate, the base model's images once per step (a retry's gate finds them in the baseline cache)."""
+    first = {step: i for i, (step, *_) in reversed(list(enumerate(decisions)))}
+    return sum(erase_seconds(method) + _gate_seconds(step, verdict != "commit", base=first[step] == i)
+               for i, (step, method, _, verdict) in enumerate(decisions))
 
 
-def _gate_seconds(step: int, fail: bool) -> float:
-    """A gate's GPU-seconds: the base model's images of its suite and the candidate's drawn ones."""
+def _gate_seconds(step: int, fail: bool, base: bool) -> float:
+    """A gate's GPU-seconds: the candidate's drawn images, and the base model's of its suite unless cached."""
     images = gate_images(step)
     drawn = round(images * (COST["early_stop_fraction_rejected"] if fail else 1.0))
-    return (images + drawn) * COST["seconds_per_image"]
+    return ((images if base else 0) + drawn) * COST["seconds_per_image"]
+
+
+def _suite(a, request) -> tuple:
+    """What a gate's base images depend on (the baseline cache's key, as orchestrator/pipeline.py keys it)."""
+    return a.step, tuple(request.erased_before)
 
 
 def run_mode(name: str, args, root: Path, scale: float) -> dict:
@@ -317,7 +339,8 @@ def run_mode(name: str, args, root: Path, scale: float) -> dict:
     executor = Synthetic(scale, args.reject, 1 if name == "serial" else 0, 1.0 if speculative else 0.0, root / "stops",
                          COST["finetune_workers"] if name == "workers" else 1, lane)
     loop = CampaignLoop(settled, manifest, executor) if name in ("serial", "sharded") else \
-        PipelinedLoop(settled, manifest, executor, (), speculative=True, parallel_attempts=3, depth=args.depth)
+        PipelinedLoop(settled, manifest, executor, (), speculative=True, parallel_attempts=3, depth=args.depth,
+                      prefetch=args.prefetch if name in ("prefetch", "workers") else 0)
     t0, clock0 = time.monotonic(), time.time()
     outcome = loop.run()
     wall = (time.monotonic() - t0) * scale
@@ -359,20 +382,28 @@ def _write_timeline(path: Path, spans: list, clock0: float, scale: float) -> Non
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--concepts", type=int, default=100)
-    ap.add_argument("--scales", default="serial=500,sharded=200,pipelined=100,nolane=100,workers=100",
+    ap.add_argument("--scales", default="serial=500,sharded=200,pipelined=100,nolane=100,prefetch=100,workers=100",
                     help="model seconds per real second, per mode: higher runs faster but counts the loop's own "
                          "real-time overhead that many times over (about 20 s for 100 concepts here); the longer "
                          "modes hide it in more model time, so they run at a higher scale")
     ap.add_argument("--reject", type=float, default=0.2, help="share of gates that reject")
     ap.add_argument("--erase", choices=("toy", "published"), default="toy",
                     help="erase seconds from the toy world's erase/gate ratios or from published figures")
-    ap.add_argument("--modes", default="serial,sharded,pipelined,nolane,workers",
+    ap.add_argument("--modes", default="serial,sharded,pipelined,nolane,prefetch,workers",
                     help="nolane: pipelined without the erase lane (orchestrator/ray/lane.py)")
-    ap.add_argument("--depth", type=int, default=1, help="resources.speculation_depth of the pipelined modes")
+    ap.add_argument("--depth", type=int, default=2, help="resources.speculation_depth of the pipelined modes")
+    ap.add_argument("--prefetch", type=int, default=6, help="resources.prefetch_baselines of modes prefetch, workers")
     ap.add_argument("--timeline", type=Path, help="write each mode's GPU tasks (model seconds) to PATH.<mode>.json")
     ap.add_argument("--out", type=Path, default=REPO / "bench-results" / "scheduler.json")
     args = ap.parse_args()
-    scales = {m: float(v) for m, v in (kv.split("=") for kv in args.scales.split(","))}
+    try:
+        scales = {m: float(v) for m, v in (kv.split("=") for kv in args.scales.split(","))}
+    except ValueError:
+        ap.error(f"--scales wants mode=number,... (e.g. serial=500,pipelined=100), got {args.scales!r}")
+    if unknown := [m for m in args.modes.split(",") if m not in MODES]:
+        ap.error(f"--modes: unknown {', '.join(unknown)} (known: {', '.join(MODES)})")
+    if missing := [m for m in args.modes.split(",") if m not in scales]:
+        ap.error(f"--scales has no scale for {', '.join(missing)}")
     COST["erase_seconds"] = PUBLISHED_ERASE if args.erase == "published" else {}
     node = Cluster(initialize_head=True, head_node_args={"num_cpus": 16, "num_gpus": GPUS,
                                                          "object_store_memory": 100 * 1024 * 1024})
@@ -393,12 +424,14 @@ def main() -> None:
         r["chain_bound_s"] = chain_bound(ref["decisions"], COST["finetune_workers"] if r["mode"] == "workers" else 1)
     same = all(r["decisions"] == rows[0]["decisions"] for r in rows)
     print(f"\n{args.concepts} concepts, one node of {GPUS} GPUs, rejection rate {args.reject}, erase {args.erase}, "
-          f"speculation depth {args.depth} (model hours below; SD 1.5 on A100 figures)")
+          f"speculation depth {args.depth}, baselines {args.prefetch} steps ahead (model hours below; SD 1.5 on A100 "
+          f"figures)")
     print(f"{'mode':<40}{'wall h':>8}{'x ideal':>9}{'x bound':>9}{'GPU util':>10}{'attempts':>10}{'discarded':>10}"
           f"{'committed':>10}{'scale':>8}")
     names = {"serial": "serial (today)", "sharded": "sharded gates",
              "pipelined": "sharded + speculative + parallel 3",
              "nolane": "the same without the erase lane",
+             "prefetch": "+ baselines drawn ahead",
              "workers": f"the same + fine-tunes on {COST['finetune_workers']} GPUs"}
     for r in rows:
         r["ratio_to_ideal"] = r["wall_s"] / ideal
@@ -424,7 +457,8 @@ def main() -> None:
         "chain_bound_s": bound, "chain_bound_over_ideal": bound / ideal, "ratio_to_chain_bound": best["wall_s"] / best["chain_bound_s"],
         "images_per_gate_step100_over_step1": images[100] / images[1], "images_per_gate": images,
         "ideal_s": ideal, "modes": rows, "decisions_equal": same, "projection_hours_8xH100": h100,
-        "concepts": args.concepts, "gpus": GPUS, "erase_model": args.erase, "reject": args.reject, "scales": scales, "depth": args.depth, "cost_model": COST},
+        "concepts": args.concepts, "gpus": GPUS, "erase_model": args.erase, "reject": args.reject, "scales": scales, "depth": args.depth,
+        "prefetch": args.prefetch, "cost_model": COST},
         indent=1))
     print(f"wrote {args.out}")
 
