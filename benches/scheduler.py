@@ -115,8 +115,8 @@ def _sleep(seconds: float, stop: Path) -> bool:
     """Sleep `seconds` (real) unless `stop` appears first, as the product's forced cancel ends a phase at once
     (a forced Ray cancel here would restart the worker: seconds of real time, hours at these scales).
     True if it slept to the end."""
-    end = time.time() + seconds
-    while (left := end - time.time()) > 0:
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
         if stop.exists():
             return False
         time.sleep(min(left, 0.02))
@@ -125,10 +125,11 @@ def _sleep(seconds: float, stop: Path) -> bool:
 
 @ray.remote(num_cpus=0)
 def hold(seconds: float, stop: str) -> tuple[list, tuple[float, float]]:
-    """An erase: hold the task's GPU for `seconds` or until cancelled. (drawing spans, held span) in wall clock."""
-    start = time.time()
+    """An erase: hold the task's GPU for `seconds` or until cancelled. (drawing spans, held span) on the monotonic
+    clock (one clock for every process of the machine; a step of the wall clock cannot cut a hold short)."""
+    start = time.monotonic()
     _sleep(seconds, Path(stop))
-    return [(start, time.time())], (start, time.time())
+    return [(start, time.monotonic())], (start, time.monotonic())
 
 
 @ray.remote(num_cpus=0)
@@ -165,17 +166,17 @@ def member(looks, gate, scale: float, task: bool, stop: str) -> tuple[list, tupl
     drawing whichever look nobody has taken yet. A helper goes once no look is left for it; the validation
     task itself (`task`) holds its GPU until the gate's last look is back. A cancelled gate ends at once (the
     product's forced cancel of the validation task ends its helpers with it)."""
-    start, spans = time.time(), []
+    start, spans = time.monotonic(), []
     while (seconds := ray.get(looks.take.remote(gate))) is not None:
-        t = time.time()
+        t = time.monotonic()
         whole = _sleep(seconds / scale, Path(stop))
-        spans.append((t, time.time()))
+        spans.append((t, time.monotonic()))
         if not whole:
             break
         looks.drawn.remote(gate)
     if task and not Path(stop).exists():
         ray.get(looks.until_closed.remote(gate))
-    return spans, (start, time.time())
+    return spans, (start, time.monotonic())
 
 
 class Synthetic:
@@ -336,18 +337,18 @@ def run_mode(name: str, args, root: Path, scale: float) -> dict:
     settled, manifest = preflight(spec, run=False), Manifest.create(spec.storage_path, spec)
     speculative = name not in ("serial", "sharded")
     lane = EraseLane.open(1, 0) if speculative and name != "nolane" else None
-    executor = Synthetic(scale, args.reject, 1 if name == "serial" else 0, 1.0 if speculative else 0.0, root / "stops",
+    executor = Synthetic(scale, args.reject, 1 if name == "serial" else 0, 1.0 if speculative else 0.0, root / f"stops-{name}",
                          COST["finetune_workers"] if name == "workers" else 1, lane)
     loop = CampaignLoop(settled, manifest, executor) if name in ("serial", "sharded") else \
         PipelinedLoop(settled, manifest, executor, (), speculative=True, parallel_attempts=3, depth=args.depth,
                       prefetch=args.prefetch if name in ("prefetch", "workers") else 0)
-    t0, clock0 = time.monotonic(), time.time()
+    t0 = time.monotonic()
     outcome = loop.run()
     wall = (time.monotonic() - t0) * scale
     if lane is not None:
         lane.close()
     if args.timeline:
-        _write_timeline(args.timeline.with_suffix(f".{name}.json"), executor.spans, clock0, scale)
+        _write_timeline(args.timeline.with_suffix(f".{name}.json"), executor.spans, t0, scale)
     h = manifest.history
     decisions = [(a.step, a.method, sorted(a.hparams.items()), a.decision.verdict) for a in
                  sorted(h.attempts, key=lambda a: (a.step, a.attempt)) if a.status == "finished"]
@@ -358,7 +359,7 @@ def run_mode(name: str, args, root: Path, scale: float) -> dict:
 
 
 def _spans(ref) -> tuple[list, tuple[float, float] | None]:
-    """A task's (drawing spans, held span) in wall clock; none for one cancelled before it started."""
+    """A task's (drawing spans, held span) on the monotonic clock; none for one cancelled before it started."""
     try:
         return ray.get(ref, timeout=5)
     except Exception:  # noqa: BLE001 - cancelled while queued: it never ran
