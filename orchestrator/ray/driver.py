@@ -12,7 +12,9 @@ when the driver dies); any number of campaigns, each with its own driver, share 
 Per attempt: record_start -> erase phase (num_cpus=cpus_per_step, num_gpus=gpus_per_step)
 -> validation phase (num_gpus=validation_gpus, its looks split over validation.shards such tasks:
 orchestrator/ray/shards.py) -> gate.decide -> record_result; the state
-machine then asks for the commit (atomic, sha256-checked) or the next attempt. A phase that
+machine then asks for the commit (atomic, sha256-checked) or the next attempt. With
+resources.prefetch_baselines the pipelined loop also runs "baseline" phases (validation_gpus each) that
+draw the base model's images of coming steps' suites into the baseline cache ahead of their gates. A phase that
 raised is a failed attempt (gate.error_decision); a phase whose worker died is re-run by Ray
 (ray_tasks.MAX_RETRIES) before it counts as failed. A phase no node can ever hold raises
 ClusterError after `schedule_timeout_s` instead of waiting forever. While a phase runs, the same
