@@ -213,7 +213,8 @@ class Synthetic:
             seconds = _gate_seconds(a.step, fail, base=_suite(a, request) not in self.cached)
             shards = shard_count(self.shards, 1.0, self.reserve)
             ray.get(self.looks.open.remote(self.count, _looks(seconds)))
-            refs = [member.options(num_gpus=1).remote(self.looks, self.count, self.scale, i == 0, self._stop(self.count))
+            stop = self._stop(self.count)
+            refs = [member.options(num_gpus=1).remote(self.looks, self.count, self.scale, i == 0, stop)
                     for i in range(shards)]
         self.spans += [(a.step, a.attempt, phase, r) for r in refs]
         self.running[self.count] = (refs, a, request, phase)
@@ -337,7 +338,8 @@ def run_mode(name: str, args, root: Path, scale: float) -> dict:
     settled, manifest = preflight(spec, run=False), Manifest.create(spec.storage_path, spec)
     speculative = name not in ("serial", "sharded")
     lane = EraseLane.open(1, 0) if speculative and name != "nolane" else None
-    executor = Synthetic(scale, args.reject, 1 if name == "serial" else 0, 1.0 if speculative else 0.0, root / f"stops-{name}",
+    executor = Synthetic(scale, args.reject, 1 if name == "serial" else 0, 1.0 if speculative else 0.0,
+                         root / f"stops-{name}",
                          COST["finetune_workers"] if name == "workers" else 1, lane)
     loop = CampaignLoop(settled, manifest, executor) if name in ("serial", "sharded") else \
         PipelinedLoop(settled, manifest, executor, (), speculative=True, parallel_attempts=3, depth=args.depth,
@@ -353,7 +355,8 @@ def run_mode(name: str, args, root: Path, scale: float) -> dict:
     decisions = [(a.step, a.method, sorted(a.hparams.items()), a.decision.verdict) for a in
                  sorted(h.attempts, key=lambda a: (a.step, a.attempt)) if a.status == "finished"]
     used = executor.gpu_seconds()
-    return {"mode": name, "scale": scale, "wall_s": wall, "gpu_seconds": used, "utilisation": used / (GPUS * wall), "committed": len(outcome.committed),
+    return {"mode": name, "scale": scale, "wall_s": wall, "gpu_seconds": used, "utilisation": used / (GPUS * wall),
+            "committed": len(outcome.committed),
             "attempts": len(h.attempts), "discarded": sum(a.status == "discarded" for a in h.attempts),
             "decisions": decisions}
 
@@ -380,6 +383,11 @@ def _write_timeline(path: Path, spans: list, clock0: float, scale: float) -> Non
     path.write_text(json.dumps(rows))
 
 
+def _refuse(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--concepts", type=int, default=100)
@@ -400,11 +408,11 @@ def main() -> None:
     try:
         scales = {m: float(v) for m, v in (kv.split("=") for kv in args.scales.split(","))}
     except ValueError:
-        ap.error(f"--scales wants mode=number,... (e.g. serial=500,pipelined=100), got {args.scales!r}")
+        _refuse(f"--scales wants mode=number,... (e.g. serial=500,pipelined=100), got {args.scales!r}")
     if unknown := [m for m in args.modes.split(",") if m not in MODES]:
-        ap.error(f"--modes: unknown {', '.join(unknown)} (known: {', '.join(MODES)})")
+        _refuse(f"--modes: unknown {', '.join(unknown)} (known: {', '.join(MODES)})")
     if missing := [m for m in args.modes.split(",") if m not in scales]:
-        ap.error(f"--scales has no scale for {', '.join(missing)}")
+        _refuse(f"--scales has no scale for {', '.join(missing)}")
     COST["erase_seconds"] = PUBLISHED_ERASE if args.erase == "published" else {}
     node = Cluster(initialize_head=True, head_node_args={"num_cpus": 16, "num_gpus": GPUS,
                                                          "object_store_memory": 100 * 1024 * 1024})
@@ -455,10 +463,12 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "ratio_to_ideal": best["ratio_to_ideal"], "best_mode": best["mode"],
-        "chain_bound_s": bound, "chain_bound_over_ideal": bound / ideal, "ratio_to_chain_bound": best["wall_s"] / best["chain_bound_s"],
+        "chain_bound_s": bound, "chain_bound_over_ideal": bound / ideal,
+        "ratio_to_chain_bound": best["wall_s"] / best["chain_bound_s"],
         "images_per_gate_step100_over_step1": images[100] / images[1], "images_per_gate": images,
         "ideal_s": ideal, "modes": rows, "decisions_equal": same, "projection_hours_8xH100": h100,
-        "concepts": args.concepts, "gpus": GPUS, "erase_model": args.erase, "reject": args.reject, "scales": scales, "depth": args.depth,
+        "concepts": args.concepts, "gpus": GPUS, "erase_model": args.erase, "reject": args.reject, "scales": scales,
+        "depth": args.depth,
         "prefetch": args.prefetch, "cost_model": COST},
         indent=1))
     print(f"wrote {args.out}")

@@ -14,8 +14,8 @@ Per attempt: record_start -> erase phase (num_cpus=cpus_per_step, num_gpus=gpus_
 orchestrator/ray/shards.py) -> gate.decide -> record_result; the state
 machine then asks for the commit (atomic, sha256-checked) or the next attempt. With
 resources.prefetch_baselines the pipelined loop also runs "baseline" phases (validation_gpus each) that
-draw the base model's images of coming steps' suites into the baseline cache ahead of their gates. A phase that
-raised is a failed attempt (gate.error_decision); a phase whose worker died is re-run by Ray
+draw the base model's images of coming steps' suites into the baseline cache ahead of their gates. A
+phase that raised is a failed attempt (gate.error_decision); a phase whose worker died is re-run by Ray
 (ray_tasks.MAX_RETRIES) before it counts as failed. A phase no node can ever hold raises
 ClusterError after `schedule_timeout_s` instead of waiting forever. While a phase runs, the same
 wait reads the attempt's progress.jsonl every POLL_S (the loop's `watch`), so progress lines, W&B

@@ -91,7 +91,8 @@ _TASKS = {(fn.__name__, gpu): ray.remote(max_retries=MAX_RETRIES, **({"max_calls
 
 
 def remote(phase: str, gpus: float):
-    """The Ray remote function for `phase` ("erase" | "erase_group" | "validate" | "baseline") asking for `gpus` GPUs."""
+    """The Ray remote function for `phase` ("erase" | "erase_group" | "validate" | "baseline") asking for
+    `gpus` GPUs."""
     return _TASKS[f"{phase}_phase", gpus > 0]
 
 
