@@ -106,15 +106,15 @@ def _campaign_parsers(sub) -> None:
     _local_ray_options(resume)
     plan = _sub(sub, "plan", "estimate each step's per-GPU memory and pick settings that fit resources.gpu_memory_gb",
                 "Before a campaign starts: count the model's parameters from its configs (no weights are loaded;\n"
-                "a hub id is read from the Hugging Face cache or the hub), estimate the per-GPU memory of a step\n"
-                "of every method the campaign may run (method and ladder) term by term (weights, frozen copy,\n"
-                "gradients, optimizer, buffers, activations, overhead), and compare it with 90% of\n"
-                "resources.gpu_memory_gb (GiB). If a step does not fit, the cheapest combination of changes that\n"
-                "makes every step fit is printed as overrides to add: gradient checkpointing, a DeepSpeed ZeRO\n"
-                "config from configs/deepspeed/, bf16, or a smaller batch with more gradient accumulation (same\n"
-                "samples per optimizer step). If nothing fits, it says which term is the largest. The formula is\n"
-                "in orchestrator/planning/memory_plan.py and the README. Works on a machine without a GPU: it plans as if\n"
-                "each worker had one GPU of resources.gpu_memory_gb.\n\n"
+                "a hub id is read from the local Hugging Face cache, or from the hub with model_source: workers),\n"
+                "estimate the per-GPU memory of a step of every method the campaign may run (method and ladder)\n"
+                "term by term (weights, frozen copy, gradients, optimizer, buffers, activations, overhead), and\n"
+                "compare it with 90% of resources.gpu_memory_gb (GiB). If a step does not fit, the cheapest\n"
+                "combination of changes that makes every step fit is printed as overrides to add: gradient\n"
+                "checkpointing, a DeepSpeed ZeRO config from configs/deepspeed/, bf16, or a smaller batch with\n"
+                "more gradient accumulation (same samples per optimizer step). If nothing fits, it says which term\n"
+                "is the largest. The formula is in orchestrator/planning/memory_plan.py and the README. Works on a\n"
+                "machine without a GPU: it plans as if each worker had one GPU of resources.gpu_memory_gb.\n\n"
                 "exit status: 0 a plan fits (as configured or with the printed overrides), 1 nothing fits,\n"
                 "2 user error")
     plan.add_argument("campaign", type=Path, help="campaign YAML (e.g. configs/campaigns/toy.yaml)")
@@ -216,6 +216,10 @@ def _toyworld(args) -> int:
 @command("step")
 def _step(args) -> int:
     request = _read_request(args.request)   # before torch is imported
+    from orchestrator.integrity import verify_delta
+
+    for k, parent in enumerate(request.parents, 1):   # the committed deltas it builds on, before a model loads
+        verify_delta(parent.path, parent.sha256, f"parent delta {k} of {args.request}")
     from jobs.step import run_step
 
     result = run_step(request)
@@ -226,9 +230,14 @@ def _step(args) -> int:
 
 @command("run")
 def _run(args) -> int:
+    from orchestrator.integrity import verify_campaign
+    from orchestrator.manifest import Manifest
     from orchestrator.spec import load_spec
 
-    return _drive(load_spec(str(args.campaign), args.overrides), args)
+    spec = load_spec(str(args.campaign), args.overrides)
+    if Manifest.exists(spec.storage_path):   # running it again continues it, like resume: check it first
+        verify_campaign(spec.storage_path)
+    return _drive(spec, args)
 
 
 @command("plan")
@@ -236,10 +245,12 @@ def _plan(args) -> int:
     import json
 
     from orchestrator.planning import memory_plan
-    from orchestrator.preflight import preflight
+    from orchestrator.preflight import check_model_source, preflight
     from orchestrator.spec import load_spec
 
     settled = preflight(load_spec(str(args.campaign), args.overrides), run=False)   # before torch is imported
+    check_model_source(settled.spec, weights=False)   # a hub id's configs: in the local cache, or one line
+    _quiet_hub(offline=settled.spec.model_source == "local")
     from jobs.models.inventory import inventory
     from orchestrator.core.inventory import LORA_TARGETS
 
@@ -258,6 +269,17 @@ def _plan(args) -> int:
                   f"of {res.gpu_memory_gb:g} GiB")
         print(memory_plan.format_plan(result))
     return 0 if result.fits else 1
+
+
+def _quiet_hub(offline: bool) -> None:
+    """Keep the Hugging Face hub client's retry and warning lines off the terminal (a failed read is one
+    error: line); `offline` reads a hub id from the local cache only (model_source: local)."""
+    import logging
+
+    if offline:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ.setdefault("HF_HUB_VERBOSITY", "error")   # read when huggingface_hub is imported
+    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)   # and if it already was
 
 
 @command("resume")
@@ -283,13 +305,15 @@ def _drive(spec, args) -> int:
 def _resume_spec(target: str, overrides: list[str]):
     """The spec of an existing campaign, from its directory's snapshot or from a campaign YAML."""
     from orchestrator.core.errors import ManifestError
+    from orchestrator.integrity import verify_campaign
     from orchestrator.manifest import SPEC_SNAPSHOT, Manifest
     from orchestrator.spec import load_spec
 
     path = Path(target)
     if path.is_dir():
-        if not Manifest.exists(path) or not (path / SPEC_SNAPSHOT).is_file():
+        if not Manifest.exists(path):
             raise ManifestError(f"no campaign at {path}: no {path / 'manifest.json'} (start one with `erase run`)")
+        verify_campaign(path)   # spec.yaml and every committed delta as the journal says, before Ray starts
         # storage_path is operational: pointing it here keeps the spec hash and works from any directory.
         return load_spec(str(path / SPEC_SNAPSHOT), [*overrides, f"storage_path={path.resolve()}"])
     if not path.is_file() and not target.endswith((".yaml", ".yml")):
@@ -298,6 +322,7 @@ def _resume_spec(target: str, overrides: list[str]):
     if not Manifest.exists(spec.storage_path):
         raise ManifestError(f"campaign {spec.name!r} has no journal at {spec.storage_path}; "
                             f"start it with `erase run {target}`")
+    verify_campaign(spec.storage_path)
     return spec
 
 
@@ -355,7 +380,7 @@ def _print_status(spec, root) -> int:
     from orchestrator.progress import progress_detail, summary_table
 
     snap = snapshot(spec, root)
-    print(f"campaign {snap.campaign}: {snap.status}")
+    print(f"campaign {snap.campaign}: {snap.status_text()}")
     print(summary_table(spec, Manifest.open(root).history, root))
     running = next((r for r in snap.rows if r.state == "running"), None)
     if running is not None and snap.inflight is not None:
@@ -365,7 +390,7 @@ def _print_status(spec, root) -> int:
               f"{running.phase or 'between phases'}: {detail}{ago}")
     if snap.eta is not None:
         print(f"ETA {snap.eta.text()} (if every attempt from now on passes to if every retry is used; +: at least)")
-    if snap.stale:
+    if snap.stale and snap.driver is not False:   # no driver at all: the first line says so
         print("warning: the driver has written nothing for a while; if it died, `erase resume` continues it")
     return 0
 
@@ -391,20 +416,30 @@ def _job_campaign(job):
 
 
 def _local_campaign(target: str):
-    """(spec, storage_path) when target names a campaign directory or YAML; None for a job id."""
+    """(spec, storage_path) when target names a campaign directory or YAML; None for a job id.
+
+    The campaign is verified against its journal first (orchestrator/integrity.py: spec.yaml, and the sha256
+    of every committed delta), so export, report, status and watch never show or ship a changed commit.
+    That reads every committed delta once per call: `erase status` checks at each invocation (a person who
+    runs it every second re-reads them every second; on the toy world that is a millisecond), `watch`
+    only here, at its start: redrawing every second must not re-read GBs of deltas every second, and a
+    delta committed while it watches was hashed by the commit itself (Manifest.commit)."""
     from orchestrator.core.errors import ManifestError
+    from orchestrator.integrity import verify_campaign
     from orchestrator.manifest import SPEC_SNAPSHOT, Manifest
     from orchestrator.spec import load_spec
 
     path = Path(target)
     if path.is_dir() or target.endswith((".yaml", ".yml")) or os.sep in target:
         if path.is_dir():
-            if not Manifest.exists(path) or not (path / SPEC_SNAPSHOT).is_file():
+            if not Manifest.exists(path):
                 raise ManifestError(f"no campaign at {path}: no {path / 'manifest.json'}")
+            verify_campaign(path)   # before spec.yaml is parsed: a truncated one is named as such
             return load_spec(str(path / SPEC_SNAPSHOT), [f"storage_path={path}"]), path
         spec = load_spec(target)
         if not Manifest.exists(spec.storage_path):
             raise ManifestError(f"campaign {spec.name!r} has no journal at {spec.storage_path} yet")
+        verify_campaign(spec.storage_path)
         return spec, Path(spec.storage_path)
     return None
 

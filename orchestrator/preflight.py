@@ -2,12 +2,14 @@
 
     settled = preflight(spec)             # run, resume, submit, and the driver itself
     settled = preflight(spec, run=False)  # erase plan: no judge or model weights needed
+    check_model_source(settled.spec, weights=False)   # erase plan: a hub id's configs in the local cache
 
 One CampaignError line for any mistake (exit 2 in the CLI), never a failed attempt mid-campaign:
 the model directory, the model's family and each method (and ladder rung) against it, every
 method's hyperparameters against the catalog's schema, the fine-tune batch against the worker
 count, the DeepSpeed JSON (read here, once), the judge, the concepts against the campaign's concept
-set (configs/concepts/, orchestrator/core/concepts.py), and the storage path. What it settles travels in every StepRequest: the resolved judge,
+set (configs/concepts/, orchestrator/core/concepts.py), the storage path, and a hub id in the local
+Hugging Face cache unless model_source is "workers" (looked up by the cache's layout: no network). What it settles travels in every StepRequest: the resolved judge,
 the parallel layout with its DeepSpeed config.
 """
 from __future__ import annotations
@@ -24,7 +26,7 @@ from orchestrator.core.concepts import ConceptSet, expand_members, load_concept_
 from orchestrator.core.contracts import ParallelSpec
 from orchestrator.core.errors import ConfigError, UnknownConceptError
 from orchestrator.core.judges import DEFAULT_SET, NEEDS_MODEL, judge_for
-from orchestrator.core.models import TOY, check_model, looks_local, toyworld_dir
+from orchestrator.core.models import TOY, check_hub_model, check_model, looks_local, toyworld_dir
 from orchestrator.policy import method_sequence
 from orchestrator.spec import CampaignSpec, Resources
 
@@ -57,7 +59,14 @@ def preflight(spec: CampaignSpec, run: bool = True) -> Settled:
         _require_judge(spec, judge)
         _check_judge_model(judge, judge_model(spec))
         _check_storage(spec.storage_path)
+        check_model_source(spec)
     return Settled(spec, family, judge, concept_set, parallel, hparams)
+
+
+def check_model_source(spec: CampaignSpec, weights: bool = True) -> None:
+    """A hub id read from the local Hugging Face cache (model_source: local) must be there, its weights too
+    unless only its configs are read (`erase plan`: weights=False); ModelNotCachedError, one line."""
+    check_hub_model(spec.model, spec.model_source, weights)
 
 
 def parallel_spec(res: Resources, deepspeed: dict) -> ParallelSpec:

@@ -37,8 +37,9 @@ STRATEGIES = ("ddp", "deepspeed")
 FROZEN_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 EXPANDS = ("none", "members")
 TRACKING_MODES = ("offline", "online", "disabled")
+MODEL_SOURCES = ("local", "workers")
 # Fields that do not change what a campaign produces: they may differ on resume.
-OPERATIONAL_FIELDS = ("resources", "tracking", "storage_path", "alarms")
+OPERATIONAL_FIELDS = ("resources", "tracking", "storage_path", "alarms", "model_source")
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,9 @@ class CampaignSpec:
 
     name: str = MISSING
     model: str = TOY
+    # Where a hub id's weights come from: "local", this machine's Hugging Face cache (looked up before Ray
+    # starts, no network; a hub id not there is refused), or "workers", which fetch it from the hub.
+    model_source: str = "local"
     concepts: list[str] = MISSING
     method: str = "uce"
     ladder: list[str] = field(default_factory=lambda: ["esd-x", "esd-u"])
@@ -363,6 +367,9 @@ def _validate_numbers(spec: CampaignSpec, fail) -> None:
         fail(f"validation.final_sweep must be one of {', '.join(FINAL_SWEEPS)}, got {v.final_sweep!r}")
     if not 0.0 < v.confidence < 1.0:
         fail(f"validation.confidence must be between 0 and 1 (exclusive), got {v.confidence}")
+    if spec.model_source not in MODEL_SOURCES:
+        fail(f"model_source must be one of {', '.join(MODEL_SOURCES)} (where a hub id's weights come from), "
+             f"got {spec.model_source!r}")
     if spec.expand not in EXPANDS:
         fail(f"expand must be one of {', '.join(EXPANDS)}, got {spec.expand!r}")
     if not spec.storage_path.strip():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -44,6 +45,8 @@ def load_pipeline(model: str = TOY, device: str = "cpu", dtype=None, frozen_prec
     if is_local and not local.exists():
         raise ModelLoadError(f"model {model!r}: no such directory {ref}")
     kwargs = {"dtype": dtype or torch.float32, **_absent_components(local / "model_index.json")}
+    if not is_local:   # the hub client's retry warnings stay off the driver's terminal: the error below is one line
+        logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
     try:
         pipe = DiffusionPipeline.from_pretrained(ref, local_files_only=is_local or bool(os.environ.get("HF_HUB_OFFLINE")),
                                                  **kwargs)

@@ -30,6 +30,10 @@ class ModelLoadError(CampaignError, RuntimeError):
     """A model reference that cannot be loaded (missing, unreadable, not a diffusers pipeline)."""
 
 
+class ModelNotCachedError(ModelLoadError):
+    """A hub id the campaign reads from the local Hugging Face cache (model_source: local) is not there."""
+
+
 class ManifestError(CampaignError):
     """The campaign journal on storage_path is missing, corrupt, or disagrees with the spec."""
 

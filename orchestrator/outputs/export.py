@@ -48,8 +48,13 @@ def plan_export(storage_path: str | Path, upto: int | None = None) -> ExportPlan
     manifest = Manifest.open(storage_path)
     if upto is not None and upto < 1:
         raise ExportError(f"--upto must be a step number >= 1, got {upto}")
-    commits = tuple(sorted((c for c in manifest.history.commits if upto is None or c.step <= upto),
-                           key=lambda c: c.step))
+    committed = sorted(manifest.history.commits, key=lambda c: c.step)
+    if upto is not None and committed and upto > committed[-1].step:
+        # A step past the last commit names no model this campaign has made: refused, never the full model.
+        n, steps = len(committed), ", ".join(str(c.step) for c in committed)
+        raise ExportError(f"campaign {manifest.campaign!r} has {n} commit{'s' * (n != 1)} (step{'s' * (n != 1)} "
+                          f"{steps}); --upto {upto} is past the last committed step {committed[-1].step}")
+    commits = tuple(c for c in committed if upto is None or c.step <= upto)
     if not commits:
         where = f" up to step {upto}" if upto is not None else ""
         raise ExportError(f"campaign {manifest.campaign!r} at {storage_path} has no committed step{where}; "

@@ -27,13 +27,14 @@ from orchestrator.spec import CampaignSpec
 
 STATE_STYLES = {"committed": "bold green", "running": "bold cyan", "accepted": "green", "rejected": "yellow",
                 "skipped": "red", "pending": "dim"}
-STATUS_STYLES = {"running": "cyan", "finished": "green", "halted": "red", "cancelled": "yellow"}
+STATUS_STYLES = {"running": "cyan", "finished": "green", "halted": "red", "cancelled": "yellow", "stopped": "red"}
 
 
 def render(snap: Snapshot) -> Group:
     """The snapshot as a renderable: a title line, the concept table, the ETA and driver lines."""
     title = Text.assemble(("campaign ", "bold"), (snap.campaign, "bold"), "  ",
-                          (snap.status, STATUS_STYLES.get(snap.status, "")), ("  " + snap.root, "dim"))
+                          (snap.status_text(), STATUS_STYLES.get(snap.status, "") if snap.driver is not False
+                           else "yellow"), ("  " + snap.root, "dim"))
     running = any(r.state == "running" for r in snap.rows)   # the phase columns only while something runs
     columns = [("step", "right"), ("concept", "left"), ("state", "left"), ("attempt", "left")]
     columns += [("phase", "left"), ("progress", "left"), ("", "left"), ("left", "right")] if running else []
@@ -62,7 +63,7 @@ def _footer(snap: Snapshot) -> Text:
         text.append("ETA ", style="bold")
         text.append(snap.eta.text(), style="bold")
         text.append("  (if every attempt from now on passes to if every retry is used; +: at least)", style="dim")
-    if snap.status == "running":
+    if snap.status == "running" and snap.driver is not False:   # no driver: the title line says so
         if snap.updated_ago is None:
             text.append("\nthe driver has not written live.json yet", style="yellow")
         elif snap.stale:
@@ -75,11 +76,12 @@ def _footer(snap: Snapshot) -> Text:
 
 def watch(spec: CampaignSpec, root: str | Path, console: Console | None = None, interval: float = 1.0,
           clock=time.time, sleep=time.sleep) -> str:
-    """Redraw the view every `interval` seconds until the campaign is no longer running; its final status."""
+    """Redraw the view every `interval` seconds until the campaign is no longer running (or no driver runs
+    it); its final status."""
     console = console or Console()
     snap = snapshot(spec, root, clock())
     with Live(render(snap), console=console, auto_refresh=False, transient=False) as live:
-        while snap.status == "running":
+        while snap.status == "running" and snap.driver is not False:
             sleep(interval)
             snap = snapshot(spec, root, clock())
             live.update(render(snap), refresh=True)

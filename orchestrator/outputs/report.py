@@ -103,7 +103,8 @@ def step_views(concepts: list[str], history: History) -> list[StepView]:
 
 def _summary(manifest: Manifest, spec: dict, steps: list[StepView]) -> str:
     counts = {k: sum(1 for s in steps if s.outcome == k) for k in ("committed", "skipped", "pending")}
-    rows = [("status", manifest.status), ("base model", spec.get("model", "")), ("method", spec.get("method", "")),
+    status = f"stopped: {manifest.stop_reason}" if manifest.status == "stopped" else manifest.status
+    rows = [("status", status), ("base model", spec.get("model", "")), ("method", spec.get("method", "")),
             ("concepts", (f"{len(steps)}: {counts['committed']} committed, {counts['skipped']} skipped, "
                           f"{counts['pending']} pending")),
             ("attempts", str(len(manifest.history.attempts))), ("spec hash", manifest.spec_hash),

@@ -17,7 +17,9 @@ resources.prefetch_baselines the pipelined loop also runs "baseline" phases (val
 draw the base model's images of coming steps' suites into the baseline cache ahead of their gates. A
 phase that raised is a failed attempt (gate.error_decision); a phase whose worker died is re-run by Ray
 (ray_tasks.MAX_RETRIES) before it counts as failed. A phase no node can ever hold raises
-ClusterError after `schedule_timeout_s` instead of waiting forever. While a phase runs, the same
+ClusterError after `schedule_timeout_s` instead of waiting forever. A driver that ends on an error
+(that one, any other, Ctrl-C, SIGTERM) journals status "stopped" with the one-line reason before the
+error goes on up; `erase resume` sets it running again. While a phase runs, the same
 wait reads the attempt's progress.jsonl every POLL_S (the loop's `watch`), so progress lines, W&B
 curves and live.json follow the phase from inside.
 """
@@ -26,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import signal
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -38,7 +41,7 @@ from orchestrator.campaign import RunAttempt
 from orchestrator.core import catalog
 from orchestrator.core.contracts import DeltaRef, StepRequest
 from orchestrator.core.errors import CampaignError, ClusterError
-from orchestrator.live import LiveStatus
+from orchestrator.live import DRIVER_LOCK, LiveStatus
 from orchestrator.loop import CampaignLoop, PhaseOutput, RunOutcome, Watch, unwatched
 from orchestrator.manifest import Manifest
 from orchestrator.pipeline import PipelinedLoop, pipelined
@@ -53,7 +56,7 @@ from orchestrator.spec import CampaignSpec
 
 SCHEDULE_TIMEOUT_S = 60.0   # how long a phase may wait for a node that could hold it, when none exists
 POLL_S = 1.0
-LOCK = ".driver.lock"
+LOCK = DRIVER_LOCK
 # A worker or node that died, or an error outside the phase's own try: a failed attempt.
 # Anything else (the head is gone, the driver lost Ray) stops the driver; resume redoes the attempt.
 _PHASE_FAILURES = (WorkerCrashedError, NodeDiedError, OutOfMemoryError, ObjectLostError, RayTaskError)
@@ -78,21 +81,58 @@ def run_campaign(spec: CampaignSpec | Settled, echo: Callable[[str], None] = _pr
     root = Path(spec.storage_path)
     with driver_lock(root):
         manifest = Manifest.create(root, spec, allow_spec_change=allow_spec_change)
-        tracker = Tracker.from_spec(spec, root)   # W&B: only the driver logs, one run per attempt and phase
-        callbacks = [ProgressLines(spec, manifest, echo), TrackingCallbacks(tracker), LiveStatus(manifest)]
-        res = spec.resources
-        # Speculation puts erases beside gates: keep one erase's devices for them (the chain waits otherwise).
-        lane = EraseLane.open(res.gpus_per_step, res.cpus_per_step) if res.speculative else None
-        try:
-            executor = RayExecutor(spec, schedule_timeout_s, lane)
-            if pipelined(res.speculative, res.parallel_attempts, res.prefetch_baselines):
-                return PipelinedLoop(settled, manifest, executor, callbacks, res.speculative,
-                                     res.parallel_attempts, res.speculation_depth, res.prefetch_baselines).run()
-            return CampaignLoop(settled, manifest, executor, callbacks).run()
-        finally:
-            tracker.close()
-            if lane is not None:
-                lane.close()
+        with journaled_stop(manifest):
+            return _run_loop(settled, manifest, echo, schedule_timeout_s)
+
+
+def _run_loop(settled: Settled, manifest: Manifest, echo: Callable[[str], None],
+              schedule_timeout_s: float) -> RunOutcome:
+    spec, root = settled.spec, manifest.root
+    tracker = Tracker.from_spec(spec, root)   # W&B: only the driver logs, one run per attempt and phase
+    callbacks = [ProgressLines(spec, manifest, echo), TrackingCallbacks(tracker), LiveStatus(manifest)]
+    res = spec.resources
+    # Speculation puts erases beside gates: keep one erase's devices for them (the chain waits otherwise).
+    lane = EraseLane.open(res.gpus_per_step, res.cpus_per_step) if res.speculative else None
+    try:
+        executor = RayExecutor(spec, schedule_timeout_s, lane)
+        if pipelined(res.speculative, res.parallel_attempts, res.prefetch_baselines):
+            return PipelinedLoop(settled, manifest, executor, callbacks, res.speculative,
+                                 res.parallel_attempts, res.speculation_depth, res.prefetch_baselines).run()
+        return CampaignLoop(settled, manifest, executor, callbacks).run()
+    finally:
+        tracker.close()
+        if lane is not None:
+            lane.close()
+
+
+@contextlib.contextmanager
+def journaled_stop(manifest: Manifest) -> Iterator[None]:
+    """A loop that raises leaves its journal "stopped" with the one-line reason, then the error goes on up.
+
+    A journal that already holds its end (finished, halted, cancelled) keeps it; one stopped before gets
+    this stop's reason. A journal that cannot be written then is left as it is: the error is what matters.
+    """
+    try:
+        yield
+    except BaseException as e:
+        if manifest.status in ("running", "stopped"):
+            try:
+                manifest.set_status("stopped", stop_reason(e))
+            except Exception:  # noqa: BLE001 - never hide the error that stopped the driver
+                pass
+        raise
+
+
+def stop_reason(e: BaseException) -> str:
+    """Why the driver ended, in one line."""
+    if isinstance(e, KeyboardInterrupt):
+        return "interrupted (Ctrl-C)"
+    if isinstance(e, SystemExit):   # ray.init turns SIGTERM (erase cancel, a scheduler's stop) into sys.exit(15)
+        return "terminated (SIGTERM)" if e.code == signal.SIGTERM else f"the driver exited ({e.code})"
+    message = " ".join(str(e).split())
+    if isinstance(e, CampaignError):
+        return message
+    return f"{type(e).__name__}: {message[:300]}" if message else type(e).__name__
 
 
 @contextlib.contextmanager

@@ -140,3 +140,42 @@ def test_mistakes_a_new_user_made_are_one_line_before_ray_starts(campaign_file, 
 ])
 def test_a_bad_hyperparameter_is_refused_before_ray_starts(campaign_file, override, words):
     assert_one_line_error(erase("run", str(campaign_file()), override, timeout=60), *words)
+
+
+def erase_with_hub(hub: Path, *args: str, timeout: float = 300):
+    """The CLI with its Hugging Face cache at `hub` and the hub client left as a user has it (online)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME")}
+    env["HF_HUB_CACHE"] = str(hub)
+    return subprocess.run([sys.executable, "-m", "launch.cli", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, check=False, timeout=timeout)
+
+
+@pytest.mark.parametrize("command", ["plan", "run"])
+def test_a_hub_model_not_in_the_local_cache_is_one_line_before_anything_starts(tmp_path, command):
+    """No hub client retries, no Ray: the lookup is in the cache's files, before the plan or the driver."""
+    import time
+
+    hub = tmp_path / "hub"
+    hub.mkdir()
+    t0 = time.monotonic()
+    result = erase_with_hub(hub, command, "configs/campaigns/sd14-nudity.yaml", f"storage_path={tmp_path / 'runs'}")
+    assert_one_line_error(result, "model 'CompVis/stable-diffusion-v1-4' is not in the local Hugging Face cache",
+                          str(hub), "hf download CompVis/stable-diffusion-v1-4", "model_source: workers")
+    assert time.monotonic() - t0 < 15 and result.stdout == ""
+    assert not (tmp_path / "runs").exists()   # no driver ever started
+
+
+def test_a_hub_model_in_the_local_cache_gets_past_the_model_check(tmp_path):
+    """`erase plan` reads a cached hub id's configs from the cache only: here the fake model has no denoiser."""
+    snapshot = tmp_path / "hub" / "models--CompVis--stable-diffusion-v1-4" / "snapshots" / "0123abc"
+    snapshot.mkdir(parents=True)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0123abc")
+    (snapshot / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline"}')
+    result = erase_with_hub(tmp_path / "hub", "plan", "configs/campaigns/sd14-nudity.yaml")
+    assert_one_line_error(result, "has no unet or transformer component")
+    assert "Retrying" not in result.stderr

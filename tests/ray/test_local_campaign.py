@@ -12,6 +12,7 @@ import psutil
 import pytest
 
 from orchestrator.core.errors import CampaignError, ClusterError
+from orchestrator.live import snapshot
 from orchestrator.manifest import Manifest, sha256_file
 from orchestrator.ray.driver import driver_lock, run_campaign
 
@@ -129,11 +130,32 @@ def test_failing_phase_is_a_failed_attempt_and_the_policy_goes_on(campaign):
 def test_step_that_no_node_can_hold_fails_with_a_reason(campaign):
     spec, _ = campaign("toobig", ["star"], resources={"gpus_per_step": 4})
     t0 = time.monotonic()
-    with pytest.raises(ClusterError, match=r"asks for 1 CPU, 4 GPU but no node"):
+    with pytest.raises(ClusterError, match=r"asks for 1 CPU, 4 GPU but no node") as err:
         run_campaign(spec, echo=lambda line: None, schedule_timeout_s=1)
     assert time.monotonic() - t0 < 30
-    started = Manifest.open(spec.storage_path).history.attempts_for(1)
+    manifest = Manifest.open(spec.storage_path)
+    started = manifest.history.attempts_for(1)
     assert [a.status for a in started] == ["started"]   # left for `erase resume` once resources fit
+    # The driver's end is journaled, so status, watch and the report say what happened.
+    assert (manifest.status, manifest.stop_reason) == ("stopped", str(err.value))
+    shown = erase_status(spec.storage_path)
+    assert f"campaign toobig: stopped: {err.value}" in shown.stdout, shown.stdout + shown.stderr
+    # A driver killed outright (SIGKILL) journals nothing: its lock, dropped by the kernel, tells.
+    manifest.set_status("running")
+    root = Path(spec.storage_path)
+    with driver_lock(root):
+        assert snapshot(spec, root).driver is True
+    assert snapshot(spec, root).driver is False
+    shown = erase_status(spec.storage_path)
+    assert "campaign toobig: no driver is running" in shown.stdout and "erase resume to continue" in shown.stdout
+
+
+def erase_status(storage_path: str):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "launch.cli", "status", str(storage_path)], capture_output=True,
+                          text=True, timeout=120, check=False, cwd=Path(__file__).resolve().parents[2])
 
 
 def test_second_driver_on_one_campaign_is_refused(campaign):

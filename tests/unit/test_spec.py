@@ -98,6 +98,7 @@ BAD = [  # (file text or None for a missing file, overrides, words the one line 
     (MINIMAL, ["storage_path=${nowhere}"], ["'storage_path'", "interpolation"]),
     (MINIMAL, ["retry.max_attempts"], ["not of the form key=value"]),
     (MINIMAL, ["resources.frozen_precision=half"], ["resources.frozen_precision must be one of", "'half'"]),
+    (MINIMAL, ["model_source=cloud"], ["model_source must be one of local, workers", "'cloud'"]),
     (MINIMAL, ["concepts=[star,"], ["cannot parse override"]),
     ("concepts: [star]\n", [], ["missing required key 'name'"]),
     ("name: demo\n", [], ["missing required key 'concepts'"]),
@@ -211,3 +212,33 @@ def test_the_catalog_resolves_what_the_methods_ran_with_before_it_existed():
                                                "suppress_weight": 1.0, "retain_target": "frozen",
                                                "target_modules": ["to_q", "to_k", "to_v"], "grad_accum": 1,
                                                "mixed_precision": "no"}
+
+
+def test_model_source_says_where_a_hub_ids_weights_come_from(tmp_path, monkeypatch):
+    from orchestrator.core.errors import ModelNotCachedError
+
+    sd14 = str(REPO / "configs" / "campaigns" / "sd14-nudity.yaml")
+    at = [f"storage_path={tmp_path / 'runs'}"]
+    assert load_spec(sd14, at).model_source == "local"
+    # Operational: a journal resumes with the workers fetching the model instead.
+    assert spec_hash(load_spec(sd14, [*at, "model_source=workers"])) == spec_hash(load_spec(sd14, at))
+    hub = tmp_path / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    with pytest.raises(ModelNotCachedError, match=r"'CompVis/stable-diffusion-v1-4' is not in the local Hugging "
+                                                  r"Face cache \(.*hub\); download it first .*model_source: workers"):
+        preflight(load_spec(sd14, at))
+    assert preflight(load_spec(sd14, [*at, "model_source=workers"])).spec.model_source == "workers"
+    # In the cache (refs/main names the snapshot): configs alone are refused for a run, the weights pass.
+    repo = hub / "models--CompVis--stable-diffusion-v1-4"
+    snapshot = repo / "snapshots" / "abc123"
+    (snapshot / "unet").mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123")
+    (snapshot / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline", '
+                                               '"unet": ["diffusers", "UNet2DConditionModel"], '
+                                               '"safety_checker": ["stable_diffusion", "StableDiffusionSafetyChecker"]}')
+    (snapshot / "unet" / "config.json").write_text("{}")
+    with pytest.raises(ModelNotCachedError, match="without the weights of unet"):
+        preflight(load_spec(sd14, at))
+    (snapshot / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"")
+    assert preflight(load_spec(sd14, at)).family == "sd"
