@@ -33,13 +33,15 @@ from jobs.methods.interface import EraseInputs, MethodOutput
 from jobs.models.loader import load_pipeline
 from jobs.training import distributed
 from jobs.training.concept_prompts import concept_prompts
+from jobs.training.step_checkpoints import DirectoryCheckpoints
 from jobs.validation.attack import AttackProbe
 from jobs.validation.gate_views import GateViews
 from jobs.validation.grid_draft import GridDraft
 from jobs.validation.shards import Spread
 from jobs.validation.validator import for_request
 from orchestrator.core.codec import from_json, to_json
-from orchestrator.core.contracts import DeltaRef, GateReport, StepRequest, StepResult
+from orchestrator.core.atomic import atomic_write_text
+from orchestrator.core.contracts import GATE_REPORT, DeltaRef, GateReport, StepRequest, StepResult
 from orchestrator.core.errors import ConfigError
 from orchestrator.core.models import TOY
 from orchestrator.core.phase_progress import ProgressWriter
@@ -56,8 +58,12 @@ def run_erase(request: StepRequest, log=print, checkpoints=None) -> DeltaRef | N
     out = _setup(request, log)
     progress = ProgressWriter(out, "erase", enabled=distributed.is_main())
     progress.write("start", note=f"{request.method} on {_device()} x{distributed.world_size()}")
+    own = None
+    if checkpoints is None and distributed.world_size() == 1:   # a worker group's come from Ray Train
+        checkpoints = own = DirectoryCheckpoints(out / "checkpoints")
     if distributed.is_main():
-        (out / "request.json").write_text(to_json(request))
+        (out / GATE_REPORT).unlink(missing_ok=True)   # a gate of an earlier erase of this attempt is not this one's
+        atomic_write_text(out / "request.json", to_json(request))
     torch.manual_seed(request.seed)   # before loading: the seeded state every method starts from
     pipe = load_pipeline(request.model, device=_device(), frozen_precision=request.frozen_precision)
     try:
@@ -65,7 +71,10 @@ def run_erase(request: StepRequest, log=print, checkpoints=None) -> DeltaRef | N
             deltas.stack(pipe, request.parents)
             output = _erase(pipe, request, log, checkpoints, progress)
             _write_stats(out, output.stats)
-            return _save(request, output, out) if distributed.is_main() else None
+            ref = _save(request, output, out) if distributed.is_main() else None
+            if own is not None:
+                own.clear()
+            return ref
     finally:
         del pipe
         _cleanup()
@@ -124,9 +133,9 @@ def run_validation(request: StepRequest, candidate: DeltaRef, log=print, spread:
             validator.spread.release()   # the views, attack and grid below are drawn here: helpers' GPUs can go
             if views and attack:
                 report = views.finish(pipe, attack.finish(pipe, report), out)
-            (out / "gate_report.json").write_text(to_json(report))
             progress.write("grid", note="erased")
             grid.finish(pipe, out)
+            atomic_write_text(out / GATE_REPORT, to_json(report))   # last: a complete report means a finished gate
             return report
     finally:
         del pipe

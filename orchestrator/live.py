@@ -4,13 +4,15 @@
     snap = snapshot(root)      # journal + live.json + the running attempt's progress.jsonl + placement.json
 
 live.json holds the attempt in flight, its phase, when that phase began and the last progress record
-the driver received, and says by its age whether the driver is alive. The journal stays the truth: the
+the driver received, and says by its age whether the driver is alive; on the driver's own host its
+lock (`.driver.lock`, an flock the kernel drops when the driver dies) says so for certain. The journal stays the truth: the
 attempt in flight is its started attempt, and where that attempt is comes from its progress file. Everything is a file on storage_path, so a campaign running as a job on a cluster is
 watched from any machine that mounts that storage: no Ray, no connection to the driver. Pure
 (JSON and paths; the rich view is orchestrator/outputs/live_view.py).
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
@@ -28,6 +30,7 @@ from orchestrator.manifest import FINISHED, STARTED, AttemptRecord, History, Man
 from orchestrator.spec import CampaignSpec
 
 LIVE_FILE = "live.json"
+DRIVER_LOCK = ".driver.lock"   # the driver's flock (orchestrator/ray/driver.py), dropped by the kernel when it dies
 PLACEMENT = "placement.json"
 STALE_S = 120.0   # a running campaign whose driver wrote nothing for this long is probably not running
 
@@ -109,7 +112,8 @@ def measured_phases(root: str | os.PathLike, history: History) -> list[PhaseTime
 
 def phase_times(a: RunAttempt | AttemptRecord, phases: Sequence[PhaseOutput]) -> list[PhaseTime]:
     """The PhaseTimes of an attempt the driver just ran (failed phases left out)."""
-    return [PhaseTime(a.step, a.attempt, a.method, p.phase, p.seconds) for p in phases if not p.error]
+    return [PhaseTime(a.step, a.attempt, a.method, p.phase, p.seconds) for p in phases
+            if not p.error and not p.resumed]
 
 
 # ---- a snapshot for the status table and the watch view ----------------------------------------
@@ -139,6 +143,17 @@ class Snapshot:
     updated_ago: float | None         # seconds since the driver last wrote live.json
     stale: bool                       # running, but the driver has been silent for STALE_S
     root: str
+    reason: str = ""                  # stopped: why the driver ended (the journal's stop_reason)
+    driver: bool | None = None        # running: whether a driver holds the campaign (None: cannot tell from here)
+
+    def status_text(self) -> str:
+        """The campaign's status for a person: "stopped: <reason>", or that no driver runs a "running" journal."""
+        if self.status == "stopped":
+            return f"stopped: {self.reason}"
+        if self.status == "running" and self.driver is False:
+            ago = f" (last update {self.updated_ago:.0f}s ago)" if self.updated_ago is not None else ""
+            return f"no driver is running{ago}; erase resume to continue"
+        return self.status
 
 
 def snapshot(spec: CampaignSpec, root: str | os.PathLike, now: float | None = None) -> Snapshot:
@@ -156,7 +171,31 @@ def snapshot(spec: CampaignSpec, root: str | os.PathLike, now: float | None = No
     stale = running and (ago is None or ago > STALE_S)
     rows = tuple(_row(history, s, inflight, records, eta) for s in concept_states(spec, history))
     return Snapshot(manifest.campaign, manifest.status, rows, eta, records[-1] if records else None,
-                    inflight, ago, stale, str(root))
+                    inflight, ago, stale, str(root), manifest.stop_reason, driver_alive(root) if running else None)
+
+
+def driver_alive(root: str | os.PathLike) -> bool | None:
+    """Whether a driver holds the campaign's lock; None when this machine cannot tell.
+
+    Asked only of a lock last taken on this host: a driver on another machine holds its flock there,
+    and a shared mount need not show it. Probed with a shared lock, released at once.
+    """
+    try:
+        f = open(Path(root) / DRIVER_LOCK, encoding="utf-8")
+    except OSError:
+        return None   # no driver has ever run here (or the file is unreadable)
+    with f:
+        holder = f.read().strip()
+        if not holder.endswith(f" on {socket.gethostname()}"):
+            return None
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return None
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return False
 
 
 def _inflight(root: Path, history: History, live: dict | None, now: float) -> tuple[InFlight | None, list[PhaseTime]]:

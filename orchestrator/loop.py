@@ -16,6 +16,7 @@ ones written mid-phase while the phase still runs.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -23,7 +24,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from orchestrator.campaign import CommitAttempt, DiscardAttempt, Finished, Halted, RunAttempt, SkipConcept, next_action, step_request
-from orchestrator.core.contracts import DeltaRef, GateReport, StepRequest
+from orchestrator.core.codec import from_json
+from orchestrator.core.contracts import GATE_REPORT, DeltaRef, GateReport, StepRequest
+from orchestrator.core.errors import CommitError
 from orchestrator.core.phase_progress import ProgressFollower, ProgressRecord
 from orchestrator.gate import GateDecision, decide, error_decision
 from orchestrator.manifest import CommitRecord, Manifest
@@ -52,6 +55,7 @@ class PhaseOutput:
     placement: Placement | None    # None when the phase never reported back (its worker died)
     seconds: float
     log: str
+    resumed: bool = False          # not run now: the attempt's own earlier run of it, taken from disk and journal
 
 
 @dataclass(frozen=True)
@@ -113,7 +117,7 @@ class CampaignLoop:
         self.executor, self.callbacks = executor, list(callbacks)
 
     def run(self) -> RunOutcome:
-        if self.manifest.status in ("finished", "halted"):
+        if self.manifest.status in ("finished", "halted", "stopped"):
             self.manifest.set_status("running")   # resumed (e.g. after the spec's retry budget was raised)
         while True:
             action = next_action(self.spec, self.manifest.history)
@@ -154,14 +158,41 @@ class CampaignLoop:
         self._tell("attempt_finished", a, phases, decision, validate.value, erase.value)
 
     def _phases(self, a: RunAttempt, request: StepRequest) -> list[PhaseOutput]:
-        self._tell("phase_started", a, "erase", None)
-        erase = self._watched(a, request, "erase", lambda watch: self.executor.erase(a, request, watch))
-        if erase.error:
-            return [erase]
-        self._tell("phase_started", a, "validate", erase)
-        validate = self._watched(a, request, "validate",
-                                 lambda watch: self.executor.validate(a, request, erase.value, watch))
+        erase = self.resumed_erase(a) if a.redo else None
+        if erase is None:
+            self._tell("phase_started", a, "erase", None)
+            erase = self.erased(a, self._watched(a, request, "erase",
+                                                 lambda watch: self.executor.erase(a, request, watch)))
+            if erase.error:
+                return [erase]
+        validate = resumed_gate(a, request, erase) if a.redo else None
+        if validate is None:
+            self._tell("phase_started", a, "validate", erase)
+            validate = self._watched(a, request, "validate",
+                                     lambda watch: self.executor.validate(a, request, erase.value, watch))
         return [erase, validate]
+
+    def erased(self, a: RunAttempt, erase: PhaseOutput) -> PhaseOutput:
+        """Journal an erase phase's end with its delta's sha256 (a failed one is returned as it is)."""
+        if erase.error:
+            return erase
+        try:
+            self.manifest.record_erased(a.step, a.attempt, erase.value)
+        except CommitError as e:   # the worker's delta is not on disk as it said: a failed erase
+            return dataclasses.replace(erase, value=None, error=str(e))
+        return erase
+
+    def resumed_erase(self, a: RunAttempt) -> PhaseOutput | None:
+        """A redone attempt whose erase ended before the restart, with its delta on disk as journaled: that
+        erase, taken as done (None: erase again, and the event says why when a journaled delta was lost)."""
+        candidate, why = self.manifest.erased_candidate(a.step, a.attempt)
+        if candidate is None:
+            if why:
+                self._tell("event", f"step {a.step} attempt {a.attempt}: {why}; erasing again")
+            return None
+        self._tell("event", f"step {a.step} attempt {a.attempt}: its erase ended before the restart "
+                            f"(delta {candidate.sha256[:12]} on disk); resuming at the gate")
+        return PhaseOutput("erase", candidate, "", None, 0.0, "", resumed=True)
 
     def _watched(self, a: RunAttempt, request: StepRequest, phase: str,
                  run: Callable[[Watch], PhaseOutput]) -> PhaseOutput:
@@ -221,6 +252,22 @@ class CampaignLoop:
     def _tell(self, name: str, *args) -> None:
         for callback in self.callbacks:
             getattr(callback, name)(*args)
+
+
+def resumed_gate(a: RunAttempt, request: StepRequest, erase: PhaseOutput) -> PhaseOutput | None:
+    """The gate of a redone attempt whose erase was resumed, if it ended before the restart: its report is
+    complete on disk (written whole, by one rename, as the validation phase's last act; a new erase of the
+    attempt removes it first). None: validate (again)."""
+    if not erase.resumed:
+        return None
+    path = Path(request.out_dir) / GATE_REPORT
+    try:
+        report = from_json(GateReport, path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError):
+        return None
+    if report.concept != a.concept:
+        return None
+    return PhaseOutput("validate", report, "", None, 0.0, f"resumed: {path} was complete", resumed=True)
 
 
 def write_placement(out_dir: Path, phases: Sequence[PhaseOutput]) -> None:

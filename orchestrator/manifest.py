@@ -28,7 +28,7 @@ from orchestrator.spec import CampaignSpec, resolved_yaml, spec_hash
 MANIFEST = "manifest.json"
 SPEC_SNAPSHOT = "spec.yaml"
 FORMAT = 1
-STATUSES = ("running", "finished", "halted", "cancelled")
+STATUSES = ("running", "finished", "halted", "cancelled", "stopped")   # stopped: the driver ended on an error
 STARTED, FINISHED, DISCARDED = "started", "finished", "discarded"
 COMMITTED, SKIPPED = "committed", "skipped"
 
@@ -61,6 +61,8 @@ class AttemptRecord:
     parents: tuple[str, ...] | None = None  # sha256 of the deltas it was built on (None: not recorded)
     speculative: str = ""                  # "" | "parent" | "retry"
     discarded: str = ""                    # why it was discarded (status "discarded")
+    erased: DeltaRef | None = None         # the erase phase's delta, journaled when the phase ended (relative path)
+    erases: int = 0                        # erase phases that ran to the end for this attempt (a redo may add one)
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,7 @@ class History:
     commits: tuple[CommitRecord, ...]
     outcomes: tuple[OutcomeRecord, ...]
     sweeps: tuple[SweepRecord, ...] = ()
+    stop_reason: str = ""                  # status "stopped": why the driver ended (one line)
 
     def sweep_for(self, concepts: tuple[str, ...]) -> SweepRecord | None:
         """The last sweep of exactly these committed concepts (a later commit needs a new sweep)."""
@@ -244,6 +247,11 @@ class Manifest:
         return self._doc["status"]
 
     @property
+    def stop_reason(self) -> str:
+        """Why the driver ended, when the status is "stopped" (one line); else ""."""
+        return self._doc.get("stop_reason", "") if self.status == "stopped" else ""
+
+    @property
     def created_at(self) -> str:
         return self._doc.get("created_at", "")
 
@@ -299,10 +307,36 @@ class Manifest:
             record["restarts"] = old["restarts"] + 1
             if parents is None and "parents" in old:   # a redo keeps what the attempt was built on
                 record.update(parents=old["parents"], speculative=old.get("speculative", ""))
+            record.update({k: old[k] for k in ("erased", "erases") if k in old})   # and the erase it finished
             doc["attempts"].remove(old)
         doc["attempts"].append(record)
         self._write(doc)
         return from_dict(AttemptRecord, record)
+
+    def record_erased(self, step: int, attempt: int, candidate: DeltaRef) -> AttemptRecord:
+        """Journal that a started attempt's erase phase ended with `candidate` (checked against its sha256), so a
+        driver that dies during the gate resumes at the gate instead of erasing again."""
+        doc = self._copy()
+        record = _find_attempt(doc, step, attempt)
+        if record is None or record["status"] != STARTED:
+            raise ManifestError(f"step {step} attempt {attempt} is not a started attempt; cannot record its erase")
+        ref = self._relative(candidate)
+        self._verify(ref, "record its erase")
+        record.update(erased=dataclasses.asdict(ref), erases=record.get("erases", 0) + 1)
+        self._write(doc)
+        return from_dict(AttemptRecord, record)
+
+    def erased_candidate(self, step: int, attempt: int) -> tuple[DeltaRef | None, str]:
+        """The journaled erase of a started attempt if its delta is on disk with the journaled sha256
+        (absolute path), else None and why not ("" when no erase was journaled)."""
+        record = next((a for a in self._history.attempts_for(step) if a.attempt == attempt), None)
+        if record is None or record.erased is None:
+            return None, ""
+        try:
+            self._verify(record.erased, "reuse it")
+        except CommitError as e:
+            return None, str(e)
+        return DeltaRef(str(self.root / record.erased.path), record.erased.sha256), ""
 
     def record_result(self, step: int, attempt: int, decision: GateDecision, report: GateReport | None = None,
                       candidate: DeltaRef | None = None, host: str = "") -> AttemptRecord:
@@ -381,11 +415,15 @@ class Manifest:
         self._write(doc)
         return self._history.sweeps[-1]
 
-    def set_status(self, status: str) -> None:
+    def set_status(self, status: str, reason: str = "") -> None:
+        """Journal the campaign's status; "stopped" keeps `reason` (why the driver ended), any other clears it."""
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
         doc = self._copy()
         doc["status"] = status
+        doc.pop("stop_reason", None)
+        if status == "stopped":
+            doc["stop_reason"] = " ".join(str(reason).split()) or "no reason recorded"
         self._write(doc)
 
     # -- internals --
@@ -420,13 +458,13 @@ class Manifest:
             raise CommitError(f"delta {delta.path} lies outside the campaign directory {self.root}")
         return DeltaRef(Path(rel).as_posix(), delta.sha256)
 
-    def _verify(self, ref: DeltaRef) -> None:
+    def _verify(self, ref: DeltaRef, what: str = "commit") -> None:
         path = self.root / ref.path
         if not path.is_file():
-            raise CommitError(f"delta {path} does not exist; refusing to commit")
+            raise CommitError(f"delta {path} does not exist; refusing to {what}")
         actual = sha256_file(path)
         if actual != ref.sha256:
-            raise CommitError(f"delta {path} has sha256 {actual[:12]}, expected {ref.sha256[:12]}; refusing to commit")
+            raise CommitError(f"delta {path} has sha256 {actual[:12]}, expected {ref.sha256[:12]}; refusing to {what}")
 
     def _copy(self) -> dict[str, Any]:
         return json.loads(json.dumps(self._doc))   # plain JSON data: the C codec copies it faster than deepcopy
@@ -491,7 +529,8 @@ def _parse(doc: Any, path: Path, memo: dict[tuple[type, str], Any] | None = None
                        attempts=tuple(build(AttemptRecord, a) for a in doc["attempts"]),
                        commits=tuple(build(CommitRecord, c) for c in doc["commits"]),
                        outcomes=tuple(build(OutcomeRecord, o) for o in doc["outcomes"]),
-                       sweeps=tuple(build(SweepRecord, w) for w in doc.get("sweeps", ())))
+                       sweeps=tuple(build(SweepRecord, w) for w in doc.get("sweeps", ())),
+                       stop_reason=doc.get("stop_reason", "") if doc["status"] == "stopped" else "")
     except ManifestError:
         raise
     except (AttributeError, KeyError, TypeError, ValueError) as e:

@@ -38,7 +38,7 @@ from orchestrator.campaign import (CommitAttempt, DiscardAttempt, Finished, Halt
 from orchestrator.sweep import Sweep
 from orchestrator.core.contracts import DeltaRef, StepRequest
 from orchestrator.gate import GateDecision, decide, error_decision
-from orchestrator.loop import CampaignLoop, PhaseOutput, RunOutcome, Watch, unwatched, write_placement
+from orchestrator.loop import CampaignLoop, PhaseOutput, RunOutcome, Watch, resumed_gate, unwatched, write_placement
 from orchestrator.manifest import DISCARDED, STARTED, CommitRecord, History
 from orchestrator.policy import Exhausted, PastAttempt, next_attempt
 
@@ -80,7 +80,7 @@ class PipelinedLoop(CampaignLoop):
         self.deferred: list[Flight] = []            # erased attempts whose gate waits for its baseline
 
     def run(self) -> RunOutcome:
-        if self.manifest.status in ("finished", "halted"):
+        if self.manifest.status in ("finished", "halted", "stopped"):
             self.manifest.set_status("running")
         while True:
             head = self._settle()
@@ -91,6 +91,8 @@ class PipelinedLoop(CampaignLoop):
             self._start_retries(head)
             self._start_speculation(head)
             self._start_baselines(head)
+            if not self.flights:
+                continue   # the head was decided from what a run before the restart left (resumed_gate)
             ticket, output = self.executor.wait(list(self.flights))
             self._landed(self.flights.pop(ticket), output)
 
@@ -152,6 +154,10 @@ class PipelinedLoop(CampaignLoop):
                                    speculative=speculative)
         request = step_request(a, self.settled)
         self._tell("attempt_started", a, request)
+        erase = self.resumed_erase(a) if a.redo else None
+        if erase is not None:
+            self._erase_done(Flight(a, request, "erase", unwatched, erase))
+            return
         self._tell("phase_started", a, "erase", None)
         watch = self._watcher(a, request, "erase")
         ticket = self.executor.submit(a, request, "erase", None, watch)
@@ -241,13 +247,25 @@ class PipelinedLoop(CampaignLoop):
         if f.phase == "baseline":
             self._baseline_landed(f, output)
             return
-        if f.phase == "erase" and not output.error:
-            f = dataclasses.replace(f, erase=output)
-            if self.baselines.get(_suite(f.a)):
-                self.deferred.append(f)   # its baseline is being drawn: the gate would draw it a second time
-            else:
-                self._gate(f)
-            return
+        if f.phase == "erase":
+            output = self.erased(f.a, output)
+            if not output.error:
+                self._erase_done(dataclasses.replace(f, erase=output))
+                return
+        self._decide(f, output)
+
+    def _erase_done(self, f: Flight) -> None:
+        """The candidate exists: its gate (resumed from disk, waiting for its baseline, or started now)."""
+        gate = resumed_gate(f.a, f.request, f.erase)
+        if gate is not None:
+            self._decide(dataclasses.replace(f, phase="validate"), gate)
+        elif self.baselines.get(_suite(f.a)):
+            self.deferred.append(f)   # its baseline is being drawn: the gate would draw it a second time
+        else:
+            self._gate(f)
+
+    def _decide(self, f: Flight, output: PhaseOutput) -> None:
+        """Journal the gate's decision on the attempt (or the failed phase's reason)."""
         phases = [p for p in (f.erase, output) if p is not None]
         write_placement(Path(f.request.out_dir), phases)
         host = ", ".join(f"{p.phase}@{p.placement.host}/{p.placement.node_id[:8]}" for p in phases if p.placement)

@@ -131,6 +131,8 @@ class ProgressLines(Callbacks):
         self._shown = (-1, self._phase_started)
         if before is None:
             detail = "redo of an interrupted attempt" if a.redo else _hparams(a.hparams)
+        elif before.resumed:
+            detail = f"{before.phase} ended before the restart (delta {before.value.sha256[:12]})"
         else:
             detail = f"{before.phase} took {where(before)}"
         self._line(a, phase, detail)

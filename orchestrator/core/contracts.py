@@ -81,6 +81,9 @@ class DeltaRef:
     sha256: str
 
 
+GATE_REPORT = "gate_report.json"   # a validation phase's report in its out_dir, written whole as its last act
+
+
 @dataclass(frozen=True)
 class StepRequest:
     """Erase one concept from base + parents, validate, write into out_dir."""

@@ -198,6 +198,8 @@ def _attention(root: Path, history: History) -> str:
             meta = json.loads((directory / ATTENTION_JSON).read_text())
         except (OSError, ValueError):
             continue   # no maps drawn for this attempt (older journals, a failed phase)
+        if not isinstance(meta, dict):
+            continue   # not what the validator writes: advice only, never a reason to fail the report
         head = f"step {a.step} attempt {a.attempt}: {a.concept}"
         path = directory / ATTENTION_PNG
         data = path.read_bytes() if path.is_file() and path.stat().st_size <= MAX_GRID_BYTES else b""

@@ -110,3 +110,32 @@ def attempts(storage: Path) -> list[dict]:
         return json.loads((storage / "manifest.json").read_text())["attempts"]
     except (FileNotFoundError, json.JSONDecodeError):
         return []
+
+
+def test_killed_during_its_gate_resume_does_not_erase_again(campaign):
+    """A driver SIGKILLed while step 1's gate runs: the erase phase's end is journaled with its delta's sha256,
+    so `erase resume` validates that delta and commits it without running the erase again."""
+    spec, path = campaign("gatekill", ["star"])
+    storage = Path(spec.storage_path)
+    driver = erase("run", str(path), "--num-cpus", "2")
+    deadline = time.monotonic() + 150
+    while not any(a["status"] == "started" and a.get("erased") for a in attempts(storage)):
+        assert driver.poll() is None, f"driver ended early:\n{driver.stdout.read()}"
+        assert time.monotonic() < deadline, "no finished erase in time"
+        time.sleep(0.05)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait(30)
+    driver.stdout.close()
+    (killed,) = Manifest.open(storage).history.attempts
+    assert killed.status == "started" and killed.erases == 1
+
+    resumed = erase("resume", str(storage), "--num-cpus", "2")
+    out, _ = resumed.communicate(timeout=240)
+    assert resumed.returncode == 0, out
+    after = Manifest.open(storage).history
+    (attempt,) = after.attempts
+    assert after.status == "finished" and attempt.restarts == 1
+    assert attempt.erases == 1                                           # counted in the journal
+    assert after.commit_for(1).delta == killed.erased                    # the delta erased before the kill
+    assert erase_phases(storage / Path(killed.erased.path).parent / "erase.log") == 1
+    assert "resuming at the gate" in out, out

@@ -223,3 +223,42 @@ def test_journal_is_plain_json_with_the_documented_keys(tmp_path):
     assert doc["commits"][0]["delta"]["path"] == "steps/1-star/attempt-1/delta.safetensors"
     assert doc["attempts"][0]["decision"] == {"verdict": "commit", "reasons": list(ACCEPT.reasons), "failed": []}
     assert doc["attempts"][0]["report"]["forgetting"] == dataclasses.asdict(report().forgetting)
+
+
+def test_a_stopped_driver_is_journaled_with_its_one_line_reason(tmp_path):
+    m = Manifest.create(tmp_path, spec())
+    m.set_status("stopped", "the erase phase of step 1 (star) asks for 1 CPU, 4 GPU\n  but no node has that much")
+    again = Manifest.open(tmp_path)
+    reason = "the erase phase of step 1 (star) asks for 1 CPU, 4 GPU but no node has that much"
+    assert (again.status, again.stop_reason, again.history.stop_reason) == ("stopped", reason, reason)
+    assert json.loads((tmp_path / MANIFEST).read_text())["stop_reason"] == reason
+    m.set_status("running")   # a resumed driver: the reason belongs to the stop it resumed from
+    again = Manifest.open(tmp_path)
+    assert (again.status, again.stop_reason, again.history.stop_reason) == ("running", "", "")
+    assert "stop_reason" not in json.loads((tmp_path / MANIFEST).read_text())
+
+
+@pytest.mark.parametrize("loop", ["serial", "pipelined"])
+def test_a_stopped_campaign_resumes_running_and_redoes_its_started_attempt(tmp_path, loop):
+    from orchestrator.loop import CampaignLoop, Callbacks
+    from orchestrator.pipeline import PipelinedLoop
+    from orchestrator.preflight import preflight
+    from tests.unit.test_pipeline import Scripted
+
+    s = load_spec(None, ["name=toy", "concepts=[star,square]", "ladder=[]", f"storage_path={tmp_path / 'run'}"])
+    m = Manifest.create(s.storage_path, s)
+    m.record_start(1, "star", 1, "uce", {})   # the driver stopped (no node could hold the step) during this one
+    m.set_status("stopped", "no node can hold the erase phase")
+    seen: list[tuple[int, str]] = []
+
+    class Status(Callbacks):
+        def attempt_started(self, a, request) -> None:
+            seen.append((a.step, Manifest.open(s.storage_path).status))
+
+    executor = Scripted(lambda concept, method, hparams: ACCEPT)
+    settled = preflight(s, run=False)
+    outcome = (CampaignLoop(settled, m, executor, [Status()]) if loop == "serial"
+               else PipelinedLoop(settled, m, executor, [Status()], True, 1)).run()
+    assert seen[0] == (1, "running")   # journaled running again before the redo, not still "stopped"
+    assert outcome.status == "finished" and Manifest.open(s.storage_path).stop_reason == ""
+    assert [a.restarts for a in m.history.attempts_for(1)] == [1]   # the started attempt redone, same number
