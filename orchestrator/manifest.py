@@ -1,7 +1,7 @@
 """The campaign journal on storage_path: manifest.json, the truth of a campaign.
 
-Every change rewrites manifest.json whole with one atomic write (temp file in the same
-directory, flush, fsync, os.replace, fsync the directory), so a reader sees the old
+Every change rewrites manifest.json whole with one atomic write (orchestrator/core/atomic.py: temp
+file in the same directory, flush, fsync, os.replace, fsync the directory), so a reader sees the old
 journal or the new one, never a mix. A worker writes its candidate under
 `steps/<k>-<slug>/attempt-<n>/`; the candidate exists for the campaign only once a commit
 record names it. Delta paths are stored relative to storage_path so a campaign directory
@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from orchestrator.core.atomic import atomic_write_text
 from orchestrator.core.codec import from_dict
 from orchestrator.core.contracts import DeltaRef, GateReport
 from orchestrator.core.errors import CommitError, ManifestError, SpecMismatchError
@@ -141,32 +142,6 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Replace `path` with `text` so that a crash leaves either the old or the new content."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)   # the rename itself must reach the disk
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return   # platforms that cannot open a directory (Windows) have no directory fsync
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _now() -> str:

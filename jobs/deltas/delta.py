@@ -14,6 +14,7 @@ nothing here ever unpickles.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -26,6 +27,7 @@ from typing import Any
 
 import torch
 
+from orchestrator.core.atomic import atomic_write, fsync_dir
 from orchestrator.core.contracts import DeltaRef
 from orchestrator.core.errors import CampaignError
 
@@ -176,37 +178,18 @@ def write_safetensors(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % _ALIGN)  # the format allows space padding; keeps data aligned
     payload = [struct.pack("<Q", len(text)), text, *blobs]
-    digest = hashlib.sha256()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the file from workers running as other users
-        with os.fdopen(fd, "wb") as f:
-            for chunk in payload:
-                f.write(chunk)
-                digest.update(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return digest.hexdigest()
+        return atomic_write(path, payload)   # a partial file never stays, and never under the final name
+    except OSError as e:
+        raise DeltaError(_write_error(path, e)) from e
 
 
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+def _write_error(path: Path, e: OSError) -> str:
+    """One line naming the file and why it could not be written (a full disk says so)."""
+    why = e.strerror or str(e) or type(e).__name__
+    if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        why += " (the disk is full or a file size limit was reached; nothing was written under this name)"
+    return f"cannot write {path}: {why}"
 
 
 def _check_header(path: Path, what: str) -> dict[str, str]:
@@ -430,5 +413,5 @@ def merge_to_checkpoint(pipe, refs: Sequence[DeltaRef], out_dir: str | Path) -> 
 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _fsync_dir(out.parent)
+    fsync_dir(out.parent)
     return out

@@ -14,6 +14,9 @@ gate's extension (rare, a few groups) is drawn by whoever is left. A helper join
 started (its GPU came free and its pipeline is loaded), at any look: a gate that starts while other
 work holds the GPUs begins alone and speeds up as they free. It waits (up to SHARD_START_S) only for
 the helpers that the devices free when it opened could take: those are loading, not queued.
+A helper that dies (its process killed, its node lost) is a system failure, not the candidate's: the look
+it was drawing is drawn by the validation task itself (the same call, so the same result) and the helper
+leaves the pool, so the gate still ends with the unsharded report instead of failing the attempt.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 import ray
+from ray.exceptions import RayActorError
 
 SHARD_START_S = 60.0   # the longest a gate waits for helpers the free devices could take (loading)
 
@@ -50,6 +54,7 @@ class ShardPool:
         self.starting = {a.ready.remote(): a for a in actors}   # ready() answers once the pipeline is loaded
         self.members: list = []                                  # helpers that started, in joining order
         self.let_go = 0                                          # members released before close()
+        self.lost = 0                                            # members that died; their looks drawn here
 
     @classmethod
     def open(cls, request, candidate, helpers: int, cpus: float, gpus: float) -> ShardPool:
@@ -68,7 +73,7 @@ class ShardPool:
     def joined(self) -> int:
         """Helpers that have started so far (those let go included)."""
         self._poll()
-        return len(self.members) + self.let_go
+        return len(self.members) + self.let_go + self.lost
 
     def release(self) -> None:
         """The validator needs no more looks: every helper's GPU goes back now, not when the task ends."""
@@ -115,9 +120,19 @@ class ShardPool:
                     handed += 1
             if let_go and handed == len(looks):
                 self._let_go({id(helper) for _, helper in inflight.values()})
-            yield local(part) if here else ray.get(inflight.pop(i)[0])
+            yield local(part) if here else self._fetch(inflight.pop(i), part, local)
         if let_go:
             self._let_go(set())
+
+    def _fetch(self, sent: tuple[Any, Any], part, local: Callable) -> Any:
+        """A helper's look; if the helper died meanwhile, the look is drawn here and the helper leaves the pool."""
+        ref, helper = sent
+        try:
+            return ray.get(ref)
+        except RayActorError:   # the helper's process or node died: never the candidate's fault
+            self.members = [h for h in self.members if h is not helper]
+            self.lost += 1
+            return local(part)
 
     def _let_go(self, busy: set[int]) -> None:
         """Release the started helpers not in `busy`, and the ones still starting (no look is left for them)."""

@@ -68,7 +68,8 @@ def validate_phase(request: StepRequest, candidate: DeltaRef, shards: int = 1, c
         pool = ShardPool.open(request, candidate, shards - 1, cpus, gpus)
         try:
             report = run_validation(request, candidate, log, spread=pool)
-            log(f"  sharded gate: {pool.joined() + 1} of {shards} shards joined")
+            lost = f"; {pool.lost} lost, their looks drawn here" if pool.lost else ""
+            log(f"  sharded gate: {pool.joined() + 1} of {shards} shards joined{lost}")
             return report
         finally:
             pool.close()

@@ -141,8 +141,8 @@ def test_a_crash_while_writing_leaves_no_file(tmp_path, monkeypatch):
     def crash(src, dst):
         raise OSError("disk gone")
 
-    monkeypatch.setattr(deltas.os, "replace", crash)
-    with pytest.raises(OSError):
+    monkeypatch.setattr(deltas.os, "replace", crash)   # os itself: the core's atomic write renames with it
+    with pytest.raises(DeltaError, match=f"cannot write {tmp_path / 'd.safetensors'}: disk gone"):
         save_delta(erased_delta(), DENSE, tmp_path / "d.safetensors")
     assert os.listdir(tmp_path) == []
 
