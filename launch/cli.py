@@ -202,14 +202,14 @@ def _watch_options(parser: argparse.ArgumentParser, flag: bool) -> None:
 @command("toyworld")
 def _toyworld(args) -> int:
     if args.toy_command == "showcase":
-        from jobs.toyworld.showcase import DEFAULT_PROMPTS, showcase
+        from orchestrator.in_process import toy_showcase
 
-        showcase(tuple(args.prompts) or DEFAULT_PROMPTS, out=args.out)
+        toy_showcase(args.prompts, out=args.out)
         return 0
-    from jobs.toyworld import build
+    from orchestrator.in_process import toy_build
 
     argv = ["--scale", str(args.scale)] + (["--out", str(args.out)] if args.out else [])
-    build.main(argv)
+    toy_build(argv)
     return 0
 
 
@@ -220,7 +220,7 @@ def _step(args) -> int:
 
     for k, parent in enumerate(request.parents, 1):   # the committed deltas it builds on, before a model loads
         verify_delta(parent.path, parent.sha256, f"parent delta {k} of {args.request}")
-    from jobs.step import run_step
+    from orchestrator.in_process import run_step
 
     result = run_step(request)
     r = result.report
@@ -251,12 +251,12 @@ def _plan(args) -> int:
     settled = preflight(load_spec(str(args.campaign), args.overrides), run=False)   # before torch is imported
     check_model_source(settled.spec, weights=False)   # a hub id's configs: in the local cache, or one line
     _quiet_hub(offline=settled.spec.model_source == "local")
-    from jobs.models.inventory import inventory
     from orchestrator.core.inventory import LORA_TARGETS
+    from orchestrator.in_process import model_inventory
 
     res = settled.spec.resources
     strategy = memory_plan.strategy_of(res.strategy, res.deepspeed_config, settled.parallel.deepspeed_config)
-    inv = inventory(settled.spec.model, tuple(settled.hparams.get("lora", {}).get("target_modules", LORA_TARGETS)))
+    inv = model_inventory(settled.spec.model, settled.hparams.get("lora", {}).get("target_modules", LORA_TARGETS))
     steps = [memory_plan.step_settings(name, hp, res.num_workers, strategy, res.gradient_checkpointing,
                                        res.frozen_precision)
              for name, hp in settled.hparams.items()]

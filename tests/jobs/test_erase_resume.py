@@ -31,7 +31,7 @@ class DiesAfterFirstSave(DirectoryCheckpoints):
 
 def request(out: Path) -> StepRequest:
     return StepRequest(campaign="resume", step=1, attempt=1, concept="star", method="esd-x",
-                       hparams={"steps": STEPS, "batch": 4}, model="toyworld", parents=(), out_dir=str(out),
+                       hparams={"steps": STEPS, "batch": 4, "preserve_weight": 0.0}, model="toyworld", parents=(), out_dir=str(out),
                        validation=ValidationSpec(judge="toyworld"),
                        parallel=ParallelSpec(num_workers=1, checkpoint_every=EVERY))
 

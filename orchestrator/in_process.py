@@ -1,0 +1,44 @@
+"""Worker code that the `erase` command runs in its own process, without Ray: the launcher's one door to jobs/.
+
+`erase step` (what a worker runs), `erase toyworld showcase|train` and the model inventory of `erase plan` run
+jobs/ code on this machine. The launcher reaches it through these functions, never by importing jobs/ itself
+(import-linter contract `jobs-behind-the-orchestrator`, pyproject.toml). Each one imports its worker module when
+called, so importing this module costs nothing and torch is loaded only once a command needs it.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from orchestrator.core.contracts import StepRequest
+    from orchestrator.core.inventory import ModelInventory
+
+
+def run_step(request: StepRequest, log: Callable[[str], object] = print):
+    """Both phases of one erasure step in this process (jobs.step.run_step): its StepResult."""
+    from jobs.step import run_step as run
+
+    return run(request, log)
+
+
+def model_inventory(model: str, lora_targets: Sequence[str]) -> ModelInventory:
+    """The parameter inventory of `model`, counted from its configs on the meta device (no weights)."""
+    from jobs.models.inventory import inventory
+
+    return inventory(model, tuple(lora_targets))
+
+
+def toy_showcase(prompts: Sequence[str], out: Path | None = None) -> None:
+    """Draw `prompts` (the toy world's default prompts if empty) with the embedded toy model."""
+    from jobs.toyworld.showcase import DEFAULT_PROMPTS, showcase
+
+    showcase(tuple(prompts) or DEFAULT_PROMPTS, out=out)
+
+
+def toy_build(argv: list[str]) -> None:
+    """Retrain the toy world from scratch (jobs.toyworld.build's command line)."""
+    from jobs.toyworld import build
+
+    build.main(argv)
