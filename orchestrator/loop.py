@@ -143,19 +143,21 @@ class CampaignLoop:
         self.manifest.record_start(a.step, a.concept, a.attempt, a.method, a.hparams)
         request = step_request(a, self.settled)
         self._tell("attempt_started", a, request)
-        phases = self._phases(a, request)
+        self.record(a, request, self._phases(a, request))
+
+    def record(self, a: RunAttempt, request: StepRequest, phases: Sequence[PhaseOutput]) -> GateDecision:
+        """The gate's decision on an attempt's phases (or the failed phase's reason), journaled and told."""
         write_placement(Path(request.out_dir), phases)
         failed = next((p for p in phases if p.error), None)
         host = ", ".join(f"{p.phase}@{p.placement.host}/{p.placement.node_id[:8]}" for p in phases if p.placement)
         if failed is not None:
-            decision = error_decision(f"{failed.phase}: {failed.error}")
-            self.manifest.record_result(a.step, a.attempt, decision, host=host)
-            self._tell("attempt_finished", a, phases, decision, None, None)
-            return
-        erase, validate = phases
-        decision = decide(validate.value, self.spec.gate)
-        self.manifest.record_result(a.step, a.attempt, decision, validate.value, erase.value, host)
-        self._tell("attempt_finished", a, phases, decision, validate.value, erase.value)
+            decision, report, candidate = error_decision(f"{failed.phase}: {failed.error}"), None, None
+        else:
+            erase, validate = phases
+            decision, report, candidate = decide(validate.value, self.spec.gate), validate.value, erase.value
+        self.manifest.record_result(a.step, a.attempt, decision, report, candidate, host)
+        self._tell("attempt_finished", a, phases, decision, report, candidate)
+        return decision
 
     def _phases(self, a: RunAttempt, request: StepRequest) -> list[PhaseOutput]:
         erase = self.resumed_erase(a) if a.redo else None

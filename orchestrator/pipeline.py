@@ -35,12 +35,12 @@ from typing import Protocol
 
 from orchestrator.campaign import (CommitAttempt, DiscardAttempt, Finished, Halted, RunAttempt, SkipConcept,
                                    next_action, step_request)
-from orchestrator.sweep import Sweep
 from orchestrator.core.contracts import DeltaRef, StepRequest
-from orchestrator.gate import GateDecision, decide, error_decision
-from orchestrator.loop import CampaignLoop, PhaseOutput, RunOutcome, Watch, resumed_gate, unwatched, write_placement
+from orchestrator.gate import GateDecision
+from orchestrator.loop import CampaignLoop, PhaseOutput, RunOutcome, Watch, resumed_gate, unwatched
 from orchestrator.manifest import DISCARDED, STARTED, CommitRecord, History
 from orchestrator.policy import Exhausted, PastAttempt, next_attempt
+from orchestrator.sweep import Sweep
 
 
 class ConcurrentExecutor(Protocol):
@@ -266,17 +266,9 @@ class PipelinedLoop(CampaignLoop):
 
     def _decide(self, f: Flight, output: PhaseOutput) -> None:
         """Journal the gate's decision on the attempt (or the failed phase's reason)."""
-        phases = [p for p in (f.erase, output) if p is not None]
-        write_placement(Path(f.request.out_dir), phases)
-        host = ", ".join(f"{p.phase}@{p.placement.host}/{p.placement.node_id[:8]}" for p in phases if p.placement)
-        if output.error:
-            decision, report, candidate = error_decision(f"{output.phase}: {output.error}"), None, None
-        else:
-            decision, report, candidate = decide(output.value, self.spec.gate), output.value, f.erase.value
-        self.manifest.record_result(f.a.step, f.a.attempt, decision, report, candidate, host)
-        self._tell("attempt_finished", f.a, phases, decision, report, candidate)
-        if not decision.committed and candidate is not None:
-            self._drop_built_on(f.a.step, candidate.sha256, decision)
+        decision = self.record(f.a, f.request, [p for p in (f.erase, output) if p is not None])
+        if not decision.committed and not output.error:
+            self._drop_built_on(f.a.step, f.erase.value.sha256, decision)
 
     def _gate(self, f: Flight) -> None:
         self._tell("phase_started", f.a, "validate", f.erase)
