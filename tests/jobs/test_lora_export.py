@@ -1,6 +1,8 @@
 """LoRA export: SVD factors, and files that diffusers' load_lora_weights and kohya readers reproduce."""
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -8,6 +10,7 @@ from safetensors.torch import load_file
 from jobs.deltas.delta import LORA_A, LORA_B, DeltaMeta, apply_delta, dense_change, dense_delta, snapshot
 from jobs.deltas.lora_export import (DIFFUSERS_WEIGHT_NAME, LoraFormatError, combine, dense_to_lora,
                               export_diffusers_lora, export_kohya_lora, kohya_name, read_kohya_lora)
+from tests.fixtures.noise_floor import FACTOR, in_float64, product_rounding
 from tests.fixtures.tiny_pipelines import text_output, tiny_sd_pipeline, unet_output
 
 torch.set_num_threads(1)
@@ -52,7 +55,20 @@ def applied(*deltas):
     return pipe
 
 
-def assert_same_model(a, b, atol=2e-5):
+@functools.cache
+def output_floor() -> float:
+    """What float32 rounding does to the probes (UNet and text encoder outputs) of the tiny model on this
+    machine: |fp32 - fp64|. A LoRA and the dense change it carries are the same model summed in another order."""
+    pipe = tiny_sd_pipeline()
+    fp32 = unet_output(pipe), text_output(pipe)
+    in_float64(pipe.unet, pipe.text_encoder)
+    fp64 = unet_output(pipe), text_output(pipe)
+    return max((x.double() - y).abs().max().item() for x, y in zip(fp32, fp64))
+
+
+def assert_same_model(a, b):
+    """The same model up to float32 rounding: within FACTOR x this machine's output_floor()."""
+    atol = FACTOR * output_floor()
     torch.testing.assert_close(unet_output(a), unet_output(b), rtol=0, atol=atol)
     torch.testing.assert_close(text_output(a), text_output(b), rtol=0, atol=atol)
 
@@ -63,8 +79,11 @@ def test_full_rank_svd_is_exact():
     delta = dense_erasure()
     fit = dense_to_lora(delta, rank=64)
     assert fit.rank == 64 and fit.alpha == 64.0 and fit.max_rel_error < 1e-6
-    for key, d in dense_change(fit.tensors, DeltaMeta("lora", "m", "c", rank=fit.rank, alpha=fit.alpha)).items():
-        torch.testing.assert_close(d, delta[key], rtol=0, atol=1e-6)
+    meta = DeltaMeta("lora", "m", "c", rank=fit.rank, alpha=fit.alpha)
+    for key, d in dense_change(fit.tensors, meta).items():
+        module = key.removesuffix(".weight")
+        bound = product_rounding(fit.tensors[module + LORA_B], fit.tensors[module + LORA_A], meta.scale)
+        assert ((d.double() - delta[key].double()).abs() <= bound).all(), key   # float32 rounding, elementwise
 
 
 def test_truncated_svd_reports_its_true_error():
