@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
+from orchestrator.core import catalog
 from orchestrator.core.contracts import DeltaRef, StepRequest
 from orchestrator.core.errors import ManifestError
 from orchestrator.manifest import DISCARDED, STARTED, AttemptRecord, History, attempt_dir
@@ -193,12 +194,16 @@ def concept_states(spec: CampaignSpec, history: History) -> tuple[ConceptState, 
 
 
 def step_request(action: RunAttempt, settled: Settled) -> StepRequest:
-    """The worker's instructions for a RunAttempt; every path absolute (Ray workers run elsewhere)."""
+    """The worker's instructions for a RunAttempt; every path absolute (Ray workers run elsewhere).
+
+    Its hyperparameters are settled here, once: the attempt's (the journal keeps what the campaign and the
+    retry policy chose) over the catalog's defaults, so request.json and the delta's header record every
+    value that produced the delta, whatever a later version's defaults are."""
     spec = settled.spec
     root = Path(os.path.abspath(spec.storage_path))
     return StepRequest(
         campaign=spec.name, step=action.step, attempt=action.attempt, concept=action.concept,
-        method=action.method, hparams=dict(action.hparams), model=spec.model,
+        method=action.method, hparams=catalog.get(action.method).resolve(dict(action.hparams)), model=spec.model,
         parents=tuple(DeltaRef(str(root / p.path), p.sha256) for p in action.parents),
         out_dir=str(root / attempt_dir(action.step, action.concept, action.attempt)),
         erased_before=action.erased_before, preserve=tuple(spec.preserve),

@@ -18,8 +18,10 @@ def implementation(entry: catalog.MethodEntry):
 def erase(name: str, pipe, inputs):
     """Run method `name` on `pipe` with inputs.hparams over the catalog defaults.
 
-    MethodConfigError when the method cannot apply to the pipeline's family or a hyperparameter is
-    unknown or mistyped (preflight refuses both before a campaign starts; this guards direct callers).
+    A campaign's step arrives settled (orchestrator.campaign.step_request resolved every value; resolving a
+    resolved set returns it unchanged): here the family and the values are only checked. Direct callers
+    (benches, tests) may pass overrides alone. MethodConfigError when the method cannot apply to the
+    pipeline's family or a hyperparameter is unknown or mistyped (preflight refuses both first).
     """
     entry = catalog.get(name)
     family = family_of(type(pipe).__name__)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.core import catalog
 from orchestrator.core.contracts import DeltaRef, Estimate, GateReport, StepRequest
 from orchestrator.campaign import (CommitAttempt, Finished, Halted, RunAttempt, SkipConcept, concept_states,
                                    next_action, step_request)
@@ -197,7 +198,9 @@ def test_step_request_has_absolute_paths_and_the_gate_thresholds(tmp_path, monke
     assert request.out_dir == os.path.join(root, "steps", "2-square", "attempt-3")
     assert request.parents == (DeltaRef(os.path.join(root, "steps/1-star/attempt-1/delta.safetensors"), "ab" * 32),)
     assert (request.campaign, request.step, request.attempt, request.concept) == ("toy", 2, 3, "square")
-    assert (request.method, request.hparams, request.model) == ("esd-x", {"eta": 2.0}, "toyworld")
+    # settled once: the attempt's override over every catalog default, as request.json and the delta record them
+    assert (request.method, request.model) == ("esd-x", "toyworld")
+    assert request.hparams == {**catalog.get("esd-x").resolve({}), "eta": 2.0} and len(request.hparams) > 1
     assert (request.erased_before, request.preserve, request.seed) == (("star",), ("diamond",), 7)
     assert request.validation.seeds == 3 and request.validation.stop_forgetting == 0.8
     assert request.validation.stop_retain == s.gate.min_retain
