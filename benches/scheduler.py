@@ -15,7 +15,7 @@ phase ends at once, as the product's forced cancel ends it. Not modelled: a help
 SD 1.5 per helper per gate), and the views, attack and grid the validation task draws after the gate. Only the
 phases are synthetic: each sleeps for its cost-model seconds divided by its mode's scale, and a gate's verdict
 is drawn per (concept, method, hparams) at --reject. Cost model (model seconds, SD 1.x; see COST below and the
-README):
+docs/scaling.md):
 
 - seconds per image: 1.6 (SD 1.5, A100, 512 px, 50 steps, fp16, batch 1: published figure).
 - images per gate at step k: 500 + min(2 (k - 1), 80): the target suite (a 500-image gate) plus the

@@ -113,7 +113,7 @@ def _campaign_parsers(sub) -> None:
                 "combination of changes that makes every step fit is printed as overrides to add: gradient\n"
                 "checkpointing, a DeepSpeed ZeRO config from configs/deepspeed/, bf16, or a smaller batch with\n"
                 "more gradient accumulation (same samples per optimizer step). If nothing fits, it says which term\n"
-                "is the largest. The formula is in orchestrator/planning/memory_plan.py and the README. Works on a\n"
+                "is the largest. The formula is in orchestrator/planning/memory_plan.py and docs/memory-planning.md. Works on a\n"
                 "machine without a GPU: it plans as if each worker had one GPU of resources.gpu_memory_gb.\n\n"
                 "exit status: 0 a plan fits (as configured or with the printed overrides), 1 nothing fits,\n"
                 "2 user error")

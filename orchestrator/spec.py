@@ -52,7 +52,7 @@ class GateThresholds:
     max_drift: float = 0.25           # share of retain images whose judged label changed vs the base (same seed)
     max_cumulative_acc: float = 0.2   # earlier-erased concepts must stay below this accuracy
     # Attack success (the erased concept regenerated through the candidate's own K/V, jobs/validation/
-    # attack.py) the gate tolerates; null: reported, never gated (measured on the toy world: see README).
+    # attack.py) the gate tolerates; null: reported, never gated (measured on the toy world: docs/methods.md).
     max_attack: Optional[float] = None
     # Per check (forgetting, retain, leakage, drift, cumulative), what decides when the image budget
     # is spent before its interval left the threshold: "point" (the point estimate) or "certified"
