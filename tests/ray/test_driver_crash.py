@@ -4,32 +4,14 @@ The driver is a real `erase run` process with its own embedded Ray (which dies w
 """
 from __future__ import annotations
 
-import json
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from orchestrator.manifest import Manifest, sha256_file
+from tests.fixtures.drivers import attempts, commits, kill_when, resume
 
 pytestmark = pytest.mark.ray
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def erase(*args: str, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "launch.cli", *args], cwd=REPO, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)
-
-
-def commits(storage: Path) -> list[dict]:
-    try:
-        return json.loads((storage / "manifest.json").read_text())["commits"]
-    except (FileNotFoundError, json.JSONDecodeError):
-        return []
 
 
 def erase_phases(log: Path) -> int:
@@ -39,24 +21,14 @@ def erase_phases(log: Path) -> int:
 def test_killed_driver_resumes_without_redoing_commits(campaign):
     spec, path = campaign("crashdriver", ["star", "square", "round"])
     storage = Path(spec.storage_path)
-    driver = erase("run", str(path), "--num-cpus", "2")
-    deadline = time.monotonic() + 150
-    while not commits(storage):
-        assert driver.poll() is None, f"driver ended early:\n{driver.stdout.read()}"
-        assert time.monotonic() < deadline, "no commit in time"
-        time.sleep(0.1)
-    driver.send_signal(signal.SIGKILL)
-    driver.wait(30)
-    driver.stdout.close()
+    kill_when(path, storage, commits, "a commit")
 
     before = Manifest.open(storage).history
     kept = {c.step: c for c in before.commits}
     assert 1 <= len(kept) < 3, "the kill must land between the first commit and the end"
     kept_files = {step: sha256_file(storage / c.delta.path) for step, c in kept.items()}
 
-    resumed = erase("resume", str(storage), "--num-cpus", "2")
-    out, _ = resumed.communicate(timeout=240)
-    assert resumed.returncode == 0, out
+    out = resume(storage)
 
     after = Manifest.open(storage).history
     assert after.status == "finished" and len(after.commits) == 3
@@ -80,20 +52,11 @@ def test_killed_during_speculation_resume_keeps_every_commit(campaign):
     spec, path = campaign("crashspec", ["star", "square", "round"],
                           resources={"speculative": True, "parallel_attempts": 2})
     storage = Path(spec.storage_path)
-    driver = erase("run", str(path), "--num-cpus", "2")
-    deadline = time.monotonic() + 150
-    while not any(a.get("speculative") == "parent" and a["status"] == "started" for a in attempts(storage)):
-        assert driver.poll() is None, f"driver ended early:\n{driver.stdout.read()}"
-        assert time.monotonic() < deadline, "no speculative attempt in time"
-        time.sleep(0.05)
-    driver.send_signal(signal.SIGKILL)
-    driver.wait(30)
-    driver.stdout.close()
+    kill_when(path, storage, lambda st: any(a.get("speculative") == "parent" and a["status"] == "started"
+                                            for a in attempts(st)), "a speculative attempt")
     kept = {c.step: c for c in Manifest.open(storage).history.commits}
 
-    resumed = erase("resume", str(storage), "--num-cpus", "2")
-    out, _ = resumed.communicate(timeout=240)
-    assert resumed.returncode == 0, out
+    resume(storage)
 
     after = Manifest.open(storage).history
     assert after.status == "finished" and len(after.commits) == 3
@@ -105,33 +68,17 @@ def test_killed_during_speculation_resume_keeps_every_commit(campaign):
         assert sha256_file(storage / c.delta.path) == c.delta.sha256
 
 
-def attempts(storage: Path) -> list[dict]:
-    try:
-        return json.loads((storage / "manifest.json").read_text())["attempts"]
-    except (FileNotFoundError, json.JSONDecodeError):
-        return []
-
-
 def test_killed_during_its_gate_resume_does_not_erase_again(campaign):
     """A driver SIGKILLed while step 1's gate runs: the erase phase's end is journaled with its delta's sha256,
     so `erase resume` validates that delta and commits it without running the erase again."""
     spec, path = campaign("gatekill", ["star"])
     storage = Path(spec.storage_path)
-    driver = erase("run", str(path), "--num-cpus", "2")
-    deadline = time.monotonic() + 150
-    while not any(a["status"] == "started" and a.get("erased") for a in attempts(storage)):
-        assert driver.poll() is None, f"driver ended early:\n{driver.stdout.read()}"
-        assert time.monotonic() < deadline, "no finished erase in time"
-        time.sleep(0.05)
-    driver.send_signal(signal.SIGKILL)
-    driver.wait(30)
-    driver.stdout.close()
+    kill_when(path, storage, lambda st: any(a["status"] == "started" and a.get("erased") for a in attempts(st)),
+              "a finished erase")
     (killed,) = Manifest.open(storage).history.attempts
     assert killed.status == "started" and killed.erases == 1
 
-    resumed = erase("resume", str(storage), "--num-cpus", "2")
-    out, _ = resumed.communicate(timeout=240)
-    assert resumed.returncode == 0, out
+    out = resume(storage)
     after = Manifest.open(storage).history
     (attempt,) = after.attempts
     assert after.status == "finished" and attempt.restarts == 1

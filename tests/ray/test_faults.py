@@ -8,11 +8,8 @@
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -23,50 +20,28 @@ import ray
 
 from orchestrator.core.codec import to_json
 from orchestrator.manifest import Manifest, sha256_file
+from tests.fixtures.drivers import attempts, kill_when, resume
 from tests.fixtures.reports import timeless
 
 pytestmark = pytest.mark.ray
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 # ---- a driver killed before its first commit ---------------------------------------------------------------
-
-def erase(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "launch.cli", *args], cwd=REPO, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-
-
-def journal(storage: Path) -> dict:
-    try:
-        return json.loads((storage / "manifest.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
-
 
 def test_driver_killed_before_the_first_commit_resumes_and_commits_once(campaign):
     small = {"seeds": 1, "inference_steps": 2, "max_prompts_per_group": 2}   # a short gate: the test is the kill
     spec, path = campaign("killfirst", ["star"], validation=small)
     storage = Path(spec.storage_path)
     progress = storage / "steps/1-star/attempt-1/progress.jsonl"
-    driver = erase("run", str(path), "--num-cpus", "2")
-    deadline = time.monotonic() + 120
     # Mid-erase: the attempt is journaled as started and its worker has begun writing into the attempt's directory.
-    while not (any(a["status"] == "started" for a in journal(storage).get("attempts", ())) and progress.exists()):
-        assert driver.poll() is None, f"driver ended early:\n{driver.stdout.read()}"
-        assert time.monotonic() < deadline, "the erase phase did not start in time"
-        time.sleep(0.05)
-    driver.send_signal(signal.SIGKILL)
-    driver.wait(30)
-    driver.stdout.close()
+    kill_when(path, storage, lambda st: any(a["status"] == "started" for a in attempts(st)) and progress.exists(),
+              "the erase phase", timeout=120)
 
     before = Manifest.open(storage).history
     assert before.commits == () and before.outcomes == (), "the kill must land before the first commit"
     assert [(a.attempt, a.status) for a in before.attempts] == [(1, "started")]
 
-    resumed = erase("resume", str(storage), "--num-cpus", "2")
-    out, _ = resumed.communicate(timeout=240)
-    assert resumed.returncode == 0, out
+    out = resume(storage)
 
     after = Manifest.open(storage).history
     # What the uninterrupted run of this spec commits: FORCE_COMMIT's gate passes the one UCE candidate.

@@ -10,7 +10,7 @@ from orchestrator.loop import CampaignLoop, Callbacks
 from orchestrator.manifest import DISCARDED, Manifest
 from orchestrator.pipeline import PipelinedLoop
 from orchestrator.preflight import preflight
-from tests.unit.test_pipeline import Killed, Scripted, campaign, decisions, first_star_fails, report
+from tests.unit.test_pipeline import DiesAt, Killed, Scripted, campaign, decisions, first_star_fails, report
 
 
 class Phases(Scripted):
@@ -93,18 +93,6 @@ def test_a_complete_gate_report_on_disk_is_the_gate_a_truncated_one_is_not(tmp_p
     assert first.decision.verdict == "reject" and first.report.forgetting.value == 0.62
 
 
-class DiesAtWait(Scripted):
-    def __init__(self, verdict, n: int):
-        super().__init__(verdict)
-        self.n = n
-
-    def wait(self, tickets):
-        self.n -= 1
-        if self.n == 0:
-            raise Killed()
-        return super().wait(tickets)
-
-
 def test_a_pipelined_run_killed_at_any_wait_never_redoes_a_finished_erase(tmp_path):
     s, ms = campaign(tmp_path, "serial3", "concepts=[star,square,round]")
     assert CampaignLoop(preflight(s, run=False), ms, Scripted(first_star_fails)).run().status == "finished"
@@ -113,7 +101,7 @@ def test_a_pipelined_run_killed_at_any_wait_never_redoes_a_finished_erase(tmp_pa
         n += 1
         s, m = campaign(tmp_path / str(n), "deep", "concepts=[star,square,round]")
         try:
-            PipelinedLoop(preflight(s, run=False), m, DiesAtWait(first_star_fails, n), (), True, 2, depth=2).run()
+            PipelinedLoop(preflight(s, run=False), m, DiesAt(first_star_fails, m, n), (), True, 2, depth=2).run()
             break
         except Killed:
             pass
