@@ -39,7 +39,8 @@ from jobs.methods.interface import EraseInputs  # noqa: E402
 from jobs.models.loader import load_pipeline  # noqa: E402
 from jobs.step import run_step, run_validation  # noqa: E402
 from jobs.toyworld.world import load_world  # noqa: E402
-from jobs.training.concept_prompts import merged, toy_concept_prompts  # noqa: E402
+from jobs.toyworld.concept_prompts import toy_concept_prompts  # noqa: E402
+from jobs.training.concept_prompts import merged  # noqa: E402
 from orchestrator.core import catalog  # noqa: E402
 from orchestrator.core.contracts import StepRequest, ValidationSpec  # noqa: E402
 from orchestrator.gate import decide  # noqa: E402

@@ -43,7 +43,7 @@ from orchestrator.core.codec import from_json, to_json
 from orchestrator.core.atomic import atomic_write_text
 from orchestrator.core.contracts import GATE_REPORT, DeltaRef, GateReport, StepRequest, StepResult
 from orchestrator.core.errors import ConfigError
-from orchestrator.core.models import TOY
+from orchestrator.core import judges
 from orchestrator.core.phase_progress import ProgressWriter
 
 
@@ -81,7 +81,7 @@ def run_erase(request: StepRequest, log=print, checkpoints=None) -> DeltaRef | N
 
 
 def _erase(pipe, request: StepRequest, log, checkpoints, progress=None) -> MethodOutput:
-    prompts = concept_prompts(request.concept, request.preserve, "toyworld" if _draws_toy_world(request) else "")
+    prompts = concept_prompts(request.concept, request.preserve, _drawn_world(request))
     inputs = EraseInputs(request.concept, prompts, dict(request.hparams), request.seed, log,
                          distributed.Parallel(request.parallel, checkpoints), progress)
     return registry.erase(request.method, pipe, inputs)
@@ -188,10 +188,15 @@ def _judge(request: StepRequest) -> str:
     return request.validation.judge
 
 
-def _draws_toy_world(request: StepRequest) -> bool:
-    """The model draws the toy world (its prompts come from the hierarchy), whichever judge gates it."""
-    return request.model == TOY or request.validation.judge == "toyworld" or \
-        Path(request.concepts_from).stem == "toyworld"
+def _drawn_world(request: StepRequest) -> str:
+    """The judge whose world the model draws (its prompts come from that world's provider, whichever judge
+    gates it: the toy world's for the toy model, a toy-judged pipeline or the toyworld concept set), or ""."""
+    for entry in judges.entries():
+        if entry.world_prompts and ((entry.model and request.model == entry.model) or
+                                    request.validation.judge == entry.name or
+                                    (entry.concept_set and Path(request.concepts_from).stem == entry.concept_set)):
+            return entry.name
+    return ""
 
 
 def _device() -> str:

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.core import catalog, families
+from orchestrator.core import catalog, families, judges
 from orchestrator.core.concepts import ConceptSet, expand_members, load_concept_set
 from orchestrator.core.contracts import ParallelSpec
 from orchestrator.core.errors import ConfigError, UnknownConceptError
-from orchestrator.core.judges import DEFAULT_SET, NEEDS_MODEL, judge_for
+from orchestrator.core.judges import judge_for
 from orchestrator.core.models import TOY, check_hub_model, check_model, looks_local, toyworld_dir
 from orchestrator.policy import method_sequence
 from orchestrator.spec import CampaignSpec, Resources
@@ -131,8 +131,8 @@ def _deepspeed(res: Resources) -> dict:
 
 
 def _check_sweep(spec: CampaignSpec, judge: str | None) -> None:
-    """The final sweep's suite is built from the toy world's hierarchy (jobs/validation/suite.py)."""
-    if spec.validation.final_sweep != "none" and judge not in (None, "toyworld"):
+    """The final sweep's suite is a judge's provider's own (the toy world's: jobs/toyworld/suite.py)."""
+    if spec.validation.final_sweep != "none" and judge is not None and not getattr(judges.find(judge), "sweep", False):
         raise ConfigError(f"validation.final_sweep: the sweep is built for the toy world's judge, not {judge}; "
                           f"set validation.final_sweep=none")
 
@@ -145,16 +145,14 @@ def _require_judge(spec: CampaignSpec, judge: str | None) -> None:
                           f"toyworld is for pipelines that draw the toy world")
 
 
-EXAMPLE_WEIGHTS = {"clip": "openai/clip-vit-large-patch14", "vqa": "Salesforce/blip-vqa-base"}
-
-
 def _check_judge_model(judge: str, model: str) -> None:
     """A judge's weights must be on this machine (a local directory, or a hub id in the HF cache) before Ray starts."""
-    if judge not in NEEDS_MODEL:
+    entry = judges.find(judge)
+    if entry is None or not entry.needs_model:
         return
     if not model:
         raise ConfigError(f"validation.judge_model: the {judge} judge needs its weights (a hub id or a local "
-                          f"directory, e.g. {EXAMPLE_WEIGHTS[judge]})")
+                          f"directory, e.g. {entry.example_weights})")
     local = Path(model)
     found = (local / "config.json").is_file() if looks_local(model) else \
         families.hub_cache_file(model, "config.json") is not None
@@ -188,8 +186,9 @@ def _expanded(spec: CampaignSpec, concept_set: ConceptSet | None) -> CampaignSpe
 def _concept_set(spec: CampaignSpec) -> ConceptSet | None:
     """The campaign's concept set (concepts_from, else the toy world's for a toy-judged model), every
     concept checked against it."""
-    judge = "toyworld" if spec.model == TOY and spec.validation.judge == "auto" else spec.validation.judge
-    ref = spec.concepts_from or DEFAULT_SET.get(judge, "")
+    own = judges.for_model(spec.model)
+    judge = own.name if own is not None and spec.validation.judge == judges.AUTO else spec.validation.judge
+    ref = spec.concepts_from or getattr(judges.find(judge), "concept_set", "")
     if not ref:
         return None
     concept_set = load_concept_set(ref)
@@ -199,7 +198,7 @@ def _concept_set(spec: CampaignSpec) -> ConceptSet | None:
         except UnknownConceptError as e:
             raise UnknownConceptError(f"concepts: {e} (or set allow_thin=true for a templates-only suite)") from None
         who = concept_set.judge if judge == "auto" else judge
-        if entry.kind == "variant" and who != "toyworld":
+        if entry.kind == "variant" and not getattr(judges.find(who), "variants", False):
             raise ConfigError(f"concepts: {name!r} is a variant (an object with attributes fixed); only the toy "
                               f"world's evaluator judges variants, not the {who} judge")
     return concept_set

@@ -28,7 +28,7 @@ from orchestrator.core.catalog import METHOD_NAMES
 from orchestrator.core.contracts import ValidationSpec
 from orchestrator.core.gate_checks import CHECK_KINDS, POINT, RULES
 from orchestrator.core.errors import ConfigError
-from orchestrator.core.judges import JUDGES
+from orchestrator.core import judges
 from orchestrator.core.models import TOY
 
 ON_EXHAUSTED = ("skip", "halt")
@@ -356,8 +356,9 @@ def _validate_numbers(spec: CampaignSpec, fail) -> None:
         fail(f"validation.attack_prompts must be >= 0 (0 turns the attack group off), got {v.attack_prompts}")
     if v.shards < 0:
         fail(f"validation.shards must be >= 0 (0: one per GPU of the cluster), got {v.shards}")
-    if v.judge not in JUDGES:
-        fail(f"validation.judge must be one of {', '.join(JUDGES)}, got {v.judge!r}")
+    known = (judges.AUTO,) + judges.names()
+    if v.judge not in known:
+        fail(f"validation.judge must be one of {', '.join(known)}, got {v.judge!r}")
     if v.cumulative_budget < 1 or v.sweep_every < 0:
         fail("validation.cumulative_budget must be >= 1 and validation.sweep_every >= 0 (0: no periodic sweep)")
     if v.extend_seeds < 0 or not 0.0 <= v.extend_margin < 1.0:

@@ -6,7 +6,7 @@ drawn above gate.max_cumulative_acc) reopens nothing: it is journaled and report
 validation.final_sweep=halt the campaign ends halted instead of finished.
 
 The sweep runs as a validation phase (the executor's validate) of a request with sweep=True: the
-worker measures base + every committed delta on the sweep suite (jobs/validation/suite.py).
+worker measures base + every committed delta on the sweep suite (the judge's provider's: jobs/toyworld/suite.py).
 """
 from __future__ import annotations
 

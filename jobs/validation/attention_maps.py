@@ -4,7 +4,7 @@ The side-effects study of concept erasure shows an erased object's attribute ("r
 blue circle") moving its attention to the other object; these maps show where each token looks, on one
 fixed prompt and seed per gate, in the base model and in base + parents + candidate.
 
-    probe = AttentionProbe(pipe, concept, world, spec)    # the prompt and its two tokens
+    probe = AttentionProbe(pipe, prompt, spec)            # the prompt and its two tokens (a provider's, or generic_prompt)
     probe.draw_base(pipe, cache, model)                   # before any delta is stacked (cached)
     probe.finish(pipe, out_dir)                           # -> attention.png + attention.json
 
@@ -36,24 +36,9 @@ SCALE = 4
 PAD, HEADER, LABEL = 6, 20, 56
 
 
-def toy_prompt(world, concept: str) -> tuple[str, str, str]:
-    """(prompt, concept word, attribute word) on the toy world: the concept in red beside a blue object of
-    another superclass, e.g. "a red star and a blue triangle"."""
-    from jobs.toyworld.prompts import Slot, pair
-
-    members = world.members(world.concept(concept))
-    if not members:   # an attribute concept: its own word is the token to watch, on a plain pair
-        return f"a {concept} circle and a blue square", concept, concept
-    superclass = world.superclass_of(members[0])
-    other = next(o for o in world.objects if world.superclass_of(o) != superclass)
-    red, blue = world.values("colour")[0], world.values("colour")[1]
-    prompt = pair(world, Slot(concept, colour=red), Slot(other, colour=blue))
-    return prompt.text, world.words_for_object(concept)[0] if concept in world.objects else concept, \
-        world.attribute_words["colour"][red][0]
-
-
 def generic_prompt(concept: str) -> tuple[str, str, str]:
-    """A concept set's concept in the same pair scene (its last word is the token watched)."""
+    """A concept in a pair scene (its last word is the token watched), for a provider without a scene of its own
+    (the toy world's: jobs/toyworld/provider.py)."""
     return f"a red {concept} and a blue ball", concept.split()[-1], "red"
 
 

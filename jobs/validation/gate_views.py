@@ -6,8 +6,9 @@
     report = views.finish(pipe, report, out_dir)  # + drift and capability; attention.png
 
 Drift (jobs/deltas/drift.py) is read from the delta files and the base weights; capability
-(jobs/validation/capability.py) and the attention maps (jobs/validation/attention_maps.py) draw a
-few images per gate. None of them is a gate input and none fails the gate: a failure is a log line and
+(jobs/validation/capability.py, on the judge's provider's bench: only the toy world has one) and the
+attention maps (jobs/validation/attention_maps.py, on the provider's scene or a generic one) draw a few
+images per gate. None of them is a gate input and none fails the gate: a failure is a log line and
 the field stays empty.
 """
 from __future__ import annotations
@@ -17,8 +18,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from jobs.deltas.drift import parameter_drift
-from jobs.validation.attention_maps import AttentionProbe, generic_prompt, toy_prompt
-from jobs.validation.capability import CapabilityProbe, toy_bench
+from jobs.validation import providers
+from jobs.validation.attention_maps import AttentionProbe, generic_prompt
+from jobs.validation.capability import CapabilityProbe
 from orchestrator.core.contracts import DeltaRef, GateReport, StepRequest
 
 
@@ -26,9 +28,10 @@ class GateViews:
     def __init__(self, request: StepRequest, candidate: DeltaRef, pipe, validator, log=print):
         self.request, self.validator, self.log = request, validator, log
         self.refs = tuple(request.parents) + (candidate,)
-        self.world = _toy_world(request)
-        self.capability = CapabilityProbe(toy_bench(self.world), validator, self.world) if self.world else None
-        prompt = toy_prompt(self.world, request.concept) if self.world else generic_prompt(request.concept)
+        provider = providers.get(request.validation.judge)   # the judge's own views, if it has them
+        bench = provider.capability_bench()
+        self.capability = CapabilityProbe(bench, validator) if bench is not None else None
+        prompt = provider.attention_prompt(request.concept) or generic_prompt(request.concept)
         self.attention = AttentionProbe(pipe, prompt, validator.spec, log)
         self.drift: dict = {}
         self.seconds = 0.0
@@ -62,12 +65,3 @@ class GateViews:
         except Exception as e:   # noqa: BLE001 - a view is a picture or a curve, not a gate input
             self.log(f"views: {what} failed ({type(e).__name__}: {e})")
             return None
-
-
-def _toy_world(request: StepRequest):
-    """The toy world when the toy judge gates the step (the capability bench is the toy world's)."""
-    if request.validation.judge != "toyworld":
-        return None
-    from jobs.toyworld.world import load_world
-
-    return load_world()

@@ -22,20 +22,14 @@ import torch
 
 from orchestrator.core.contracts import Estimate, GateReport, ValidationSpec
 from jobs.models.adapters import image_size
-from jobs.toyworld.evaluator import Evaluator
 from jobs.validation import sequential
 from jobs.validation import statistics as st
 from jobs.validation.observations import Observation, drift_kl, label_changed
 from jobs.validation.shards import InProcess, Spread
-from jobs.training.distributed import device
-from jobs.validation.concept_suite import build_concept_suite
-from jobs.validation.judges import load_judge
-from jobs.validation.judges.toyworld import ToyJudge
-from jobs.validation.suite import EVASION_KINDS, Suite, build_suite, build_sweep_suite
-from orchestrator.core.concepts import load_concept_set
-from jobs.toyworld.world import load_world
+from jobs.validation import providers
+from jobs.validation.suite import EVASION_KINDS, Suite
 from jobs.training.distributed import peak_memory_mb
-from orchestrator.core.models import resolve, toyworld_dir
+from orchestrator.core.models import resolve
 from orchestrator.core.phase_progress import NullProgress, ProgressWriter
 
 Key = tuple[int, int]
@@ -337,17 +331,8 @@ def _seed_noise(base: dict[Key, Observation], suite: Suite, n_shape: int) -> flo
 
 
 def for_request(request, judge: str, log=print):
-    """(Validator, Suite) for a step request: the suite of its concept and earlier erasures, judged by `judge`."""
-    v = request.validation
+    """(Validator, Suite) for a step request: the suite of its concept and earlier erasures, judged by `judge`
+    (both from the judge's provider: jobs/validation/providers.py)."""
     cache = BaselineCache(request.cache_dir or Path(request.out_dir) / "baseline-cache")
-    if judge == "toyworld":
-        world = load_world()
-        suite = build_sweep_suite(world, request.erased_before) if request.sweep else \
-            build_suite(world, request.concept, request.erased_before, v.max_prompts_per_group, step=request.step,
-                        cumulative_budget=v.cumulative_budget, sweep_every=v.sweep_every)
-        return Validator(ToyJudge(world, Evaluator.load(world, toyworld_dir() / "evaluator")), v, cache, log), suite
-    concept_set = load_concept_set(request.concepts_from or judge)
-    judged_by = load_judge(judge, concept_set, v.judge_model, str(device()), request.frozen_precision)
-    suite = build_concept_suite(concept_set, request.concept, request.erased_before, v.max_prompts_per_group,
-                                allow_thin=request.allow_thin, judge=judged_by)
-    return Validator(judged_by, v, cache, log), suite
+    judged_by, suite = providers.get(judge).gate(request, judge)
+    return Validator(judged_by, request.validation, cache, log), suite

@@ -40,7 +40,7 @@ def finished(tmp_path_factory) -> Path:
     from jobs.methods.interface import EraseInputs
     from jobs.models.loader import load_pipeline
     from jobs.toyworld.world import load_world
-    from jobs.training.concept_prompts import toy_concept_prompts
+    from jobs.toyworld.concept_prompts import toy_concept_prompts
     from orchestrator import gate
     from orchestrator.spec import load_spec
     from tests.jobs.test_export import gate_report

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from jobs.deltas import delta as deltas
-from jobs.training.concept_prompts import toy_concept_prompts
+from jobs.toyworld.concept_prompts import toy_concept_prompts
 from jobs.methods import registry
 from orchestrator.core.catalog import METHOD_NAMES
 from jobs.methods.interface import EraseInputs

@@ -22,7 +22,7 @@ from jobs.deltas import delta as deltas
 from jobs.step import run_erase, run_validation
 from jobs.toyworld.world import load_world
 from jobs.validation import grid_draft, grids
-from jobs.validation.suite import build_suite
+from jobs.toyworld.suite import build_suite
 from orchestrator.campaign import next_action, step_request
 from orchestrator.preflight import preflight
 from orchestrator.gate import decide

@@ -15,8 +15,8 @@ from jobs.toyworld.evaluator import Evaluator
 from jobs.toyworld.world import load_world
 from jobs.training.concept_prompts import concept_prompts
 from jobs.validation.attack import AttackProbe
-from jobs.validation.judges.toyworld import ToyJudge
-from jobs.validation.suite import build_suite
+from jobs.toyworld.judge import ToyJudge
+from jobs.toyworld.suite import build_suite
 from jobs.validation.validator import generate
 from orchestrator.core import catalog
 from orchestrator.core.contracts import Estimate, GateReport, ValidationSpec

@@ -13,7 +13,7 @@ from jobs.methods import registry
 from jobs.methods.interface import EraseInputs
 from jobs.models.loader import load_pipeline
 from jobs.toyworld.world import load_world
-from jobs.training.concept_prompts import toy_concept_prompts
+from jobs.toyworld.concept_prompts import toy_concept_prompts
 from orchestrator import gate
 from orchestrator.manifest import Manifest
 from orchestrator.outputs.export import export_campaign

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from jobs.deltas import delta as deltas
-from jobs.training.concept_prompts import toy_concept_prompts
+from jobs.toyworld.concept_prompts import toy_concept_prompts
 from orchestrator.core.contracts import Estimate, GateReport
 from jobs.methods import registry
 from jobs.methods.interface import EraseInputs

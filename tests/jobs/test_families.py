@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from jobs.deltas import delta as deltas
-from jobs.training.concept_prompts import toy_concept_prompts
+from jobs.toyworld.concept_prompts import toy_concept_prompts
 from orchestrator.core.contracts import StepRequest, ValidationSpec
 from orchestrator.core.catalog import why_not
 from jobs.models.adapters import adapter, image_size

@@ -1,5 +1,5 @@
 from jobs.toyworld.world import load_world
-from jobs.validation.suite import build_suite
+from jobs.toyworld.suite import build_suite
 from jobs.validation.validator import stratified_keys
 
 

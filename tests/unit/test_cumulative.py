@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from jobs.toyworld.world import load_world
-from jobs.validation.suite import build_suite, cumulative_pool
+from jobs.toyworld.suite import build_suite, cumulative_pool
 from orchestrator.core.cumulative import is_sweep, schedule, window
 
 NAMES = tuple(f"c{i}" for i in range(44))

@@ -51,6 +51,7 @@ def assert_broken(result: subprocess.CompletedProcess, contract: str) -> None:
     ("launch/cli.py", "from jobs.step import run_step", "imported only by the orchestrator's adapters"),
     ("jobs/training/finetune.py", "import ray", "worker code never imports Ray"),
     ("jobs/methods/ablation.py", "from jobs.methods import esd", "never from each other"),
+    ("jobs/validation/validator.py", "from jobs.toyworld import world", "never imports the toy world"),
 ])
 def test_a_deliberate_back_import_breaks_its_contract(tree, module, line, contract):
     path = tree / module

@@ -1,6 +1,7 @@
 import numpy as np
 
-from jobs.training.concept_prompts import strip_words, toy_concept_prompts
+from jobs.toyworld.concept_prompts import toy_concept_prompts
+from jobs.training.concept_prompts import strip_words
 from jobs.toyworld.prompts import Slot, pair, sample_training_prompt, single
 from jobs.toyworld.world import ObjectSpec, load_world
 

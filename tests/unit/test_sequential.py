@@ -7,7 +7,7 @@ import pytest
 
 from jobs.toyworld.world import load_world
 from jobs.validation import sequential
-from jobs.validation.suite import build_suite
+from jobs.toyworld.suite import build_suite
 from orchestrator.core.contracts import Estimate, GateReport, ValidationSpec
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from jobs.toyworld.world import load_world
-from jobs.training.concept_prompts import toy_concept_prompts
-from jobs.validation.suite import build_suite
+from jobs.toyworld.concept_prompts import toy_concept_prompts
+from jobs.toyworld.suite import build_suite
 from orchestrator.core.concepts import load_concept_set
 from orchestrator.core.errors import UnknownConceptError
 

@@ -1,28 +1,18 @@
 """Judges: who answers a suite's questions about generated images. One interface (observe, why_not,
-posterior_split, cache_id); the toy world's evaluator is one judge among them."""
+posterior_split, cache_id); each judge's facts are in the judge catalog (orchestrator/core/judges.py) and
+its worker code behind its provider (jobs/validation/providers.py): the toy world's evaluator is one
+judge among them."""
 from __future__ import annotations
 
 from orchestrator.core.concepts import ConceptSet
-from orchestrator.core.errors import ConfigError
-
-IMPLEMENTED = ("toyworld", "nudenet", "clip", "vqa")
 
 
 def load_judge(name: str, concept_set: ConceptSet, model: str = "", device: str = "cpu", precision: str = "fp32"):
-    """The judge `name` for a concept-set suite (the toy world's judge is built from its own world).
+    """The judge `name` for a concept-set suite (a judge with a world of its own is built from that world).
 
-    Each judge's own dependencies (onnxruntime, a CLIP checkpoint) load only when a gate uses it.
+    Each judge's own dependencies (onnxruntime, a CLIP checkpoint) load only when a gate uses it; a judge
+    this build does not have is one ConfigError line.
     """
-    if name == "nudenet":
-        from jobs.validation.judges.nudenet import NudeNetJudge
+    from jobs.validation import providers
 
-        return NudeNetJudge(concept_set)
-    if name == "clip":
-        from jobs.validation.judges.clip import ClipJudge
-
-        return ClipJudge(concept_set, model, device, precision)
-    if name == "vqa":
-        from jobs.validation.judges.vqa import VqaJudge
-
-        return VqaJudge(concept_set, model, device, precision)
-    raise ConfigError(f"validation.judge {name!r} is not in this build (judges: {', '.join(IMPLEMENTED)})")
+    return providers.get(name).judge(concept_set, model, device, precision)

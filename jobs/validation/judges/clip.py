@@ -21,6 +21,7 @@ from jobs.models.precision import frozen_dtype
 from jobs.validation.judges.checkpoint import load_checkpoint
 from jobs.validation.judges.pixels import normalisation, pixel_batch
 from jobs.validation.observations import Observation
+from jobs.validation.providers import Provider
 from jobs.validation.suite import Suite
 from orchestrator.core.concepts import ConceptEntry, ConceptSet
 
@@ -107,3 +108,6 @@ def _load(ref: str, device: str):
     model, tokenizer = load_checkpoint(CLIPModel, ref, device, "the CLIP judge")
     mean, std = normalisation(Path(ref))
     return model, tokenizer, model.config.vision_config.image_size, mean, std
+
+
+PROVIDER = Provider(ClipJudge)   # the judge catalog names it (orchestrator/core/judges.py)

@@ -14,6 +14,7 @@ import numpy as np
 from nudenet import NudeDetector
 
 from jobs.validation.observations import Observation
+from jobs.validation.providers import Provider
 from jobs.validation.suite import Suite
 from orchestrator.core.concepts import ConceptEntry, ConceptSet
 
@@ -57,3 +58,10 @@ class NudeNetJudge:
             p = self.presence(image, kind)
             out.append(Observation(item, seed, p >= self.threshold, (p, 1.0 - p)))
         return out
+
+
+def _judge(concept_set: ConceptSet, model: str, device: str, precision: str) -> NudeNetJudge:
+    return NudeNetJudge(concept_set)   # its detector ships in the wheel: no weights to name, runs on the CPU
+
+
+PROVIDER = Provider(_judge)   # the judge catalog names it (orchestrator/core/judges.py)

@@ -20,6 +20,7 @@ from jobs.models.precision import frozen_dtype
 from jobs.validation.judges.checkpoint import load_checkpoint
 from jobs.validation.judges.pixels import normalisation, pixel_batch
 from jobs.validation.observations import Observation
+from jobs.validation.providers import Provider
 from jobs.validation.suite import Suite
 from orchestrator.core.concepts import ConceptSet
 from orchestrator.core.errors import ModelLoadError
@@ -87,3 +88,6 @@ def _answer_ids(tokenizer) -> tuple[int, int]:
     return ids[0], ids[1]
 
 
+
+
+PROVIDER = Provider(VqaJudge)   # the judge catalog names it (orchestrator/core/judges.py)

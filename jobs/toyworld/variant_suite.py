@@ -11,15 +11,16 @@ The side-effects study's question is whether erasing one leaf damages its neighb
 - leakage: pairs where the variant keeps its colour and the other object should not take it.
 
 A hit on target, evasion and cumulative prompts is the judge seeing the object with every fixed
-attribute (jobs/validation/judges/toyworld.py).
+attribute (jobs/toyworld/judge.py).
 """
 from __future__ import annotations
 
 import random
 
 from jobs.toyworld.prompts import PAIR_TEMPLATES, SINGLE_TEMPLATES, Slot, pair, single
+from jobs.toyworld.suite_items import erased_slot, retain_items
 from jobs.toyworld.world import ATTRIBUTE_KINDS, Concept, World
-from jobs.validation.suite import SuiteItem, erased_slot, retain_items
+from jobs.validation.suite import SuiteItem
 
 
 def variant_groups(world: World, c: Concept, gone: set[str], erased: tuple[Concept, ...],
