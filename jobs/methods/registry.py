@@ -5,14 +5,19 @@ import dataclasses
 import importlib
 
 from orchestrator.core import catalog
-from orchestrator.core.errors import MethodConfigError
+from orchestrator.core.errors import MethodConfigError, MethodPluginError
 from orchestrator.core.families import family_of
 
 
 def implementation(entry: catalog.MethodEntry):
-    """The function `entry.entry` names ("module:function")."""
+    """The function `entry.entry` names ("module:function"); MethodPluginError, one line naming the method and
+    its worker, when that cannot be imported (a plugin's broken worker module), not a traceback."""
     module, _, function = entry.entry.partition(":")
-    return getattr(importlib.import_module(module), function)
+    try:
+        return getattr(importlib.import_module(module), function)
+    except (ImportError, AttributeError) as e:
+        raise MethodPluginError(f"method {entry.name!r}: its worker {entry.entry!r} cannot be imported: "
+                                f"{type(e).__name__}: {e}") from e
 
 
 def erase(name: str, pipe, inputs):

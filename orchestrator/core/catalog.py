@@ -6,13 +6,23 @@ policy turns, closed form or fine-tune, what the memory planner counts (forwards
 graph, a frozen copy, the trained parameter set), the LoRA targets, and the families a method
 cannot take and why. Pure: the orchestrator reads it at config time without torch, and the
 worker's registry (jobs/methods/registry.py) imports `entry` from it.
+
+The entries are found through the entry-point group `concept_erase.methods`: each entry point names
+a MethodEntry (never the worker function, so reading the catalog imports no torch). The shipped ones
+below register there in pyproject.toml like any plugin; a third-party distribution adds a method by
+declaring one (docs/methods.md). Read lazily on first use of METHODS, CATALOG, METHOD_NAMES or get(),
+then cached for the process; the shipped methods come first in SHIPPED's order, then plugins by name.
 """
 from __future__ import annotations
 
+import functools
+import logging
+import re
 from dataclasses import dataclass, field
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-from orchestrator.core.errors import MethodConfigError
+from orchestrator.core.errors import MethodConfigError, MethodPluginError
 
 PRECISIONS = ("no", "fp16", "bf16")
 TUNED, PUBLISHED = "tuned", "published"
@@ -167,112 +177,208 @@ _NO_ZIMAGE_PROBE = ("Forget-Me-Not minimises cross-attention maps read by a prob
                     "Z-Image has no cross-attention: caption and image tokens share one self-attention in its main "
                     "layers, so no map of image queries over text keys exists for the probe to read")
 
-METHODS: tuple[MethodEntry, ...] = (
-    MethodEntry(
-        "uce", "jobs.methods.uce:erase",
-        "Unified Concept Editing (arXiv 2308.14761): closed-form edit of the Linear maps that read the text "
-        "encoder's output (UNet cross-attention K/V; Flux's context and pooled-text embedders; Z-Image's "
-        "caption embedder)",
-        (Param("lam", float, 0.5, "weight of the old projection", positive=True),
-         Param("erase_scale", float, 1.0, "weight of the erase rows", minimum=0),
-         Param("preserve_scale", float, 1.0, "weight of the preserve rows", minimum=0),
-         Param("projections", list, ["to_k", "to_v"],
-               "cross-attention projections edited (UNet families; DiTs edit their text embedders)"),
-         Param("rows", str, "from_concept", "which text states are edited: every position from the concept "
-               "word on, guided to the prompt without it (and preserving the words before), or the official "
-               "script's last real token of each prompt, guided to the empty prompt",
-               choices=("from_concept", "last_token")),
-         _variant("the official script's: last real token per prompt, guided to the empty prompt, nothing "
-                  "preserved")),
-        strength="erase_scale", closed_form=True, graph_forwards=0,
-        not_for={"sd3": _NO_JOINT_TEXT_STATES},
-        variants={PUBLISHED: {"rows": "last_token", "preserve_scale": 0.0}}),
-    MethodEntry(
-        "esd-x", "jobs.methods.esd:erase",
-        "ESD-x (arXiv 2303.07345): negative-guidance fine-tune of text-facing attention",
-        _ESD_PARAMS, strength="eta", frozen_copy=True, trains=TrainedSet("text_attention"),
-        variants={PUBLISHED: _ESD_PUBLISHED}),
-    MethodEntry(
-        "esd-u", "jobs.methods.esd:erase",
-        "ESD-u: the same loss on every other denoiser weight (larger lr, measured on the toy world)",
-        tuple(Param("lr", float, 1e-3, p.help, positive=True) if p.name == "lr" else p for p in _ESD_PARAMS),
-        strength="eta", frozen_copy=True, trains=TrainedSet("non_text_attention"),
-        variants={PUBLISHED: _ESD_PUBLISHED}),
-    MethodEntry(
-        "fmn", "jobs.methods.fmn:erase",
-        "Forget-Me-Not (arXiv 2303.17591): minimise the concept tokens' cross-attention",
-        _finetune(35, 2e-3, 8), strength="steps", graph_forwards=1, attention_probs=True,
-        trains=TrainedSet("text_attention", ("to_k", "to_v")),
-        not_for={"sd3": _NO_CROSS_ATTENTION_PROBE, "flux": _NO_FLUX_PROBE, "zimage": _NO_ZIMAGE_PROBE}),
-    MethodEntry(
-        "ca", "jobs.methods.ablation:erase",
-        "Concept Ablation (arXiv 2303.13516): map the concept to its anchor on text-facing K/V",
-        _finetune(150, 2e-3, 16) + (_PRESERVE,), strength="steps", frozen_copy=True,
-        trains=TrainedSet("text_attention", ("to_k", "to_v"))),
-    MethodEntry(
-        "lora", "jobs.methods.lora_reverse:erase",
-        "LoRA reverse fine-tune: a switchable adapter trained to suppress the concept",
-        (Param("rank", int, 8, "LoRA rank", minimum=1),
-         Param("alpha", float, 16, "LoRA alpha (scale alpha / rank)", positive=True))
-        + _finetune(200, 1e-3, 16)
-        + (Param("suppress_weight", float, 1.0, "weight of the suppression term", minimum=0),
-           Param("retain_target", str, "frozen", "retain term: match the frozen model or the denoising target",
-                 choices=("frozen", "noise")),
-           Param("target_modules", list, ["to_q", "to_k", "to_v"], "attention projections given adapters")),
-        strength="suppress_weight", artifact="lora"),
-    MethodEntry(
-        "rece", "jobs.methods.rece:erase",
-        "RECE (arXiv 2407.12383): UCE, then rounds erasing the embeddings that still regenerate the concept",
-        (Param("lam", float, 0.1, "weight of the old projection (published 0.1)", positive=True),
-         Param("erase_scale", float, 1.0, "weight of the erase rows", minimum=0),
-         Param("preserve_scale", float, 1.0, "weight of the preserve rows", minimum=0),
-         Param("rounds", int, 2, "derive-and-re-edit rounds after the first edit (published 1-3)", minimum=0),
-         Param("reg", float, 1e-3, "ridge weight of the derived embedding (published 1e-3)", positive=True),
-         Param("projections", list, ["to_k", "to_v"], "cross-attention projections edited")),
-        strength="erase_scale", closed_form=True, graph_forwards=0,
-        not_for={"sd3": _NO_JOINT_TEXT_STATES.replace("UCE's closed form", "RECE's closed forms (UCE's edit and "
-                                                      "the regenerating embedding)"),
-                 "flux": _NO_UNET_KV.format("RECE derives its regenerating embedding"),
-                 "zimage": _NO_UNET_KV.format("RECE derives its regenerating embedding")}),
-    MethodEntry(
-        "spm", "jobs.methods.spm:erase",
-        "SPM (arXiv 2312.16145): a rank-1 membrane LoRA on the transformer blocks' linears, ESD target + anchoring",
-        (Param("rank", int, 1, "LoRA rank (published 1)", minimum=1),
-         Param("alpha", float, 1.0, "LoRA alpha (published 1; scale alpha / rank)", positive=True),
-         Param("eta", float, 1.0, "negative guidance of the erase target (published 1)", minimum=0))
-        + _finetune(200, 1e-3, 8)
-        + (Param("anchor_weight", float, 1.0, "weight of latent anchoring on the preserve prompts", minimum=0),),
-        strength="eta", trains=TrainedSet("lora_block_linears"), artifact="lora"),
-    MethodEntry(
-        "mace", "jobs.methods.mace:erase",
-        "MACE (arXiv 2403.06135): closed-form K/V refinement, a masked-attention rank-1 LoRA, closed-form fusion",
-        (Param("lam", float, 0.5, "weight of the old projection in the refinement (UCE's lam)", positive=True),
-         Param("erase_scale", float, 1.0, "weight of the refinement's erase rows", minimum=0),
-         Param("preserve_scale", float, 1.0, "weight of the refinement's preserve rows (published 0)", minimum=0),
-         Param("rank", int, 1, "LoRA rank (published 1)", minimum=1),
-         Param("alpha", float, 1.0, "LoRA alpha (scale alpha / rank)", positive=True),
-         Param("mask_quantile", float, 0.7, "a pixel is in the concept's region above this quantile of its "
-               "image's attention map", minimum=0))
-        + _finetune(50, 1e-3, 4)
-        + (Param("fuse_lam", float, 1e3, "weight of the refined weights in the fusion (published lamb 1e3)",
-                 positive=True),),
-        strength="erase_scale", graph_forwards=1, attention_probs=True, trains=TrainedSet("lora_text_kv"),
-        not_for={"sd3": _NO_JOINT_TEXT_STATES.replace("UCE's closed form", "MACE's refinement and fusion (UCE-style "
-                                                      "closed forms) and its attention loss"),
-                 "flux": _NO_UNET_KV.format("MACE refines, masks and fuses"),
-                 "zimage": _NO_UNET_KV.format("MACE refines, masks and fuses")}),
-)
+UCE = MethodEntry(
+    "uce", "jobs.methods.uce:erase",
+    "Unified Concept Editing (arXiv 2308.14761): closed-form edit of the Linear maps that read the text "
+    "encoder's output (UNet cross-attention K/V; Flux's context and pooled-text embedders; Z-Image's "
+    "caption embedder)",
+    (Param("lam", float, 0.5, "weight of the old projection", positive=True),
+     Param("erase_scale", float, 1.0, "weight of the erase rows", minimum=0),
+     Param("preserve_scale", float, 1.0, "weight of the preserve rows", minimum=0),
+     Param("projections", list, ["to_k", "to_v"],
+           "cross-attention projections edited (UNet families; DiTs edit their text embedders)"),
+     Param("rows", str, "from_concept", "which text states are edited: every position from the concept "
+           "word on, guided to the prompt without it (and preserving the words before), or the official "
+           "script's last real token of each prompt, guided to the empty prompt",
+           choices=("from_concept", "last_token")),
+     _variant("the official script's: last real token per prompt, guided to the empty prompt, nothing "
+              "preserved")),
+    strength="erase_scale", closed_form=True, graph_forwards=0,
+    not_for={"sd3": _NO_JOINT_TEXT_STATES},
+    variants={PUBLISHED: {"rows": "last_token", "preserve_scale": 0.0}})
+ESD_X = MethodEntry(
+    "esd-x", "jobs.methods.esd:erase",
+    "ESD-x (arXiv 2303.07345): negative-guidance fine-tune of text-facing attention",
+    _ESD_PARAMS, strength="eta", frozen_copy=True, trains=TrainedSet("text_attention"),
+    variants={PUBLISHED: _ESD_PUBLISHED})
+ESD_U = MethodEntry(
+    "esd-u", "jobs.methods.esd:erase",
+    "ESD-u: the same loss on every other denoiser weight (larger lr, measured on the toy world)",
+    tuple(Param("lr", float, 1e-3, p.help, positive=True) if p.name == "lr" else p for p in _ESD_PARAMS),
+    strength="eta", frozen_copy=True, trains=TrainedSet("non_text_attention"),
+    variants={PUBLISHED: _ESD_PUBLISHED})
+FMN = MethodEntry(
+    "fmn", "jobs.methods.fmn:erase",
+    "Forget-Me-Not (arXiv 2303.17591): minimise the concept tokens' cross-attention",
+    _finetune(35, 2e-3, 8), strength="steps", graph_forwards=1, attention_probs=True,
+    trains=TrainedSet("text_attention", ("to_k", "to_v")),
+    not_for={"sd3": _NO_CROSS_ATTENTION_PROBE, "flux": _NO_FLUX_PROBE, "zimage": _NO_ZIMAGE_PROBE})
+CA = MethodEntry(
+    "ca", "jobs.methods.ablation:erase",
+    "Concept Ablation (arXiv 2303.13516): map the concept to its anchor on text-facing K/V",
+    _finetune(150, 2e-3, 16) + (_PRESERVE,), strength="steps", frozen_copy=True,
+    trains=TrainedSet("text_attention", ("to_k", "to_v")))
+LORA = MethodEntry(
+    "lora", "jobs.methods.lora_reverse:erase",
+    "LoRA reverse fine-tune: a switchable adapter trained to suppress the concept",
+    (Param("rank", int, 8, "LoRA rank", minimum=1),
+     Param("alpha", float, 16, "LoRA alpha (scale alpha / rank)", positive=True))
+    + _finetune(200, 1e-3, 16)
+    + (Param("suppress_weight", float, 1.0, "weight of the suppression term", minimum=0),
+       Param("retain_target", str, "frozen", "retain term: match the frozen model or the denoising target",
+             choices=("frozen", "noise")),
+       Param("target_modules", list, ["to_q", "to_k", "to_v"], "attention projections given adapters")),
+    strength="suppress_weight", artifact="lora")
+RECE = MethodEntry(
+    "rece", "jobs.methods.rece:erase",
+    "RECE (arXiv 2407.12383): UCE, then rounds erasing the embeddings that still regenerate the concept",
+    (Param("lam", float, 0.1, "weight of the old projection (published 0.1)", positive=True),
+     Param("erase_scale", float, 1.0, "weight of the erase rows", minimum=0),
+     Param("preserve_scale", float, 1.0, "weight of the preserve rows", minimum=0),
+     Param("rounds", int, 2, "derive-and-re-edit rounds after the first edit (published 1-3)", minimum=0),
+     Param("reg", float, 1e-3, "ridge weight of the derived embedding (published 1e-3)", positive=True),
+     Param("projections", list, ["to_k", "to_v"], "cross-attention projections edited")),
+    strength="erase_scale", closed_form=True, graph_forwards=0,
+    not_for={"sd3": _NO_JOINT_TEXT_STATES.replace("UCE's closed form", "RECE's closed forms (UCE's edit and "
+                                                  "the regenerating embedding)"),
+             "flux": _NO_UNET_KV.format("RECE derives its regenerating embedding"),
+             "zimage": _NO_UNET_KV.format("RECE derives its regenerating embedding")})
+SPM = MethodEntry(
+    "spm", "jobs.methods.spm:erase",
+    "SPM (arXiv 2312.16145): a rank-1 membrane LoRA on the transformer blocks' linears, ESD target + anchoring",
+    (Param("rank", int, 1, "LoRA rank (published 1)", minimum=1),
+     Param("alpha", float, 1.0, "LoRA alpha (published 1; scale alpha / rank)", positive=True),
+     Param("eta", float, 1.0, "negative guidance of the erase target (published 1)", minimum=0))
+    + _finetune(200, 1e-3, 8)
+    + (Param("anchor_weight", float, 1.0, "weight of latent anchoring on the preserve prompts", minimum=0),),
+    strength="eta", trains=TrainedSet("lora_block_linears"), artifact="lora")
+MACE = MethodEntry(
+    "mace", "jobs.methods.mace:erase",
+    "MACE (arXiv 2403.06135): closed-form K/V refinement, a masked-attention rank-1 LoRA, closed-form fusion",
+    (Param("lam", float, 0.5, "weight of the old projection in the refinement (UCE's lam)", positive=True),
+     Param("erase_scale", float, 1.0, "weight of the refinement's erase rows", minimum=0),
+     Param("preserve_scale", float, 1.0, "weight of the refinement's preserve rows (published 0)", minimum=0),
+     Param("rank", int, 1, "LoRA rank (published 1)", minimum=1),
+     Param("alpha", float, 1.0, "LoRA alpha (scale alpha / rank)", positive=True),
+     Param("mask_quantile", float, 0.7, "a pixel is in the concept's region above this quantile of its "
+           "image's attention map", minimum=0))
+    + _finetune(50, 1e-3, 4)
+    + (Param("fuse_lam", float, 1e3, "weight of the refined weights in the fusion (published lamb 1e3)",
+             positive=True),),
+    strength="erase_scale", graph_forwards=1, attention_probs=True, trains=TrainedSet("lora_text_kv"),
+    not_for={"sd3": _NO_JOINT_TEXT_STATES.replace("UCE's closed form", "MACE's refinement and fusion (UCE-style "
+                                                  "closed forms) and its attention loss"),
+             "flux": _NO_UNET_KV.format("MACE refines, masks and fuses"),
+             "zimage": _NO_UNET_KV.format("MACE refines, masks and fuses")})
 
-CATALOG: dict[str, MethodEntry] = {m.name: m for m in METHODS}
-METHOD_NAMES: tuple[str, ...] = tuple(CATALOG)
+# The shipped methods in the catalog's own order (tables, benches and the help list them so); each is
+# registered in pyproject.toml as an entry point of group concept_erase.methods, like a plugin's.
+SHIPPED: tuple[MethodEntry, ...] = (UCE, ESD_X, ESD_U, FMN, CA, LORA, RECE, SPM, MACE)
+
+# ---- loading: the entry-point group ------------------------------------------------------------
+
+GROUP = "concept_erase.methods"
+DISTRIBUTION = "concept-erase"
+_TRAINED_KINDS = ("none", "text_attention", "non_text_attention", "lora_block_linears", "lora_text_kv")
+_LAZY = ("METHODS", "CATALOG", "METHOD_NAMES")   # module attributes read through _load (PEP 562 __getattr__)
+_log = logging.getLogger(__name__)
+
+# Read on first use (module __getattr__ below), then cached for the process:
+METHODS: tuple[MethodEntry, ...]      # the shipped methods in SHIPPED's order, then plugins sorted by name
+CATALOG: dict[str, MethodEntry]       # name -> entry, in METHODS' order
+METHOD_NAMES: tuple[str, ...]         # the names a campaign may use, in METHODS' order
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    methods: tuple[MethodEntry, ...]
+    broken: dict[str, str]            # entry-point name -> the one-line reason it was skipped
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        loaded = _load()
+        return {"METHODS": loaded.methods, "CATALOG": {m.name: m for m in loaded.methods},
+                "METHOD_NAMES": tuple(m.name for m in loaded.methods)}[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@functools.cache
+def _load() -> _Loaded:
+    """The catalog from the entry-point group concept_erase.methods: each entry point names a MethodEntry.
+
+    A third-party entry point that cannot be loaded, is not a MethodEntry, names another method than its
+    own, lacks a "module:function" worker, or claims a name already taken is skipped with one warning line
+    naming its distribution and entry point: it never breaks the shipped methods or another plugin. A
+    campaign that names it is then refused at config time, as an unknown method after that warning, and
+    `get` (preflight's hyperparameters, the worker's registry) raises the warning's MethodPluginError.
+    The shipped entries come from this module; when this project's own entry points are missing (metadata
+    of an older install), SHIPPED stands in for them, with one warning to reinstall.
+    """
+    shipped = {m.name: m for m in SHIPPED}
+    found: dict[str, MethodEntry] = {}
+    broken: dict[str, str] = {}
+    for ep in entry_points(group=GROUP):
+        dist = ep.dist.name if ep.dist is not None else "an unknown distribution"
+        own = _normalized(dist) == _normalized(DISTRIBUTION)
+        try:
+            entry = _checked(ep)
+            if found.get(entry.name) is entry:   # one distribution seen twice on sys.path (an egg-info beside)
+                continue
+            if entry.name in shipped and not (own and entry is shipped[entry.name]):
+                raise MethodPluginError("the name is a shipped method's")
+            if entry.name in found:
+                raise MethodPluginError("the name is taken by an earlier entry point")
+        except Exception as e:   # noqa: BLE001 - any failure of third-party code is one line, not a traceback
+            why = str(e) if isinstance(e, MethodPluginError) else f"{type(e).__name__}: {e}"
+            error = MethodPluginError(f"method plugin {ep.name!r} ({ep.value}) of distribution {dist}: {why}; "
+                                      f"skipped")
+            broken.setdefault(ep.name, str(error))
+            _log.warning("warning: %s", error)
+            continue
+        found[entry.name] = entry
+    missing = [name for name in shipped if name not in found]
+    if missing:
+        _log.warning("warning: the entry-point group %s lacks the shipped method(s) %s (the installed metadata "
+                     "of %s predates them): using the built-in entries; reinstall (pip install -e .)",
+                     GROUP, ", ".join(missing), DISTRIBUTION)
+        found.update({name: shipped[name] for name in missing})
+    plugins = sorted(name for name in found if name not in shipped)
+    return _Loaded(tuple(found[name] for name in (*shipped, *plugins)), broken)
+
+
+def _checked(ep: EntryPoint) -> MethodEntry:
+    """The MethodEntry `ep` names; MethodPluginError saying what is wrong with it otherwise."""
+    entry = ep.load()
+    if not isinstance(entry, MethodEntry):
+        raise MethodPluginError(f"names a {type(entry).__name__}, not an orchestrator.core.catalog.MethodEntry")
+    if entry.name != ep.name:
+        raise MethodPluginError(f"names method {entry.name!r}, not {ep.name!r}")
+    module, _, function = entry.entry.partition(":")
+    if not module or not function:
+        raise MethodPluginError(f"its worker {entry.entry!r} is not \"module:function\"")
+    names = {p.name for p in entry.params}
+    if entry.strength not in names:
+        raise MethodPluginError(f"its strength {entry.strength!r} is none of its hyperparameters")
+    if entry.artifact not in ("dense", "lora") or entry.trains.kind not in _TRAINED_KINDS:
+        raise MethodPluginError(f"artifact {entry.artifact!r} / trains {entry.trains.kind!r} unknown")
+    return entry
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def get(name: str) -> MethodEntry:
-    """The entry of `name`; MethodConfigError naming the known methods otherwise."""
-    try:
-        return CATALOG[name]
-    except KeyError:
-        raise MethodConfigError(f"unknown method {name!r}; known methods: {', '.join(METHOD_NAMES)}") from None
+    """The entry of `name`; MethodConfigError naming the known methods (or why a plugin was skipped) otherwise."""
+    loaded = _load()
+    for entry in loaded.methods:
+        if entry.name == name:
+            return entry
+    if name in loaded.broken:
+        raise MethodPluginError(loaded.broken[name])
+    known = ", ".join(m.name for m in loaded.methods)
+    raise MethodConfigError(f"unknown method {name!r}; known methods: {known}")
 
 
 def why_not(method: str, family: str) -> str | None:

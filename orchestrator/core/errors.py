@@ -26,6 +26,11 @@ class MethodConfigError(ConfigError, ValueError):
     """An unknown or mistyped hyperparameter, or a method that cannot apply to this model family."""
 
 
+class MethodPluginError(MethodConfigError):
+    """A method plugin (entry point of group concept_erase.methods) that cannot be loaded or used; names its
+    distribution and entry point."""
+
+
 class ModelLoadError(CampaignError, RuntimeError):
     """A model reference that cannot be loaded (missing, unreadable, not a diffusers pipeline)."""
 
