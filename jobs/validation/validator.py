@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
-import os
 import random
-import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from orchestrator.core.atomic import atomic_write, atomic_write_text
 from orchestrator.core.contracts import Estimate, GateReport, ValidationSpec
 from jobs.models.adapters import image_size
 from jobs.validation import sequential
@@ -120,10 +120,8 @@ class BaselineCache:
     def save(self, key: str, obs: list[Observation]) -> None:
         if self.dir is None:
             return
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.dir / f".base-{key}.{os.getpid()}.{threading.get_ident()}.tmp"  # writers never share a temp file
-        tmp.write_text(json.dumps([[o.item, o.seed, o.hit, list(o.posterior)] for o in obs]))
-        tmp.replace(self.dir / f"base-{key}.json")
+        rows = [[o.item, o.seed, o.hit, list(o.posterior)] for o in obs]
+        atomic_write_text(self.dir / f"base-{key}.json", json.dumps(rows))   # a unique temp file per writer
 
     def load_images(self, name: str) -> np.ndarray | None:
         """Base-model images stored under `name` (e.g. the before half of a grid), or None."""
@@ -136,10 +134,9 @@ class BaselineCache:
     def save_images(self, name: str, images: np.ndarray) -> None:
         if self.dir is None:
             return
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.dir / f".{name}.{os.getpid()}.{threading.get_ident()}.tmp.npy"
-        np.save(tmp, images)
-        tmp.replace(self.dir / f"{name}.npy")
+        buffer = io.BytesIO()
+        np.save(buffer, images)
+        atomic_write(self.dir / f"{name}.npy", [buffer.getvalue()])
 
 
 class Validator:
