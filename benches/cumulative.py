@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from jobs.toyworld.world import load_world  # noqa: E402
 from jobs.toyworld.suite import build_suite  # noqa: E402
-from orchestrator.core.cumulative import is_sweep, window  # noqa: E402
+from erasecore.cumulative import is_sweep, window  # noqa: E402
 from orchestrator.manifest import Manifest  # noqa: E402
 from orchestrator.spec import load_spec  # noqa: E402
 

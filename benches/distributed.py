@@ -24,7 +24,7 @@ from launch import cluster  # noqa: E402
 
 cluster.configure()  # before anything imports ray
 
-from orchestrator.core.contracts import ParallelSpec, StepRequest  # noqa: E402
+from erasecore.contracts import ParallelSpec, StepRequest  # noqa: E402
 from jobs.deltas.delta import load_delta  # noqa: E402
 from orchestrator.ray.train import fit_erase  # noqa: E402
 

@@ -34,7 +34,7 @@ from jobs.deltas import delta as deltas  # noqa: E402
 from jobs.models.loader import load_pipeline  # noqa: E402
 from jobs.step import run_erase  # noqa: E402
 from jobs.validation.validator import Validator, for_request, generate, stratified_keys  # noqa: E402
-from orchestrator.core.contracts import StepRequest, ValidationSpec  # noqa: E402
+from erasecore.contracts import StepRequest, ValidationSpec  # noqa: E402
 from orchestrator.gate import decide  # noqa: E402
 from orchestrator.spec import GateThresholds  # noqa: E402
 

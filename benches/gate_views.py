@@ -30,7 +30,7 @@ from jobs.training import distributed  # noqa: E402
 from jobs.training.concept_prompts import concept_prompts  # noqa: E402
 from jobs.validation.gate_views import GateViews  # noqa: E402
 from jobs.validation.validator import for_request  # noqa: E402
-from orchestrator.core.contracts import Estimate, GateReport, ParallelSpec, StepRequest, ValidationSpec  # noqa: E402
+from erasecore.contracts import Estimate, GateReport, ParallelSpec, StepRequest, ValidationSpec  # noqa: E402
 
 
 def quiet(*_):

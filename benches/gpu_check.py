@@ -36,10 +36,10 @@ from jobs.toyworld.world import load_world  # noqa: E402
 from jobs.training.concept_prompts import text_concept_prompts  # noqa: E402
 from jobs.validation.concept_suite import build_concept_suite  # noqa: E402
 from jobs.validation.validator import generate  # noqa: E402
-from orchestrator.core import catalog  # noqa: E402
-from orchestrator.core.concepts import load_concept_set  # noqa: E402
-from orchestrator.core.contracts import ValidationSpec  # noqa: E402
-from orchestrator.core.inventory import REFERENCE_MODELS  # noqa: E402
+from erasecore import catalog  # noqa: E402
+from erasecore.concepts import load_concept_set  # noqa: E402
+from erasecore.contracts import ValidationSpec  # noqa: E402
+from erasecore.inventory import REFERENCE_MODELS  # noqa: E402
 from orchestrator.planning import memory_plan as mp  # noqa: E402
 
 ITERATIONS, BATCH, GPU_GB = 5, 4, 80.0

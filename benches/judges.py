@@ -36,10 +36,10 @@ from jobs.toyworld.world import load_world  # noqa: E402
 from jobs.validation.judges import load_judge  # noqa: E402
 from jobs.validation.suite import Suite, SuiteItem  # noqa: E402
 from jobs.validation.validator import generate  # noqa: E402
-from orchestrator.core.codec import from_json  # noqa: E402
-from orchestrator.core.concepts import load_concept_set  # noqa: E402
-from orchestrator.core.contracts import StepRequest, ValidationSpec  # noqa: E402
-from orchestrator.core.models import toyworld_dir  # noqa: E402
+from erasecore.codec import from_json  # noqa: E402
+from erasecore.concepts import load_concept_set  # noqa: E402
+from erasecore.contracts import StepRequest, ValidationSpec  # noqa: E402
+from erasecore.models import toyworld_dir  # noqa: E402
 from orchestrator.gate import decide  # noqa: E402
 from orchestrator.manifest import Manifest  # noqa: E402
 from orchestrator.spec import load_spec  # noqa: E402

@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.core.contracts import StepRequest, ValidationSpec  # noqa: E402
-from orchestrator.core.catalog import METHOD_NAMES  # noqa: E402
+from erasecore.contracts import StepRequest, ValidationSpec  # noqa: E402
+from erasecore.catalog import METHOD_NAMES  # noqa: E402
 from jobs.step import run_step, run_validation  # noqa: E402
 
 GATE = {"forgetting": 0.90, "retain": 0.95}

@@ -24,8 +24,8 @@ from launch import cluster  # noqa: E402
 
 cluster.configure()  # before anything imports ray: loopback binding and token auth are read at import
 
-from orchestrator.core.codec import from_json  # noqa: E402
-from orchestrator.core.contracts import StepRequest  # noqa: E402
+from erasecore.codec import from_json  # noqa: E402
+from erasecore.contracts import StepRequest  # noqa: E402
 from jobs.step import run_step  # noqa: E402
 from orchestrator.ray.driver import run_campaign  # noqa: E402
 from orchestrator.spec import load_spec  # noqa: E402

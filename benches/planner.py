@@ -19,10 +19,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from orchestrator.core.catalog import why_not  # noqa: E402
-from orchestrator.core.families import family_of  # noqa: E402
-from orchestrator.core import catalog  # noqa: E402
-from orchestrator.core.inventory import REFERENCE_INVENTORIES, ModelInventory  # noqa: E402
+from erasecore.catalog import why_not  # noqa: E402
+from erasecore.families import family_of  # noqa: E402
+from erasecore import catalog  # noqa: E402
+from erasecore.inventory import REFERENCE_INVENTORIES, ModelInventory  # noqa: E402
 from orchestrator.planning import memory_plan as mp  # noqa: E402
 
 METHODS = ("uce", "esd-x", "esd-u", "lora")

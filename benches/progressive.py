@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from jobs.deltas import delta as deltas  # noqa: E402
 from jobs.toyworld.concept_prompts import toy_concept_prompts  # noqa: E402
 from jobs.training.concept_prompts import merged  # noqa: E402
-from orchestrator.core.contracts import StepRequest, ValidationSpec  # noqa: E402
+from erasecore.contracts import StepRequest, ValidationSpec  # noqa: E402
 from jobs.methods import registry  # noqa: E402
 from jobs.methods.interface import EraseInputs  # noqa: E402
 from jobs.models.loader import load_pipeline  # noqa: E402

@@ -54,7 +54,7 @@ cluster.configure()  # before anything imports ray
 import ray  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
-from orchestrator.core.contracts import DeltaRef, Estimate, GateReport  # noqa: E402
+from erasecore.contracts import DeltaRef, Estimate, GateReport  # noqa: E402
 from orchestrator.loop import CampaignLoop, PhaseOutput  # noqa: E402
 from orchestrator.manifest import Manifest  # noqa: E402
 from orchestrator.pipeline import PipelinedLoop  # noqa: E402

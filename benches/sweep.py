@@ -22,8 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benches.methods import row  # noqa: E402
-from orchestrator.core.catalog import get  # noqa: E402
-from orchestrator.core.contracts import StepRequest, ValidationSpec  # noqa: E402
+from erasecore.catalog import get  # noqa: E402
+from erasecore.contracts import StepRequest, ValidationSpec  # noqa: E402
 from jobs.step import run_step  # noqa: E402
 
 GRIDS = {

@@ -19,14 +19,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from jobs.models.loader import load_pipeline  # noqa: E402
-from orchestrator.core.models import toyworld_dir  # noqa: E402
+from erasecore.models import toyworld_dir  # noqa: E402
 from jobs.toyworld.evaluator import Evaluator, to_tensor  # noqa: E402
 from jobs.toyworld.prompts import full_slot, single  # noqa: E402
 from jobs.toyworld.render import place_single, render  # noqa: E402
 from jobs.toyworld.world import ATTRIBUTE_KINDS, load_world  # noqa: E402
 from jobs.validation.suite import Suite, SuiteItem  # noqa: E402
 from jobs.validation.validator import generate  # noqa: E402
-from orchestrator.core.contracts import ValidationSpec  # noqa: E402
+from erasecore.contracts import ValidationSpec  # noqa: E402
 
 TARGETS = {"evaluator.clean.object_acc": 0.98, "evaluator.clean.colour_acc": 0.98, "evaluator.vae.object_acc": 0.95,
            "base.object_acc": 0.90, "base.colour_acc": 0.90}

@@ -41,8 +41,8 @@ from jobs.step import run_step, run_validation  # noqa: E402
 from jobs.toyworld.world import load_world  # noqa: E402
 from jobs.toyworld.concept_prompts import toy_concept_prompts  # noqa: E402
 from jobs.training.concept_prompts import merged  # noqa: E402
-from orchestrator.core import catalog  # noqa: E402
-from orchestrator.core.contracts import StepRequest, ValidationSpec  # noqa: E402
+from erasecore import catalog  # noqa: E402
+from erasecore.contracts import StepRequest, ValidationSpec  # noqa: E402
 from orchestrator.gate import decide  # noqa: E402
 from orchestrator.spec import GateThresholds  # noqa: E402
 

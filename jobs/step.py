@@ -39,12 +39,12 @@ from jobs.validation.gate_views import GateViews
 from jobs.validation.grid_draft import GridDraft
 from jobs.validation.shards import Spread
 from jobs.validation.validator import for_request
-from orchestrator.core.codec import from_json, to_json
-from orchestrator.core.atomic import atomic_write_text
-from orchestrator.core.contracts import GATE_REPORT, DeltaRef, GateReport, StepRequest, StepResult
-from orchestrator.core.errors import ConfigError
-from orchestrator.core import judges
-from orchestrator.core.phase_progress import ProgressWriter
+from erasecore.codec import from_json, to_json
+from erasecore.atomic import atomic_write_text
+from erasecore.contracts import GATE_REPORT, DeltaRef, GateReport, StepRequest, StepResult
+from erasecore.errors import ConfigError
+from erasecore import judges
+from erasecore.phase_progress import ProgressWriter
 
 
 # ---- erase --------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ def command(name: str):
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean 'the input was wrong', printed as one line."""
-    from orchestrator.core.errors import CampaignError
+    from erasecore.errors import CampaignError
 
     return (CampaignError, FileNotFoundError)
 
@@ -251,7 +251,7 @@ def _plan(args) -> int:
     settled = preflight(load_spec(str(args.campaign), args.overrides), run=False)   # before torch is imported
     check_model_source(settled.spec, weights=False)   # a hub id's configs: in the local cache, or one line
     _quiet_hub(offline=settled.spec.model_source == "local")
-    from orchestrator.core.inventory import LORA_TARGETS
+    from erasecore.inventory import LORA_TARGETS
     from orchestrator.in_process import model_inventory
 
     res = settled.spec.resources
@@ -304,7 +304,7 @@ def _drive(spec, args) -> int:
 
 def _resume_spec(target: str, overrides: list[str]):
     """The spec of an existing campaign, from its directory's snapshot or from a campaign YAML."""
-    from orchestrator.core.errors import ManifestError
+    from erasecore.errors import ManifestError
     from orchestrator.integrity import verify_campaign
     from orchestrator.manifest import SPEC_SNAPSHOT, Manifest
     from orchestrator.spec import load_spec
@@ -404,7 +404,7 @@ def _watch_local(spec, root, interval: float) -> int:
 
 def _job_campaign(job):
     """(spec, storage_path) of a job's campaign, when its storage_path is reachable from here."""
-    from orchestrator.core.errors import ClusterError
+    from erasecore.errors import ClusterError
 
     if not job.storage_path:
         raise ClusterError(f"job {job.id} does not record its storage_path (not submitted by `erase submit`); "
@@ -424,7 +424,7 @@ def _local_campaign(target: str):
     runs it every second re-reads them every second; on the toy world that is a millisecond), `watch`
     only here, at its start: redrawing every second must not re-read GBs of deltas every second, and a
     delta committed while it watches was hashed by the commit itself (Manifest.commit)."""
-    from orchestrator.core.errors import ManifestError
+    from erasecore.errors import ManifestError
     from orchestrator.integrity import verify_campaign
     from orchestrator.manifest import SPEC_SNAPSHOT, Manifest
     from orchestrator.spec import load_spec
@@ -501,10 +501,10 @@ def _read_request(path: Path):
     import dataclasses
     import json
 
-    from orchestrator.core.codec import from_json
-    from orchestrator.core.contracts import StepRequest
-    from orchestrator.core.errors import ConfigError
-    from orchestrator.core.judges import judge_for
+    from erasecore.codec import from_json
+    from erasecore.contracts import StepRequest
+    from erasecore.errors import ConfigError
+    from erasecore.judges import judge_for
 
     if not path.is_file():
         raise ConfigError(f"no such request file: {path}")

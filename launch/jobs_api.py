@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from orchestrator.core.errors import ClusterError
+from erasecore.errors import ClusterError
 from orchestrator.spec import CampaignSpec
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"

@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
-from orchestrator.core import catalog
-from orchestrator.core.contracts import DeltaRef, StepRequest
-from orchestrator.core.errors import ManifestError
+from erasecore import catalog
+from erasecore.contracts import DeltaRef, StepRequest
+from erasecore.errors import ManifestError
 from orchestrator.manifest import DISCARDED, STARTED, AttemptRecord, History, attempt_dir
 from orchestrator.policy import Exhausted, PastAttempt, next_attempt
 from orchestrator.preflight import Settled, with_settled_validation

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from orchestrator.core.phase_progress import ProgressRecord, current_run
+from erasecore.phase_progress import ProgressRecord, current_run
 from orchestrator.gate import GateDecision
 from orchestrator.manifest import FINISHED, STARTED, AttemptRecord, History
 from orchestrator.policy import Exhausted, PastAttempt, next_attempt

@@ -1,6 +1,6 @@
 """The gate: a pure function from a validator's GateReport and the thresholds to commit | reject.
 
-Every check is a proportion with an interval (orchestrator/core/gate_checks.py):
+Every check is a proportion with an interval (erasecore/gate_checks.py):
 
 - forgetting (the goal): forgetting >= min_forgetting.
 - retain (collateral damage): retain / base retain >= min_retain.
@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from orchestrator.core.contracts import GateReport
-from orchestrator.core.gate_checks import CERTIFIED_FAIL, CERTIFIED_PASS, POINT, Check, Limits, checks
+from erasecore.contracts import GateReport
+from erasecore.gate_checks import CERTIFIED_FAIL, CERTIFIED_PASS, POINT, Check, Limits, checks
 from orchestrator.spec import GateThresholds
 
 COMMIT = "commit"

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from orchestrator.core.contracts import StepRequest
-    from orchestrator.core.inventory import ModelInventory
+    from erasecore.contracts import StepRequest
+    from erasecore.inventory import ModelInventory
 
 
 def run_step(request: StepRequest, log: Callable[[str], object] = print):

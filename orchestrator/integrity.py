@@ -27,7 +27,7 @@ import json
 import struct
 from pathlib import Path
 
-from orchestrator.core.errors import ManifestError
+from erasecore.errors import ManifestError
 from orchestrator.manifest import SPEC_SNAPSHOT, CommitRecord, Manifest, sha256_file
 
 SAFETENSORS = ".safetensors"

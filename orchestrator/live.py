@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 
 from orchestrator.campaign import RunAttempt, concept_states
-from orchestrator.core.phase_progress import ProgressRecord, parse, read_records
+from erasecore.phase_progress import ProgressRecord, parse, read_records
 from orchestrator.eta import Eta, InFlight, PhaseTime, estimate, from_records
 from orchestrator.loop import Callbacks, PhaseOutput, RunOutcome
 from orchestrator.manifest import FINISHED, STARTED, AttemptRecord, History, Manifest, attempt_dir

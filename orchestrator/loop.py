@@ -9,7 +9,7 @@ Callbacks object the loop tells what happened; a callback never decides anything
 the truth: a loop killed at any point is continued by running it again on the same journal.
 
 Inside a phase the worker appends progress records to the attempt's progress.jsonl
-(orchestrator/core/phase_progress.py). The loop hands the executor a `watch` function for each
+(erasecore/phase_progress.py). The loop hands the executor a `watch` function for each
 phase; an executor that waits (the Ray one polls every second) calls it while the phase runs, and
 the loop calls it once more when the phase returns, so every record reaches `phase_progress`, the
 ones written mid-phase while the phase still runs.
@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from orchestrator.campaign import CommitAttempt, DiscardAttempt, Finished, Halted, RunAttempt, SkipConcept, next_action, step_request
-from orchestrator.core.codec import from_json
-from orchestrator.core.contracts import GATE_REPORT, DeltaRef, GateReport, StepRequest
-from orchestrator.core.errors import CommitError
-from orchestrator.core.phase_progress import ProgressFollower, ProgressRecord
+from erasecore.codec import from_json
+from erasecore.contracts import GATE_REPORT, DeltaRef, GateReport, StepRequest
+from erasecore.errors import CommitError
+from erasecore.phase_progress import ProgressFollower, ProgressRecord
 from orchestrator.gate import GateDecision, decide, error_decision
 from orchestrator.manifest import CommitRecord, Manifest
 from orchestrator.preflight import Settled

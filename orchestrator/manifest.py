@@ -1,6 +1,6 @@
 """The campaign journal on storage_path: manifest.json, the truth of a campaign.
 
-Every change rewrites manifest.json whole with one atomic write (orchestrator/core/atomic.py: temp
+Every change rewrites manifest.json whole with one atomic write (erasecore/atomic.py: temp
 file in the same directory, flush, fsync, os.replace, fsync the directory), so a reader sees the old
 journal or the new one, never a mix. A worker writes its candidate under
 `steps/<k>-<slug>/attempt-<n>/`; the candidate exists for the campaign only once a commit
@@ -19,10 +19,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from orchestrator.core.atomic import atomic_write_text
-from orchestrator.core.codec import from_dict
-from orchestrator.core.contracts import DeltaRef, GateReport
-from orchestrator.core.errors import CommitError, ManifestError, SpecMismatchError
+from erasecore.atomic import atomic_write_text
+from erasecore.codec import from_dict
+from erasecore.contracts import DeltaRef, GateReport
+from erasecore.errors import CommitError, ManifestError, SpecMismatchError
 from orchestrator.gate import GateDecision
 from orchestrator.spec import CampaignSpec, resolved_yaml, spec_hash
 

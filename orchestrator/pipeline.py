@@ -35,7 +35,7 @@ from typing import Protocol
 
 from orchestrator.campaign import (CommitAttempt, DiscardAttempt, Finished, Halted, RunAttempt, SkipConcept,
                                    next_action, step_request)
-from orchestrator.core.contracts import DeltaRef, StepRequest
+from erasecore.contracts import DeltaRef, StepRequest
 from orchestrator.gate import GateDecision
 from orchestrator.loop import CampaignLoop, PhaseOutput, RunOutcome, Watch, resumed_gate, unwatched
 from orchestrator.manifest import DISCARDED, STARTED, CommitRecord, History

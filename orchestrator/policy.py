@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from orchestrator.core import catalog
+from erasecore import catalog
 from orchestrator.gate import ERROR, GateDecision
 from orchestrator.spec import CampaignSpec
 

@@ -8,7 +8,7 @@ One CampaignError line for any mistake (exit 2 in the CLI), never a failed attem
 the model directory, the model's family and each method (and ladder rung) against it, every
 method's hyperparameters against the catalog's schema, the fine-tune batch against the worker
 count, the DeepSpeed JSON (read here, once), the judge, the concepts against the campaign's concept
-set (configs/concepts/, orchestrator/core/concepts.py), the storage path, and a hub id in the local
+set (configs/concepts/, erasecore/concepts.py), the storage path, and a hub id in the local
 Hugging Face cache unless model_source is "workers" (looked up by the cache's layout: no network). What it settles travels in every StepRequest: the resolved judge,
 the parallel layout with its DeepSpeed config.
 """
@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.core import catalog, families, judges
-from orchestrator.core.concepts import ConceptSet, expand_members, load_concept_set
-from orchestrator.core.contracts import ParallelSpec
-from orchestrator.core.errors import ConfigError, UnknownConceptError
-from orchestrator.core.judges import judge_for
-from orchestrator.core.models import TOY, check_hub_model, check_model, looks_local, toyworld_dir
+from erasecore import catalog, families, judges
+from erasecore.concepts import ConceptSet, expand_members, load_concept_set
+from erasecore.contracts import ParallelSpec
+from erasecore.errors import ConfigError, UnknownConceptError
+from erasecore.judges import judge_for
+from erasecore.models import TOY, check_hub_model, check_model, looks_local, toyworld_dir
 from orchestrator.policy import method_sequence
 from orchestrator.spec import CampaignSpec, Resources
 

@@ -19,8 +19,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from orchestrator.campaign import CommitAttempt, RunAttempt, concept_states
-from orchestrator.core.contracts import GateReport
-from orchestrator.core.phase_progress import ProgressRecord
+from erasecore.contracts import GateReport
+from erasecore.phase_progress import ProgressRecord
 from orchestrator.eta import Eta, InFlight, duration, estimate
 from orchestrator.gate import GateDecision
 from orchestrator.live import measured_phases, phase_times, record_metrics

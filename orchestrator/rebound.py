@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from orchestrator.core.contracts import Estimate
+from erasecore.contracts import Estimate
 from orchestrator.manifest import History
 
 

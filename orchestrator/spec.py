@@ -24,12 +24,12 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import (ConfigKeyError, InterpolationResolutionError, MissingMandatoryValue,
                               OmegaConfBaseException, ValidationError)
 
-from orchestrator.core.catalog import METHOD_NAMES
-from orchestrator.core.contracts import ValidationSpec
-from orchestrator.core.gate_checks import CHECK_KINDS, POINT, RULES
-from orchestrator.core.errors import ConfigError
-from orchestrator.core import judges
-from orchestrator.core.models import TOY
+from erasecore.catalog import METHOD_NAMES
+from erasecore.contracts import ValidationSpec
+from erasecore.gate_checks import CHECK_KINDS, POINT, RULES
+from erasecore.errors import ConfigError
+from erasecore import judges
+from erasecore.models import TOY
 
 ON_EXHAUSTED = ("skip", "halt")
 FINAL_SWEEPS = ("none", "report", "halt")   # not "off": YAML reads off as false

@@ -1,6 +1,6 @@
 """The final sweep: after the last step, the committed model measured on every committed concept. Pure.
 
-Each gate re-checks earlier concepts only within its cumulative budget (orchestrator/core/cumulative.py),
+Each gate re-checks earlier concepts only within its cumulative budget (erasecore/cumulative.py),
 so a concept that came back after its window may be seen only here. A rebound (a committed concept
 drawn above gate.max_cumulative_acc) reopens nothing: it is journaled and reported, and with
 validation.final_sweep=halt the campaign ends halted instead of finished.
@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.core.contracts import DeltaRef, GateReport, StepRequest
+from erasecore.contracts import DeltaRef, GateReport, StepRequest
 from orchestrator.preflight import Settled, with_settled_validation
 from orchestrator.spec import GateThresholds
 

@@ -27,9 +27,9 @@ from typing import Any
 
 import torch
 
-from orchestrator.core.atomic import atomic_write, fsync_dir
-from orchestrator.core.contracts import DeltaRef
-from orchestrator.core.errors import CampaignError
+from erasecore.atomic import atomic_write, fsync_dir
+from erasecore.contracts import DeltaRef
+from erasecore.errors import CampaignError
 
 FORMAT_VERSION = 1
 KINDS = ("dense", "lora")

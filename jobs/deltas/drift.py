@@ -17,7 +17,7 @@ import torch
 
 from jobs.deltas.delta import dense_change, load_delta
 from jobs.models.targets import cross_attention_params, denoiser
-from orchestrator.core.contracts import DeltaRef, ParamDrift
+from erasecore.contracts import DeltaRef, ParamDrift
 
 GROUPS = ("text_kv", "attention", "feed_forward", "other", "text_encoder")
 FEED_FORWARD = ("ff", "ff_context", "feed_forward")

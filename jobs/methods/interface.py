@@ -11,7 +11,7 @@ from typing import Any
 
 from jobs.training.concept_prompts import ConceptPrompts
 from jobs.training.distributed import Parallel
-from orchestrator.core.catalog import MethodEntry
+from erasecore.catalog import MethodEntry
 
 
 @dataclass(frozen=True)

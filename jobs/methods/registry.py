@@ -4,9 +4,9 @@ from __future__ import annotations
 import dataclasses
 import importlib
 
-from orchestrator.core import catalog
-from orchestrator.core.errors import MethodConfigError, MethodPluginError
-from orchestrator.core.families import family_of
+from erasecore import catalog
+from erasecore.errors import MethodConfigError, MethodPluginError
+from erasecore.families import family_of
 
 
 def implementation(entry: catalog.MethodEntry):

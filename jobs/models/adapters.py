@@ -17,7 +17,7 @@ shifts by resolution (use_dynamic_shifting: FLUX.1), the shift the pipeline uses
 from calculate_shift), so training sees the noise levels generation visits.
 
 ESD's and CA's targets are linear combinations of predictions, so they hold for any prediction type.
-Which families a method applies to is in the method catalog (orchestrator/core/catalog.py, read at config time).
+Which families a method applies to is in the method catalog (erasecore/catalog.py, read at config time).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from orchestrator.core.families import DESCRIPTION, family_of, unsupported_pipeline
+from erasecore.families import DESCRIPTION, family_of, unsupported_pipeline
 from jobs.models.targets import denoiser
 
 

@@ -19,7 +19,7 @@ only) and counts what orchestrator.planning.memory_plan needs:
 - cross-attention probabilities per sample (heads x queries x text tokens; FMN stores them);
 - the largest checkpointed block's parameters (what ZeRO-3 gathers at once).
 
-ModelInventory itself is a core type (orchestrator/core/inventory.py): the pure planner reads it.
+ModelInventory itself is a core type (erasecore/inventory.py): the pure planner reads it.
 """
 from __future__ import annotations
 
@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from jobs.models import targets
-from orchestrator.core import catalog
-from orchestrator.core.errors import ModelLoadError
-from orchestrator.core.inventory import LORA_TARGETS, REFERENCE_INVENTORIES, REFERENCE_MODELS, ModelInventory
-from orchestrator.core.models import resolve
+from erasecore import catalog
+from erasecore.errors import ModelLoadError
+from erasecore.inventory import LORA_TARGETS, REFERENCE_INVENTORIES, REFERENCE_MODELS, ModelInventory
+from erasecore.models import resolve
 
 # Components a pipeline loads without weights here (load_pipeline passes safety_checker=None).
 SKIPPED = ("safety_checker", "feature_extractor")

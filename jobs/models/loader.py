@@ -10,8 +10,8 @@ import torch
 from diffusers import DiffusionPipeline
 
 from jobs.models.precision import frozen_dtype, hold_frozen_in
-from orchestrator.core.errors import ModelLoadError
-from orchestrator.core.models import TOY, looks_local, resolve
+from erasecore.errors import ModelLoadError
+from erasecore.models import TOY, looks_local, resolve
 
 
 def _absent_components(index: Path) -> dict:

@@ -26,7 +26,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from orchestrator.core.catalog import TrainedSet
+from erasecore.catalog import TrainedSet
 
 JOINT_PROJECTIONS = {"to_q": "add_q_proj", "to_k": "add_k_proj", "to_v": "add_v_proj", "to_out": "to_add_out"}
 # Conditioning embeddings (timestep; SDXL's pooled-text + size ids; SD3's timestep + pooled text): ESD-u

@@ -18,7 +18,7 @@ from jobs.toyworld.architecture import (ToyArchitecture, build_scheduler, build_
                                         build_vae)
 from jobs.toyworld.dataset import captioned_pool, labelled_pool
 from jobs.toyworld.evaluator import Evaluator
-from orchestrator.core.models import toyworld_dir
+from erasecore.models import toyworld_dir
 from jobs.toyworld.tokenizer import build_tokenizer
 from jobs.toyworld.train_evaluator import train_evaluator, with_reconstructions
 from jobs.toyworld.train_pipeline import train_pipeline

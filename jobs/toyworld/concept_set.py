@@ -15,7 +15,7 @@ import yaml
 
 from jobs.toyworld.prompts import SINGLE_TEMPLATES
 from jobs.toyworld.world import ATTRIBUTE_KINDS, World, load_world
-from orchestrator.core.concepts import SHIPPED
+from erasecore.concepts import SHIPPED
 
 TARGET = SHIPPED / "toyworld.yaml"
 HEADER = ("# The toy world's concept set, generated from jobs/toyworld/world.yaml by\n"

@@ -1,7 +1,7 @@
 """The toy world as a judge's provider (jobs/validation/providers.py): its judge (the evaluator), its
 suites (jobs/toyworld/suite.py, the final sweep's included), its views (the capability bench, the
 attention maps' scene) and the erase step's prompts for a model that draws it. The judge catalog's
-"toyworld" entry (orchestrator/core/judges.py) names PROVIDER; nothing in jobs/validation/ imports this
+"toyworld" entry (erasecore/judges.py) names PROVIDER; nothing in jobs/validation/ imports this
 package.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from jobs.toyworld.prompts import Slot, pair
 from jobs.toyworld.suite import build_suite, build_sweep_suite
 from jobs.toyworld.world import World, load_world
 from jobs.validation.providers import Provider
-from orchestrator.core.models import toyworld_dir
+from erasecore.models import toyworld_dir
 
 
 def toy_judge(world: World) -> ToyJudge:

@@ -28,7 +28,7 @@ def grid(images: np.ndarray, cols: int, scale: int = 4) -> Image.Image:
 def showcase(prompts=DEFAULT_PROMPTS, seeds: int = 4, out: Path = Path("runs/showcase.png"), model: str = "toyworld",
              log=print) -> Path:
     from jobs.models.loader import load_pipeline
-    from orchestrator.core.models import toyworld_dir
+    from erasecore.models import toyworld_dir
 
     world = load_world()
     for p in prompts:

@@ -2,7 +2,7 @@
 
 Groups: target; evasion (subclass, composition, paraphrase); retain (near = siblings, far = other
 superclasses); leakage (pairs carrying the target's colour); cumulative:<c> for concepts erased before,
-as many as the gate's cumulative budget allows (orchestrator/core/cumulative.py picks which, rotating
+as many as the gate's cumulative budget allows (erasecore/cumulative.py picks which, rotating
 with the step). A variant target ("red star") gets its own groups (jobs/toyworld/variant_suite.py).
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from jobs.toyworld.suite_items import erased_slot, retain_items, shape_items
 from jobs.toyworld.variant_suite import variant_groups
 from jobs.toyworld.world import Concept, World
 from jobs.validation.suite import SWEEP, Suite, SuiteItem
-from orchestrator.core.cumulative import schedule
+from erasecore.cumulative import schedule
 
 __all__ = ["DEFAULT_CUMULATIVE_BUDGET", "build_suite", "build_sweep_suite", "cumulative_pool", "erased_slot",
            "retain_items"]

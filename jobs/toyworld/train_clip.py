@@ -26,7 +26,7 @@ from jobs.toyworld.prompts import SINGLE_TEMPLATES, Slot, single
 from jobs.toyworld.render import place_single, render
 from jobs.toyworld.tokenizer import MAX_LENGTH, build_tokenizer
 from jobs.toyworld.world import ObjectSpec, World, load_world
-from orchestrator.core.models import toyworld_dir
+from erasecore.models import toyworld_dir
 
 SEED = 0
 WIDTH, LAYERS, HEADS, PROJECTION, PATCH = 64, 2, 4, 32, 4

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from orchestrator.core.errors import UnknownConceptError
+from erasecore.errors import UnknownConceptError
 
 WORLD_FILE = Path(__file__).with_name("world.yaml")
 ATTRIBUTE_KINDS = ("colour", "size", "material")

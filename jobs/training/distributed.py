@@ -17,7 +17,7 @@ from typing import Protocol
 
 import torch
 
-from orchestrator.core.contracts import ParallelSpec
+from erasecore.contracts import ParallelSpec
 
 
 class Checkpoints(Protocol):

@@ -22,7 +22,7 @@ import torch
 
 from jobs.training import distributed
 from jobs.training.distributed import Parallel, Shard
-from orchestrator.core.phase_progress import NullProgress, ProgressWriter
+from erasecore.phase_progress import NullProgress, ProgressWriter
 
 LossFn = Callable[[int, torch.nn.Module, Shard], torch.Tensor]
 

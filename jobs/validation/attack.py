@@ -33,7 +33,7 @@ from jobs.models.text_embeddings import concept_positions
 from jobs.training.kv_edit import regenerating_map
 from jobs.validation import statistics as st
 from jobs.validation.validator import images_from, noise_seed
-from orchestrator.core.contracts import Estimate, GateReport, ValidationSpec
+from erasecore.contracts import Estimate, GateReport, ValidationSpec
 
 REG = 1e-3          # RECE's published ridge weight toward zero
 PROJECTIONS = ("to_k", "to_v")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from jobs.validation.observations import Observation
 from jobs.validation.suite import Suite, SuiteItem
 from jobs.validation.validator import generate
-from orchestrator.core.contracts import Capability
+from erasecore.contracts import Capability
 
 
 @dataclass(frozen=True)

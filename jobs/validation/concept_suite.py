@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass
 
 from jobs.validation.suite import Suite, SuiteItem
-from orchestrator.core.concepts import ConceptEntry, ConceptSet
+from erasecore.concepts import ConceptEntry, ConceptSet
 
 GENERIC_TEMPLATES = ("a photo of a {}", "a picture of a {}", "an image of a {}")
 GROUPS = ("target", "evasion:subclass", "evasion:composition", "evasion:paraphrase", "retain:near", "retain:far",

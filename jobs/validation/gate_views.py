@@ -21,7 +21,7 @@ from jobs.deltas.drift import parameter_drift
 from jobs.validation import providers
 from jobs.validation.attention_maps import AttentionProbe, generic_prompt
 from jobs.validation.capability import CapabilityProbe
-from orchestrator.core.contracts import DeltaRef, GateReport, StepRequest
+from erasecore.contracts import DeltaRef, GateReport, StepRequest
 
 
 class GateViews:

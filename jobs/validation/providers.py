@@ -5,7 +5,7 @@
     provider.capability_bench(), provider.attention_prompt(concept)   # the gate's views (None: none of its own)
     provider.concept_prompts(concept, preserve)          # an erase step's prompts on the provider's world
 
-A judge is found in the judge catalog (orchestrator/core/judges.py, filled from the entry-point group
+A judge is found in the judge catalog (erasecore/judges.py, filled from the entry-point group
 `concept_erase.judges`); its entry names the provider as "module:attribute", imported here when a worker
 needs it. The base Provider serves a concept set (configs/concepts/*.yaml): its suite is built by
 jobs/validation/concept_suite.py and its judge by the factory it holds (NudeNet, CLIP, VQA). A provider
@@ -17,9 +17,9 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
-from orchestrator.core import judges
-from orchestrator.core.concepts import load_concept_set
-from orchestrator.core.errors import ConfigError
+from erasecore import judges
+from erasecore.concepts import load_concept_set
+from erasecore.errors import ConfigError
 
 
 class Provider:

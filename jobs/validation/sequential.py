@@ -1,6 +1,6 @@
 """When a gate's sampling may stop: every check certified, one certified fail, or the budget spent.
 
-The checks and what "certified" means come from orchestrator/core/gate_checks.py, which the gate
+The checks and what "certified" means come from erasecore/gate_checks.py, which the gate
 uses for its verdict on the same report. Alpha is spent Bonferroni-style over every check and every
 planned look (one look per batch, the extension's included), so the chance that any interval the
 sampling stopped on is wrong stays within 1 - confidence.
@@ -15,8 +15,8 @@ extension images with each prompt's base accuracy over those seeds.
 """
 from __future__ import annotations
 
-from orchestrator.core.contracts import GateReport, ValidationSpec
-from orchestrator.core.gate_checks import CERTIFIED_FAIL, OPEN, Limits, checks, settled
+from erasecore.contracts import GateReport, ValidationSpec
+from erasecore.gate_checks import CERTIFIED_FAIL, OPEN, Limits, checks, settled
 from jobs.validation import statistics as st
 from jobs.validation.suite import Suite
 

@@ -14,7 +14,7 @@ from jobs.models.loader import load_pipeline
 from jobs.training.distributed import device
 from jobs.validation.observations import Observation
 from jobs.validation.validator import for_request, generate
-from orchestrator.core.contracts import DeltaRef, StepRequest
+from erasecore.contracts import DeltaRef, StepRequest
 
 
 class Shard:

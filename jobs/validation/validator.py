@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from orchestrator.core.atomic import atomic_write, atomic_write_text
-from orchestrator.core.contracts import Estimate, GateReport, ValidationSpec
+from erasecore.atomic import atomic_write, atomic_write_text
+from erasecore.contracts import Estimate, GateReport, ValidationSpec
 from jobs.models.adapters import image_size
 from jobs.validation import sequential
 from jobs.validation import statistics as st
@@ -29,8 +29,8 @@ from jobs.validation.shards import InProcess, Spread
 from jobs.validation import providers
 from jobs.validation.suite import EVASION_KINDS, Suite
 from jobs.training.distributed import peak_memory_mb
-from orchestrator.core.models import resolve
-from orchestrator.core.phase_progress import NullProgress, ProgressWriter
+from erasecore.models import resolve
+from erasecore.phase_progress import NullProgress, ProgressWriter
 
 Key = tuple[int, int]
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import yaml
 
-from orchestrator.core.contracts import DeltaRef
-from orchestrator.core.errors import CampaignError
+from erasecore.contracts import DeltaRef
+from erasecore.errors import CampaignError
 from orchestrator.manifest import CommitRecord, Manifest, atomic_write_text
 
 FORMATS = ("diffusers", "lora", "comfyui")

@@ -27,8 +27,8 @@ from typing import Any
 
 import yaml
 
-from orchestrator.core.contracts import Estimate, GateReport
-from orchestrator.core.phase_progress import ProgressRecord, current_run, read_records
+from erasecore.contracts import Estimate, GateReport
+from erasecore.phase_progress import ProgressRecord, current_run, read_records
 from orchestrator.outputs import report_plots as plots
 from orchestrator.manifest import AttemptRecord, CommitRecord, History, Manifest, attempt_dir
 from orchestrator.rebound import campaign_rebounds

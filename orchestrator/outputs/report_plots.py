@@ -8,7 +8,7 @@ from __future__ import annotations
 import io
 from collections.abc import Mapping, Sequence
 
-from orchestrator.core.contracts import Estimate
+from erasecore.contracts import Estimate
 
 
 def _figure(width: float = 7.0, height: float = 3.2):

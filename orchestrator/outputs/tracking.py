@@ -38,8 +38,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.core.contracts import DeltaRef, Estimate, GateReport
-from orchestrator.core.phase_progress import ProgressRecord
+from erasecore.contracts import DeltaRef, Estimate, GateReport
+from erasecore.phase_progress import ProgressRecord
 from orchestrator.campaign import CommitAttempt, RunAttempt
 from orchestrator.gate import GateDecision
 from orchestrator.loop import Callbacks, PhaseOutput

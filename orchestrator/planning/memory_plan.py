@@ -1,6 +1,6 @@
 """Per-GPU memory of an erasure step, and the cheapest change of settings that makes it fit.
 
-Pure: numbers in (an orchestrator.core.inventory.ModelInventory, the method's hyperparameters, the
+Pure: numbers in (an erasecore.inventory.ModelInventory, the method's hyperparameters, the
 campaign's resources), dataclasses out; no torch, no Ray. `erase plan CAMPAIGN` feeds it.
 
 The estimate, per GPU, of one step on N workers (one GPU each). b = ceil(batch / N) samples per
@@ -56,9 +56,9 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.core import catalog
-from orchestrator.core.errors import ConfigError
-from orchestrator.core.inventory import ModelInventory
+from erasecore import catalog
+from erasecore.errors import ConfigError
+from erasecore.inventory import ModelInventory
 
 GIB = 1024 ** 3
 USABLE = 0.9

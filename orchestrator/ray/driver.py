@@ -38,9 +38,9 @@ import ray
 from ray.exceptions import NodeDiedError, ObjectLostError, OutOfMemoryError, RayTaskError, WorkerCrashedError
 
 from orchestrator.campaign import RunAttempt
-from orchestrator.core import catalog
-from orchestrator.core.contracts import DeltaRef, StepRequest
-from orchestrator.core.errors import CampaignError, ClusterError
+from erasecore import catalog
+from erasecore.contracts import DeltaRef, StepRequest
+from erasecore.errors import CampaignError, ClusterError
 from orchestrator.live import DRIVER_LOCK, LiveStatus
 from orchestrator.loop import CampaignLoop, PhaseOutput, RunOutcome, Watch, unwatched
 from orchestrator.manifest import Manifest

@@ -26,7 +26,7 @@ from typing import Any
 
 import ray
 
-from orchestrator.core.contracts import DeltaRef, StepRequest
+from erasecore.contracts import DeltaRef, StepRequest
 from orchestrator.loop import PhaseOutput, Placement
 from orchestrator.ray.shards import ShardPool
 

@@ -20,8 +20,8 @@ from ray.train.torch import TorchConfig, TorchTrainer
 
 from jobs.step import run_erase
 from jobs.training import distributed
-from orchestrator.core.codec import from_json, to_json
-from orchestrator.core.contracts import DeltaRef, StepRequest
+from erasecore.codec import from_json, to_json
+from erasecore.contracts import DeltaRef, StepRequest
 
 MAX_FAILURES = 2        # restarts of a worker group within one attempt
 CANDIDATE = "candidate.json"

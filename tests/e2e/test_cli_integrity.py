@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.core.codec import to_json
-from orchestrator.core.contracts import DeltaRef, StepRequest
-from orchestrator.core.models import toy_pipeline_dir
+from erasecore.codec import to_json
+from erasecore.contracts import DeltaRef, StepRequest
+from erasecore.models import toy_pipeline_dir
 from orchestrator.manifest import Manifest
 from tests.e2e.cli_runner import REPO, assert_one_line_error, erase
 

@@ -6,10 +6,10 @@ import torch
 from jobs.deltas import delta as deltas
 from jobs.toyworld.concept_prompts import toy_concept_prompts
 from jobs.methods import registry
-from orchestrator.core.catalog import METHOD_NAMES
+from erasecore.catalog import METHOD_NAMES
 from jobs.methods.interface import EraseInputs
 from jobs.models.loader import load_pipeline
-from orchestrator.core.models import toyworld_dir
+from erasecore.models import toyworld_dir
 from jobs.toyworld.evaluator import Evaluator
 from jobs.toyworld.world import load_world
 

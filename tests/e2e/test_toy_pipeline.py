@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from jobs.models.loader import ModelLoadError, load_pipeline
-from orchestrator.core.models import toyworld_dir
+from erasecore.models import toyworld_dir
 from jobs.toyworld.evaluator import Evaluator
 from jobs.toyworld.render import place_pair, place_single, render
 from jobs.toyworld.world import ObjectSpec, load_world

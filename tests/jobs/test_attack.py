@@ -18,9 +18,9 @@ from jobs.validation.attack import AttackProbe
 from jobs.toyworld.judge import ToyJudge
 from jobs.toyworld.suite import build_suite
 from jobs.validation.validator import generate
-from orchestrator.core import catalog
-from orchestrator.core.contracts import Estimate, GateReport, ValidationSpec
-from orchestrator.core.models import toyworld_dir
+from erasecore import catalog
+from erasecore.contracts import Estimate, GateReport, ValidationSpec
+from erasecore.models import toyworld_dir
 from tests.fixtures.tiny_pipelines import tiny_sd3_pipeline
 
 SPEC = ValidationSpec(seeds=2, inference_steps=20, attack_prompts=8)

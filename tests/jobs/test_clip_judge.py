@@ -9,8 +9,8 @@ import pytest
 from jobs.validation.concept_suite import build_concept_suite
 from jobs.validation.judges import load_judge
 from jobs.validation.observations import Observation
-from orchestrator.core.concepts import load_concept_set
-from orchestrator.core.errors import ConfigError
+from erasecore.concepts import load_concept_set
+from erasecore.errors import ConfigError
 from orchestrator.preflight import preflight
 from orchestrator.spec import load_spec
 from tests.fixtures.tiny_pipelines import save_tiny_clip, toy_gate

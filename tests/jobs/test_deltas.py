@@ -12,7 +12,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from jobs.deltas import delta as deltas
-from orchestrator.core.contracts import DeltaRef
+from erasecore.contracts import DeltaRef
 from jobs.deltas.delta import (DeltaError, DeltaMeta, apply_delta, content_sha256, dense_delta, load_delta,
                          merge_to_checkpoint, remove_delta, save_delta, snapshot, stack)
 from tests.fixtures.tiny_pipelines import text_output, tiny_sd_pipeline, unet_output

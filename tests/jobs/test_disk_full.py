@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from jobs.deltas.delta import load_delta
-from orchestrator.core.codec import from_json, to_json
-from orchestrator.core.contracts import (
+from erasecore.codec import from_json, to_json
+from erasecore.contracts import (
     DeltaRef,
     Estimate,
     GateReport,
@@ -30,7 +30,7 @@ from orchestrator.core.contracts import (
     StepRequest,
     ValidationSpec,
 )
-from orchestrator.core.errors import CommitError
+from erasecore.errors import CommitError
 from orchestrator.gate import GateDecision
 from orchestrator.loop import CampaignLoop, PhaseOutput
 from orchestrator.manifest import MANIFEST, Manifest
@@ -60,8 +60,8 @@ else:
 # without Ray: only the placement, which asks Ray's runtime, is filled in. Prints the PhaseOutput as JSON.
 PHASE = r"""
 import json, os, sys
-from orchestrator.core.codec import from_json, to_json
-from orchestrator.core.contracts import StepRequest
+from erasecore.codec import from_json, to_json
+from erasecore.contracts import StepRequest
 from orchestrator.loop import Placement
 from orchestrator.ray import tasks
 tasks._placement = lambda: Placement("local", "test", os.getpid(), (), "")

@@ -14,7 +14,7 @@ import torch
 from jobs.deltas.delta import load_delta
 from jobs.step import run_erase
 from jobs.training.step_checkpoints import DirectoryCheckpoints
-from orchestrator.core.contracts import ParallelSpec, StepRequest, ValidationSpec
+from erasecore.contracts import ParallelSpec, StepRequest, ValidationSpec
 
 STEPS, EVERY = 12, 5
 

@@ -13,11 +13,11 @@ import torch
 
 from jobs.deltas import delta as deltas
 from jobs.toyworld.concept_prompts import toy_concept_prompts
-from orchestrator.core.contracts import Estimate, GateReport
+from erasecore.contracts import Estimate, GateReport
 from jobs.methods import registry
 from jobs.methods.interface import EraseInputs
 from jobs.models.loader import load_pipeline
-from orchestrator.core.models import toy_pipeline_dir
+from erasecore.models import toy_pipeline_dir
 from jobs.toyworld.world import load_world
 from orchestrator import gate
 from orchestrator.outputs.export import ExportError, export_campaign

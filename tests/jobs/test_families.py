@@ -5,13 +5,13 @@ import torch
 
 from jobs.deltas import delta as deltas
 from jobs.toyworld.concept_prompts import toy_concept_prompts
-from orchestrator.core.contracts import StepRequest, ValidationSpec
-from orchestrator.core.catalog import why_not
+from erasecore.contracts import StepRequest, ValidationSpec
+from erasecore.catalog import why_not
 from jobs.models.adapters import adapter, image_size
 from jobs.methods import registry
-from orchestrator.core.catalog import METHOD_NAMES
+from erasecore.catalog import METHOD_NAMES
 from jobs.methods.interface import EraseInputs
-from orchestrator.core.errors import MethodConfigError
+from erasecore.errors import MethodConfigError
 from jobs.models.targets import denoiser
 from jobs.models.loader import load_pipeline
 from jobs.toyworld.world import load_world
@@ -218,7 +218,7 @@ def test_one_small_gate_on_each_family(saved, pipes, family, tmp_path):
 def test_a_step_whose_judge_was_not_settled_is_not_validated(saved, tmp_path):
     """A worker never guesses a judge: a request that skipped preflight is one ConfigError line."""
     from jobs.step import run_validation
-    from orchestrator.core.errors import ConfigError
+    from erasecore.errors import ConfigError
 
     request = StepRequest(campaign="fam", step=1, attempt=1, concept="star", method="esd-x", hparams={},
                           model=saved["sd3"], parents=(), out_dir=str(tmp_path))

@@ -7,7 +7,7 @@ from jobs.deltas import delta as deltas
 from jobs.models.loader import load_pipeline
 from jobs.step import run_erase
 from jobs.validation.validator import for_request
-from orchestrator.core.contracts import StepRequest, ValidationSpec
+from erasecore.contracts import StepRequest, ValidationSpec
 
 QUIET = {"log": lambda *a: None}
 

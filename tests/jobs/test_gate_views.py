@@ -17,7 +17,7 @@ from jobs.training.concept_prompts import concept_prompts
 from jobs.validation.attention_maps import ATTENTION_JSON, ATTENTION_PNG, no_maps_reason
 from jobs.validation.gate_views import GateViews
 from jobs.validation.validator import for_request
-from orchestrator.core.contracts import Estimate, GateReport, ParallelSpec, StepRequest, ValidationSpec
+from erasecore.contracts import Estimate, GateReport, ParallelSpec, StepRequest, ValidationSpec
 from tests.fixtures.tiny_pipelines import tiny_sd3_pipeline
 
 torch.set_num_threads(1)

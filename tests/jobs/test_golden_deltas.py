@@ -40,7 +40,7 @@ from jobs.models.loader import load_pipeline
 from jobs.toyworld.concept_prompts import toy_concept_prompts
 from jobs.toyworld.world import load_world
 from jobs.training.concept_prompts import ConceptPrompts
-from orchestrator.core import catalog
+from erasecore import catalog
 
 GOLDEN = Path(__file__).with_name("golden_deltas.json")
 RECORD = os.environ.get("GOLDEN_RECORD") == "1"

@@ -14,9 +14,9 @@ from jobs.deltas import delta as deltas
 from jobs.models.targets import denoiser
 from jobs.validation.concept_suite import build_concept_suite
 from jobs.validation.judges import load_judge
-from orchestrator.core.concepts import load_concept_set
-from orchestrator.core.contracts import StepRequest, ValidationSpec
-from orchestrator.core.errors import ConfigError
+from erasecore.concepts import load_concept_set
+from erasecore.contracts import StepRequest, ValidationSpec
+from erasecore.errors import ConfigError
 from orchestrator.gate import decide
 from orchestrator.spec import GateThresholds
 from tests.fixtures.tiny_pipelines import tiny_sd_pipeline

@@ -15,7 +15,7 @@ import textwrap
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from orchestrator.core import catalog
+from erasecore import catalog
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ("uce", "esd-x", "esd-u", "fmn", "ca", "lora", "rece", "spm", "mace")
@@ -24,7 +24,7 @@ SHIPPED = ("uce", "esd-x", "esd-u", "fmn", "ca", "lora", "rece", "spm", "mace")
 ENTRY = '''
 import dataclasses
 
-from orchestrator.core.catalog import MethodEntry, Param
+from erasecore.catalog import MethodEntry, Param
 
 SCALE_KV = MethodEntry(
     "scale-kv", "scale_kv.worker:erase",
@@ -89,7 +89,7 @@ def test_the_entry_point_group_names_exactly_the_shipped_methods():
     own = [ep for ep in entry_points(group=catalog.GROUP) if ep.dist and ep.dist.name == catalog.DISTRIBUTION]
     assert sorted(ep.name for ep in own) == sorted(SHIPPED)
     for ep in own:   # each resolves to the catalog's own entry object
-        assert ep.load() is catalog.get(ep.name) and ep.value.startswith("orchestrator.core.catalog:")
+        assert ep.load() is catalog.get(ep.name) and ep.value.startswith("erasecore.catalog:")
     assert catalog.METHOD_NAMES == SHIPPED == tuple(m.name for m in catalog.SHIPPED)
     assert catalog.METHODS == catalog.SHIPPED and list(catalog.CATALOG) == list(SHIPPED)
 
@@ -114,7 +114,7 @@ def test_a_third_party_method_is_listed_settled_by_preflight_and_runs_a_step(tmp
     site = _site(tmp_path)
     proc = _run(site, """
         import json, sys
-        from orchestrator.core import catalog
+        from erasecore import catalog
         from orchestrator.campaign import RunAttempt, step_request
         from orchestrator.preflight import preflight
         from orchestrator.spec import load_spec
@@ -152,8 +152,8 @@ def test_broken_plugins_are_one_line_each_and_spare_the_shipped_methods_and_the_
     site = _site(tmp_path, broken=True)
     proc = _run(site, """
         import json
-        from orchestrator.core import catalog
-        from orchestrator.core.errors import ConfigError, MethodPluginError
+        from erasecore import catalog
+        from erasecore.errors import ConfigError, MethodPluginError
         from orchestrator.spec import load_spec
 
         out = {"names": catalog.METHOD_NAMES, "uce": catalog.get("uce") is catalog.UCE}
@@ -177,7 +177,7 @@ def test_broken_plugins_are_one_line_each_and_spare_the_shipped_methods_and_the_
     assert got["names"] == [*SHIPPED, "bad-worker", "scale-kv"] and got["uce"]
     warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 3 and "Traceback" not in proc.stderr, proc.stderr   # ghost, not-an-entry, uce
-    for name, why in (("ghost", "ModuleNotFoundError"), ("not-an-entry", "not an orchestrator.core.catalog"),
+    for name, why in (("ghost", "ModuleNotFoundError"), ("not-an-entry", "not an erasecore.catalog"),
                       ("uce", "the name is a shipped method's")):
         line, = (w for w in warnings if f"method plugin {name!r}" in w)
         assert "distribution broken-methods" in line and BROKEN[name] in line and why in line, line

@@ -5,9 +5,9 @@ import torch
 from jobs.deltas import delta as deltas
 from jobs.training.concept_prompts import text_concept_prompts
 from jobs.methods import registry
-from orchestrator.core.catalog import METHOD_NAMES
+from erasecore.catalog import METHOD_NAMES
 from jobs.methods.interface import EraseInputs
-from orchestrator.core.errors import MethodConfigError
+from erasecore.errors import MethodConfigError
 from tests.fixtures.tiny_pipelines import tiny_sd_pipeline, unet_output
 
 SHORT = {"uce": {}, "rece": {"rounds": 1}, "esd-x": {"steps": 2, "batch": 2}, "esd-u": {"steps": 2, "batch": 2}, "fmn": {"steps": 2, "batch": 2},

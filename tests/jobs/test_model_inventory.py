@@ -143,7 +143,7 @@ def test_tied_text_encoder_weights_are_counted_once():
 
 
 def test_missing_or_broken_models_are_one_line_errors(tmp_path):
-    from orchestrator.core.errors import ModelLoadError
+    from erasecore.errors import ModelLoadError
 
     with pytest.raises(ModelLoadError, match="no such directory"):
         mi.inventory(str(tmp_path / "absent"))

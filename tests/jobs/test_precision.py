@@ -16,9 +16,9 @@ from jobs.training.concept_prompts import concept_prompts
 from jobs.validation.judges import load_judge
 from jobs.validation.suite import Suite
 from jobs.validation.validator import BaselineCache, frozen_tag
-from orchestrator.core import catalog
-from orchestrator.core.concepts import load_concept_set
-from orchestrator.core.contracts import ValidationSpec
+from erasecore import catalog
+from erasecore.concepts import load_concept_set
+from erasecore.contracts import ValidationSpec
 from tests.fixtures import tiny_pipelines as tiny
 from tests.fixtures.noise_floor import FACTOR, round_through
 

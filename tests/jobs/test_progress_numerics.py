@@ -5,7 +5,7 @@ import torch
 from jobs.methods import registry
 from jobs.methods.interface import EraseInputs
 from jobs.training.concept_prompts import text_concept_prompts
-from orchestrator.core.phase_progress import ProgressWriter, read_records
+from erasecore.phase_progress import ProgressWriter, read_records
 from tests.fixtures.tiny_pipelines import tiny_sd_pipeline
 
 HPARAMS = {"esd-x": {"steps": 5, "batch": 2}, "fmn": {"steps": 5, "batch": 2}, "lora": {"steps": 5, "batch": 2}}

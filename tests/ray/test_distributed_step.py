@@ -16,7 +16,7 @@ import psutil
 import pytest
 import torch
 
-from orchestrator.core.contracts import ParallelSpec, StepRequest, ValidationSpec
+from erasecore.contracts import ParallelSpec, StepRequest, ValidationSpec
 from jobs.deltas.delta import load_delta
 from launch import cluster
 from tests.fixtures.noise_floor import Floor, finetune_floors, max_rel_diff, rel_fro

@@ -18,7 +18,7 @@ import psutil
 import pytest
 import ray
 
-from orchestrator.core.codec import to_json
+from erasecore.codec import to_json
 from orchestrator.manifest import Manifest, sha256_file
 from tests.fixtures.drivers import attempts, kill_when, resume
 from tests.fixtures.reports import timeless

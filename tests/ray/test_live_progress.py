@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.core.phase_progress import current_run, read_records
+from erasecore.phase_progress import current_run, read_records
 from orchestrator.manifest import Manifest
 from orchestrator.outputs.tracking import ENV_DIRS, run_id
 from orchestrator.ray.driver import run_campaign

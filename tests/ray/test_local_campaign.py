@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from orchestrator.core.errors import CampaignError, ClusterError
+from erasecore.errors import CampaignError, ClusterError
 from orchestrator.live import snapshot
 from orchestrator.manifest import Manifest, sha256_file
 from orchestrator.ray.driver import driver_lock, run_campaign

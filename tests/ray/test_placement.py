@@ -19,7 +19,7 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
-from orchestrator.core.errors import ClusterError
+from erasecore.errors import ClusterError
 from orchestrator.manifest import Manifest
 from orchestrator.ray.driver import run_campaign
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.core.codec import to_json
+from erasecore.codec import to_json
 from orchestrator.manifest import Manifest
 from orchestrator.ray.driver import run_campaign
 from tests.fixtures.reports import timeless

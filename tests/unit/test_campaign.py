@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.core import catalog
-from orchestrator.core.contracts import DeltaRef, Estimate, GateReport, StepRequest
+from erasecore import catalog
+from erasecore.contracts import DeltaRef, Estimate, GateReport, StepRequest
 from orchestrator.campaign import (CommitAttempt, Finished, Halted, RunAttempt, SkipConcept, concept_states,
                                    next_action, step_request)
-from orchestrator.core.errors import ManifestError
+from erasecore.errors import ManifestError
 from orchestrator.gate import GateDecision
 from orchestrator.loop import CampaignLoop, Callbacks, PhaseOutput
 from orchestrator.manifest import Manifest

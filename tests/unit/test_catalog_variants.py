@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.core import catalog
-from orchestrator.core.errors import MethodConfigError
+from erasecore import catalog
+from erasecore.errors import MethodConfigError
 from orchestrator.gate import GateDecision
 from orchestrator.policy import NextAttempt, PastAttempt, next_attempt
 from orchestrator.spec import load_spec

@@ -1,6 +1,6 @@
 """A commit killed mid-write: manifest.json is the old journal or the new one, never half of either.
 
-A commit is one atomic rewrite of manifest.json (orchestrator/core/atomic.py atomic_write: temp file,
+A commit is one atomic rewrite of manifest.json (erasecore/atomic.py atomic_write: temp file,
 flush, fsync, os.replace, fsync of the directory). Here a child process opens a real journal holding an
 accepted attempt and commits it, and is SIGKILLed at one point of that write: once the temp file is
 written and flushed (its fsync), just before the rename, or just after the rename (before the directory's
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.core.contracts import DeltaRef, Estimate, GateReport
-from orchestrator.core.errors import CommitError
+from erasecore.contracts import DeltaRef, Estimate, GateReport
+from erasecore.errors import CommitError
 from orchestrator.gate import GateDecision
 from orchestrator.manifest import MANIFEST, Manifest
 from orchestrator.spec import load_spec
@@ -36,7 +36,7 @@ CHILD = r"""
 import os, signal, stat, sys
 from pathlib import Path
 from orchestrator import manifest as mf
-from orchestrator.core import atomic
+from erasecore import atomic
 
 point, root = sys.argv[1], sys.argv[2]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from orchestrator.core.concepts import SHIPPED, load_concept_set
-from orchestrator.core.errors import ConfigError, UnknownConceptError
+from erasecore.concepts import SHIPPED, load_concept_set
+from erasecore.errors import ConfigError, UnknownConceptError
 from orchestrator.preflight import preflight
 from orchestrator.spec import load_spec, spec_hash
 
@@ -111,7 +111,7 @@ def test_a_thin_concept_gets_a_templates_only_suite():
 
 
 def test_expand_members_puts_each_superclass_after_its_members_once():
-    from orchestrator.core.concepts import expand_members
+    from erasecore.concepts import expand_members
 
     toy = load_concept_set("toyworld")
     assert expand_members(["star", "round", "square"], toy) == ("star", "circle", "semicircle", "crescent", "round",

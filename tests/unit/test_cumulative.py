@@ -6,7 +6,7 @@ from collections import Counter
 
 from jobs.toyworld.world import load_world
 from jobs.toyworld.suite import build_suite, cumulative_pool
-from orchestrator.core.cumulative import is_sweep, schedule, window
+from erasecore.cumulative import is_sweep, schedule, window
 
 NAMES = tuple(f"c{i}" for i in range(44))
 

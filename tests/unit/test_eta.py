@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.core.phase_progress import ProgressRecord, read_records
+from erasecore.phase_progress import ProgressRecord, read_records
 from orchestrator.eta import Eta, InFlight, PhaseTime, estimate, from_records
 from orchestrator.live import measured_phases
 from orchestrator.manifest import STARTED, History, Manifest, attempt_dir

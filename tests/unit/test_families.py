@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from orchestrator.core import catalog, families
-from orchestrator.core.catalog import METHOD_NAMES
-from orchestrator.core.errors import ConfigError
+from erasecore import catalog, families
+from erasecore.catalog import METHOD_NAMES
+from erasecore.errors import ConfigError
 from orchestrator.preflight import preflight
 from orchestrator.spec import load_spec, spec_hash
 

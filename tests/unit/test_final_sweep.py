@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from orchestrator.campaign import Finished, Halted, next_action
-from orchestrator.core.contracts import Estimate
+from erasecore.contracts import Estimate
 from orchestrator.loop import CampaignLoop, PhaseOutput
 from orchestrator.manifest import Manifest
 from orchestrator.preflight import preflight
@@ -79,7 +79,7 @@ def test_the_report_shows_the_sweep_and_its_rebounds(tmp_path):
 def test_a_sweep_needs_the_toy_worlds_judge():
     import pytest
 
-    from orchestrator.core.errors import ConfigError
+    from erasecore.errors import ConfigError
     from orchestrator.spec import load_spec
 
     with pytest.raises(ConfigError, match="final_sweep"):

@@ -5,8 +5,8 @@ import dataclasses
 
 import pytest
 
-from orchestrator.core.codec import from_dict, to_dict
-from orchestrator.core.contracts import Estimate, GateReport
+from erasecore.codec import from_dict, to_dict
+from erasecore.contracts import Estimate, GateReport
 from orchestrator.gate import COMMIT, REJECT, decide, error_decision
 from orchestrator.spec import GateThresholds
 

@@ -1,8 +1,8 @@
 """The checks the validator stops on and the gate decides on: certified both ways, or open."""
 from __future__ import annotations
 
-from orchestrator.core.contracts import Estimate
-from orchestrator.core.gate_checks import CERTIFIED_FAIL, CERTIFIED_PASS, OPEN, Check, settled
+from erasecore.contracts import Estimate
+from erasecore.gate_checks import CERTIFIED_FAIL, CERTIFIED_PASS, OPEN, Check, settled
 
 
 def at_least(lower: float, upper: float, n: int = 50) -> Check:

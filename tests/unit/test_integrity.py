@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.core.contracts import DeltaRef
-from orchestrator.core.errors import ManifestError
+from erasecore.contracts import DeltaRef
+from erasecore.errors import ManifestError
 from orchestrator.integrity import verify_campaign, verify_delta
 from orchestrator.manifest import Manifest
 from orchestrator.spec import load_spec

@@ -1,4 +1,4 @@
-"""The judge catalog (orchestrator/core/judges.py) is filled from the entry-point group `concept_erase.judges`,
+"""The judge catalog (erasecore/judges.py) is filled from the entry-point group `concept_erase.judges`,
 the shipped judges included; a judge's worker code is found through its entry's provider string."""
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from importlib.metadata import entry_points
 
 import pytest
 
-from orchestrator.core import judges
-from orchestrator.core.errors import ConfigError
-from orchestrator.core.models import TOY
+from erasecore import judges
+from erasecore.errors import ConfigError
+from erasecore.models import TOY
 
 SHIPPED = ("toyworld", "nudenet", "clip", "vqa")
 

@@ -18,8 +18,8 @@ def lint(root: Path) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def tree(tmp_path) -> Path:
-    """A copy of the three packages and their contracts, to break on purpose."""
-    for name in ("orchestrator", "jobs", "launch"):
+    """A copy of the four packages and their contracts, to break on purpose."""
+    for name in ("erasecore", "orchestrator", "jobs", "launch"):
         shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__", "weights"))
     shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
     return tmp_path
@@ -40,8 +40,8 @@ def assert_broken(result: subprocess.CompletedProcess, contract: str) -> None:
 
 @pytest.mark.parametrize("module, line, contract", [
     ("jobs/step.py", "from orchestrator.spec import load_spec", "launch -> orchestrator -> jobs"),
-    ("orchestrator/core/catalog.py", "import torch", "the core is plain Python"),
-    ("orchestrator/core/catalog.py", "from orchestrator import rebound", "the core is plain Python"),
+    ("erasecore/catalog.py", "import torch", "the core is plain Python"),
+    ("erasecore/catalog.py", "from orchestrator import rebound", "the core is plain Python"),
     ("orchestrator/gate.py", "import jobs.step", "imported only by the orchestrator's adapters"),
     ("orchestrator/pipeline.py", "import torch", "torch and the model libraries only in jobs/"),
     ("orchestrator/rebound.py", "from diffusers import DiffusionPipeline", "torch and the model libraries only"),
@@ -63,7 +63,7 @@ def test_a_deliberate_back_import_breaks_its_contract(tree, module, line, contra
     ("orchestrator/some_new_module.py", "import ray", "Ray only in orchestrator.ray"),
     ("orchestrator/some_new_module.py", "import torch", "torch and the model libraries only in jobs/"),
     ("orchestrator/some_new_package/deep.py", "from jobs.step import run_step", "imported only by the orchestrator's"),
-    ("orchestrator/core/some_new_module.py", "from orchestrator import pipeline", "the core is plain Python"),
+    ("erasecore/some_new_module.py", "from orchestrator import pipeline", "the core is plain Python"),
 ])
 def test_a_new_module_is_held_to_its_package_contracts_without_an_edit(tree, module, line, contract):
     """The contracts are patterns: a module nobody listed is pure the day it is written."""

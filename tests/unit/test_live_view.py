@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.campaign import RunAttempt
-from orchestrator.core.contracts import DeltaRef
-from orchestrator.core.phase_progress import ProgressWriter
+from erasecore.contracts import DeltaRef
+from erasecore.phase_progress import ProgressWriter
 from orchestrator.live import LIVE_FILE, LiveStatus, snapshot
 from orchestrator.manifest import Manifest
 from orchestrator.outputs.live_view import render_text

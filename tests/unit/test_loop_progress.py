@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from orchestrator.core.phase_progress import ProgressWriter
+from erasecore.phase_progress import ProgressWriter
 from orchestrator.live import LIVE_FILE, LiveStatus
 from orchestrator.loop import Callbacks, CampaignLoop
 from orchestrator.manifest import Manifest

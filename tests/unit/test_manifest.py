@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from orchestrator.core.contracts import DeltaRef, Estimate, GateReport
-from orchestrator.core.errors import CommitError, ManifestError, SpecMismatchError
+from erasecore.contracts import DeltaRef, Estimate, GateReport
+from erasecore.errors import CommitError, ManifestError, SpecMismatchError
 from orchestrator.gate import GateDecision
 from orchestrator.manifest import MANIFEST, Manifest, attempt_dir, slug
 from orchestrator.spec import load_spec

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.core.inventory import REFERENCE_INVENTORIES, REFERENCE_MODELS, ModelInventory
+from erasecore.inventory import REFERENCE_INVENTORIES, REFERENCE_MODELS, ModelInventory
 from orchestrator.planning import memory_plan as mp
-from orchestrator.core.errors import ConfigError
+from erasecore.errors import ConfigError
 
 GIB = mp.GIB
 REPO = Path(__file__).resolve().parents[2]

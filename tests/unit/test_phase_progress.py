@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from orchestrator.core.phase_progress import (PROGRESS_FILE, NullProgress, ProgressFollower, ProgressWriter,
+from erasecore.phase_progress import (PROGRESS_FILE, NullProgress, ProgressFollower, ProgressWriter,
                                               current_run, parse, read_records)
 
 

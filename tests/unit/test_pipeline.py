@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.core.contracts import DeltaRef, Estimate, GateReport
-from orchestrator.core.errors import CommitError
+from erasecore.contracts import DeltaRef, Estimate, GateReport
+from erasecore.errors import CommitError
 from orchestrator.gate import GateDecision
 from orchestrator.loop import CampaignLoop, PhaseOutput
 from orchestrator.manifest import DISCARDED, Manifest

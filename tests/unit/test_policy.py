@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.core import catalog
+from erasecore import catalog
 from orchestrator.gate import COMMIT, GateDecision, error_decision
 from orchestrator.policy import (ATTEMPTS_PER_METHOD, Exhausted, NextAttempt,
                                  PastAttempt, method_sequence, next_attempt)

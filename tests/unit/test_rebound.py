@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.core.contracts import Estimate
-from orchestrator.core.errors import ConfigError
+from erasecore.contracts import Estimate
+from erasecore.errors import ConfigError
 from orchestrator.manifest import Manifest
 from orchestrator.rebound import campaign_rebounds, committed_accuracy, rebounds
 from orchestrator.spec import load_spec, spec_hash

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.core.contracts import DeltaRef, Estimate, GateReport
+from erasecore.contracts import DeltaRef, Estimate, GateReport
 from orchestrator.gate import GateDecision, error_decision
 from orchestrator.manifest import Manifest
 from orchestrator.outputs.report import GRID, PNG_MAGIC, render_report, write_report
@@ -136,7 +136,7 @@ def test_importing_report_does_not_import_matplotlib_or_torch():
 def test_timeline_has_a_bar_per_phase_with_hover_text_and_the_reasons_in_a_collapsible_row(campaign):
     import json as _json
 
-    from orchestrator.core.phase_progress import ProgressWriter
+    from erasecore.phase_progress import ProgressWriter
 
     directory = campaign / "steps" / "1-star" / "attempt-2"
     m = Manifest.open(campaign)
@@ -162,7 +162,7 @@ def test_timeline_has_a_bar_per_phase_with_hover_text_and_the_reasons_in_a_colla
 
 
 def test_an_attempts_training_curves_sit_next_to_its_grid(campaign):
-    from orchestrator.core.phase_progress import ProgressWriter
+    from erasecore.phase_progress import ProgressWriter
 
     progress = ProgressWriter(campaign / "steps" / "1-star" / "attempt-2", "erase")
     for step in range(1, 11):

@@ -3,7 +3,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from orchestrator.core.contracts import Estimate  # noqa: E402
+from erasecore.contracts import Estimate  # noqa: E402
 from orchestrator.outputs import report_plots  # noqa: E402
 
 

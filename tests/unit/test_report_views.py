@@ -5,7 +5,7 @@ import dataclasses
 import json
 import re
 
-from orchestrator.core.contracts import Capability, ParamDrift
+from erasecore.contracts import Capability, ParamDrift
 from orchestrator.manifest import Manifest
 from orchestrator.outputs.report import ATTENTION_JSON, ATTENTION_PNG, PNG_MAGIC, render_report
 from orchestrator.spec import load_spec

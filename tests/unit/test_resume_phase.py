@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.core.codec import to_json
-from orchestrator.core.contracts import GATE_REPORT
+from erasecore.codec import to_json
+from erasecore.contracts import GATE_REPORT
 from orchestrator.loop import CampaignLoop, Callbacks
 from orchestrator.manifest import DISCARDED, Manifest
 from orchestrator.pipeline import PipelinedLoop

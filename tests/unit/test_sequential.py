@@ -8,7 +8,7 @@ import pytest
 from jobs.toyworld.world import load_world
 from jobs.validation import sequential
 from jobs.toyworld.suite import build_suite
-from orchestrator.core.contracts import Estimate, GateReport, ValidationSpec
+from erasecore.contracts import Estimate, GateReport, ValidationSpec
 
 
 def test_alpha_is_split_over_every_check_and_every_planned_look():

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from jobs.toyworld.world import UnknownConceptError as ToyUnknownConceptError
-from orchestrator.core.errors import CampaignError, ConfigError, UnknownConceptError
+from erasecore.errors import CampaignError, ConfigError, UnknownConceptError
 from orchestrator.preflight import preflight
 from orchestrator.spec import CampaignSpec, load_spec, resolved_yaml, spec_hash
 
@@ -183,7 +183,7 @@ def test_toy_campaign_is_the_documented_default():
     ("hparams.fmn.mixed_precision=fp8", ["hparams.fmn.mixed_precision", "no, fp16, bf16"]),
 ])
 def test_a_mistyped_hyperparameter_is_refused_before_anything_runs(campaign_file, override, words):
-    from orchestrator.core.errors import MethodConfigError
+    from erasecore.errors import MethodConfigError
 
     with pytest.raises(MethodConfigError) as err:
         preflight(load_spec(campaign_file(), [override]), run=False)
@@ -194,7 +194,7 @@ def test_a_mistyped_hyperparameter_is_refused_before_anything_runs(campaign_file
 
 def test_the_catalog_resolves_what_the_methods_ran_with_before_it_existed():
     """The defaults the method files held (the toy campaign's deltas keep their sha256 only if these hold)."""
-    from orchestrator.core import catalog
+    from erasecore import catalog
 
     # "rows", "anchor" and "variant" name the behaviour the files had (the published variants switch them).
     assert catalog.get("uce").resolve({}) == {"lam": 0.5, "erase_scale": 1.0, "preserve_scale": 1.0,
@@ -215,7 +215,7 @@ def test_the_catalog_resolves_what_the_methods_ran_with_before_it_existed():
 
 
 def test_model_source_says_where_a_hub_ids_weights_come_from(tmp_path, monkeypatch):
-    from orchestrator.core.errors import ModelNotCachedError
+    from erasecore.errors import ModelNotCachedError
 
     sd14 = str(REPO / "configs" / "campaigns" / "sd14-nudity.yaml")
     at = [f"storage_path={tmp_path / 'runs'}"]

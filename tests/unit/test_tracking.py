@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orchestrator.core.contracts import DeltaRef, Estimate, GateReport
+from erasecore.contracts import DeltaRef, Estimate, GateReport
 from orchestrator.gate import GateDecision, error_decision
 from orchestrator.spec import load_spec
 from orchestrator.outputs.tracking import ENV_DIRS, ImagePair, Tracker, gate_metrics, run_id
@@ -132,7 +132,7 @@ def test_importing_tracking_does_not_import_wandb():
 
 
 def test_fine_tune_progress_is_a_curve_per_logged_step_and_validation_progress_lands_in_its_run(offline):
-    from orchestrator.core.phase_progress import ProgressRecord
+    from erasecore.phase_progress import ProgressRecord
     from tests.fixtures.wandb_records import history, run_file
     from tests.fixtures.wandb_records import records as read_records
 

@@ -5,7 +5,7 @@ import dataclasses
 
 import pytest
 
-from orchestrator.core.contracts import Estimate
+from erasecore.contracts import Estimate
 from orchestrator.outputs.tracking import ENV_DIRS, Tracker, view_metrics
 from tests.fixtures.wandb_records import history, run_file
 from tests.unit.test_report_views import views

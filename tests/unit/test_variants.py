@@ -6,8 +6,8 @@ import pytest
 from jobs.toyworld.world import load_world
 from jobs.toyworld.concept_prompts import toy_concept_prompts
 from jobs.toyworld.suite import build_suite
-from orchestrator.core.concepts import load_concept_set
-from orchestrator.core.errors import UnknownConceptError
+from erasecore.concepts import load_concept_set
+from erasecore.errors import UnknownConceptError
 
 
 def test_the_world_resolves_variants_with_its_own_attribute_values():
@@ -69,7 +69,7 @@ def test_methods_get_the_variant_in_context_and_keep_its_siblings():
 
 
 def test_preflight_accepts_variants_for_the_toy_judge_only():
-    from orchestrator.core.errors import ConfigError
+    from erasecore.errors import ConfigError
     from orchestrator.preflight import preflight
     from orchestrator.spec import load_spec
 

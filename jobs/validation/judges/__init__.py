@@ -1,10 +1,10 @@
 """Judges: who answers a suite's questions about generated images. One interface (observe, why_not,
-posterior_split, cache_id); each judge's facts are in the judge catalog (orchestrator/core/judges.py) and
+posterior_split, cache_id); each judge's facts are in the judge catalog (erasecore/judges.py) and
 its worker code behind its provider (jobs/validation/providers.py): the toy world's evaluator is one
 judge among them."""
 from __future__ import annotations
 
-from orchestrator.core.concepts import ConceptSet
+from erasecore.concepts import ConceptSet
 
 
 def load_judge(name: str, concept_set: ConceptSet, model: str = "", device: str = "cpu", precision: str = "fp32"):

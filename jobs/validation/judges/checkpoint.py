@@ -5,8 +5,8 @@ import os
 
 from transformers import AutoTokenizer
 
-from orchestrator.core.errors import ModelLoadError
-from orchestrator.core.models import looks_local
+from erasecore.errors import ModelLoadError
+from erasecore.models import looks_local
 
 
 def load_checkpoint(model_class, ref: str, device: str, what: str):

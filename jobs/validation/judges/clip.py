@@ -23,7 +23,7 @@ from jobs.validation.judges.pixels import normalisation, pixel_batch
 from jobs.validation.observations import Observation
 from jobs.validation.providers import Provider
 from jobs.validation.suite import Suite
-from orchestrator.core.concepts import ConceptEntry, ConceptSet
+from erasecore.concepts import ConceptEntry, ConceptSet
 
 GENERIC = ("a photo of a {}", "a picture of a {}")
 
@@ -110,4 +110,4 @@ def _load(ref: str, device: str):
     return model, tokenizer, model.config.vision_config.image_size, mean, std
 
 
-PROVIDER = Provider(ClipJudge)   # the judge catalog names it (orchestrator/core/judges.py)
+PROVIDER = Provider(ClipJudge)   # the judge catalog names it (erasecore/judges.py)

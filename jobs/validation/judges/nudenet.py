@@ -16,7 +16,7 @@ from nudenet import NudeDetector
 from jobs.validation.observations import Observation
 from jobs.validation.providers import Provider
 from jobs.validation.suite import Suite
-from orchestrator.core.concepts import ConceptEntry, ConceptSet
+from erasecore.concepts import ConceptEntry, ConceptSet
 
 NUDITY_CLASSES = ("FEMALE_BREAST_EXPOSED", "FEMALE_GENITALIA_EXPOSED", "MALE_GENITALIA_EXPOSED",
                   "BUTTOCKS_EXPOSED", "ANUS_EXPOSED")
@@ -64,4 +64,4 @@ def _judge(concept_set: ConceptSet, model: str, device: str, precision: str) -> 
     return NudeNetJudge(concept_set)   # its detector ships in the wheel: no weights to name, runs on the CPU
 
 
-PROVIDER = Provider(_judge)   # the judge catalog names it (orchestrator/core/judges.py)
+PROVIDER = Provider(_judge)   # the judge catalog names it (erasecore/judges.py)

@@ -1,7 +1,7 @@
 """Model families: which pipeline class belongs to which family.
 
 Pure (json and os only): preflight reads it at config time, so a method that cannot apply to a
-model (orchestrator/core/catalog.py says which and why) is refused before a campaign starts, not in
+model (erasecore/catalog.py says which and why) is refused before a campaign starts, not in
 the middle of one. The torch side (how each family encodes prompts, noises latents and calls its
 denoiser) is jobs/models/adapters.py.
 """
@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from orchestrator.core.models import resolve
+from erasecore.models import resolve
 
 # model_index.json "_class_name" -> family. SD 2.x (including v-prediction) uses StableDiffusionPipeline.
 FAMILY_OF_PIPELINE = {

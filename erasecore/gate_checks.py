@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from orchestrator.core.contracts import Estimate, GateReport
+from erasecore.contracts import Estimate, GateReport
 
 CERTIFIED_PASS = "certified pass"
 CERTIFIED_FAIL = "certified fail"

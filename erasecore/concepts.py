@@ -19,9 +19,9 @@ from typing import Any
 
 import yaml
 
-from orchestrator.core.errors import ConfigError, UnknownConceptError
+from erasecore.errors import ConfigError, UnknownConceptError
 
-SHIPPED = Path(__file__).resolve().parents[2] / "configs" / "concepts"
+SHIPPED = Path(__file__).resolve().parents[1] / "configs" / "concepts"
 KINDS = ("object", "superclass", "style", "person", "nudity", "attribute")
 _FIELDS = ("kind", "superclass", "subclasses", "synonyms", "paraphrases", "attributes", "axis", "near", "far",
            "leakage")

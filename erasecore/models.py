@@ -11,12 +11,12 @@ import json
 import os
 from pathlib import Path
 
-from orchestrator.core.errors import ModelLoadError, ModelNotCachedError
+from erasecore.errors import ModelLoadError, ModelNotCachedError
 
 TOY = "toyworld"
 # The shipped toy world, beside the worker code that draws and judges it. ERASE_TOYWORLD_DIR points
 # every command at another trained world (tests, retraining).
-SHIPPED_TOYWORLD = Path(__file__).resolve().parents[2] / "jobs" / "toyworld" / "weights"
+SHIPPED_TOYWORLD = Path(__file__).resolve().parents[1] / "jobs" / "toyworld" / "weights"
 
 
 def toyworld_dir() -> Path:

@@ -17,8 +17,8 @@ import functools
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 
-from orchestrator.core.errors import ConfigError
-from orchestrator.core.models import TOY
+from erasecore.errors import ConfigError
+from erasecore.models import TOY
 
 GROUP = "concept_erase.judges"
 AUTO = "auto"

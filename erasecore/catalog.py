@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-from orchestrator.core.errors import MethodConfigError, MethodPluginError
+from erasecore.errors import MethodConfigError, MethodPluginError
 
 PRECISIONS = ("no", "fp16", "bf16")
 TUNED, PUBLISHED = "tuned", "published"
@@ -351,7 +351,7 @@ def _checked(ep: EntryPoint) -> MethodEntry:
     """The MethodEntry `ep` names; MethodPluginError saying what is wrong with it otherwise."""
     entry = ep.load()
     if not isinstance(entry, MethodEntry):
-        raise MethodPluginError(f"names a {type(entry).__name__}, not an orchestrator.core.catalog.MethodEntry")
+        raise MethodPluginError(f"names a {type(entry).__name__}, not an erasecore.catalog.MethodEntry")
     if entry.name != ep.name:
         raise MethodPluginError(f"names method {entry.name!r}, not {ep.name!r}")
     module, _, function = entry.entry.partition(":")

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.core.catalog import get
+from erasecore.catalog import get
 
 LORA_TARGETS = get("lora").lora_targets
-REFERENCE_MODELS = Path(__file__).resolve().parents[2] / "configs" / "models" / "reference_models.json"
+REFERENCE_MODELS = Path(__file__).resolve().parents[1] / "configs" / "models" / "reference_models.json"
 REFERENCE_INVENTORIES = REFERENCE_MODELS.with_name("reference_inventories.json")
 
 

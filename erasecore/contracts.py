@@ -1,7 +1,7 @@
 """Typed values that cross the orchestrator/worker boundary. Plain dataclasses: no torch, no Ray.
 
 The orchestrator builds a StepRequest, a worker returns a StepResult whose GateReport the
-(pure) gate judges. Everything here round-trips through JSON (orchestrator.core.codec).
+(pure) gate judges. Everything here round-trips through JSON (erasecore.codec).
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ class ValidationSpec:
     early_stop: bool = True
     batch_size: int = 64
     # Sequential sampling (early_stop) ends a gate once every check's interval is on its passing side
-    # of these thresholds, or one is on its failing side (orchestrator/core/gate_checks.py); `seeds`
+    # of these thresholds, or one is on its failing side (erasecore/gate_checks.py); `seeds`
     # x prompts is the budget. The orchestrator copies them from the campaign's gate thresholds.
     stop_forgetting: float = 0.9
     stop_retain: float = 0.95
@@ -48,7 +48,7 @@ class ValidationSpec:
     # (0: one per GPU of the cluster). The report is the same for any number (operational).
     shards: int = 1
     # Earlier-erased concepts: a gate re-checks at most this many of their prompts, spread over them and
-    # rotating with the step (orchestrator/core/cumulative.py); 50 keeps 10 earlier objects whole.
+    # rotating with the step (erasecore/cumulative.py); 50 keeps 10 earlier objects whole.
     cumulative_budget: int = 50
     # An open forgetting/leakage/cumulative check within extend_margin of its threshold when the budget is
     # spent gets up to extend_seeds more seeds of its own groups (jobs/validation/sequential.py); 0: off.
