@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from jobs.models.adapters import adapter
-from jobs.training import lora_adapter
-from jobs.training.finetune import batch_index, finetune, finetune_config, step_generator
+from jobs.training.finetune import batch_index, step_generator
+from jobs.training.lora_finetune import adapter_off, train_lora
 from jobs.training.latent_pool import generate_latents
 from jobs.methods.interface import EraseInputs, MethodOutput
 from jobs.models.targets import denoiser
@@ -27,7 +27,6 @@ def erase(pipe, inputs: EraseInputs) -> MethodOutput:
     keep = fam.encode(cp.preserve) if cp.preserve else fam.encode(cp.anchor)
     x0 = generate_latents(pipe, cp.target, inputs.seed)
     keep_x0 = generate_latents(pipe, cp.preserve or cp.anchor, inputs.seed + 1)
-    params = lora_adapter.attach(net, hp["rank"], hp["alpha"], hp["target_modules"])
 
     def loss_fn(step: int, model, shard) -> torch.Tensor:
         gen = step_generator(inputs.seed, step)
@@ -36,19 +35,12 @@ def erase(pipe, inputs: EraseInputs) -> MethodOutput:
         kt, denoised, tk = fam.noised(keep_x0[j], gen)
         xt, t, c, a = (shard.take(v) for v in (xt, t, cond[i], anchor[i]))
         kt, denoised, tk, k = (shard.take(v) for v in (kt, denoised, tk, keep[j]))
-        with torch.no_grad():
-            net.disable_adapters()   # the adapter switch lives on the inner network
+        with torch.no_grad(), adapter_off(net):
             target = fam.predict(model, xt, t, a)
             keep_target = fam.predict(model, kt, tk, k) if hp["retain_target"] == "frozen" else denoised
-            net.enable_adapters()
         suppress = F.mse_loss(fam.predict(model, xt, t, c), target)
         retain = F.mse_loss(fam.predict(model, kt, tk, k), keep_target)
         return retain + hp["suppress_weight"] * suppress
 
-    try:
-        trained = finetune(net, params, loss_fn, finetune_config(hp, inputs.seed), inputs.parallel, inputs.log,
-                           progress=inputs.progress)
-    finally:
-        lora_adapter.detach(net)
-    return MethodOutput("lora", lora_adapter.factors(trained.values, comp), rank=hp["rank"], alpha=float(hp["alpha"]),
-                        stats=trained.stats)
+    lora = train_lora(net, comp, hp["target_modules"], loss_fn, inputs)
+    return MethodOutput("lora", lora.factors, rank=lora.rank, alpha=lora.alpha, stats=lora.stats)

@@ -26,9 +26,10 @@ from jobs.models import attention_probe
 from jobs.models.adapters import adapter
 from jobs.models.targets import cross_attention_modules, denoiser, text_kv_linears
 from jobs.models.text_embeddings import concept_positions, encode
-from jobs.training import kv_edit, lora_adapter
-from jobs.training.finetune import batch_index, finetune, finetune_config, step_generator
+from jobs.training import kv_edit
+from jobs.training.finetune import batch_index, step_generator
 from jobs.training.latent_pool import generate_latents
+from jobs.training.lora_finetune import TrainedLora, train_lora
 
 PROJECTIONS = ("to_k", "to_v")
 MASK_DRAWS = 4   # noise draws whose attention maps are averaged into one mask per image
@@ -57,7 +58,7 @@ def erase(pipe, inputs: EraseInputs) -> MethodOutput:
                         stats=_stats([float(r[2].float().mean()) for r in regions], loras))
 
 
-def _stats(fractions: list[float], loras: list[_Lora]) -> dict[str, float]:
+def _stats(fractions: list[float], loras: list[TrainedLora]) -> dict[str, float]:
     """The mask fraction and the LoRA loop's stats (over several concepts: means, seconds summed) and how
     many concepts' LoRAs were fused."""
     stats = {k: (sum if k == "train_seconds" else _mean)([lo.stats[k] for lo in loras]) for k in loras[0].stats}
@@ -68,14 +69,10 @@ def _mean(xs: list[float]) -> float:
     return sum(xs) / len(xs)
 
 
-class _Lora:
-    def __init__(self, factors: dict[str, torch.Tensor], scale: float, stats: dict):
-        self.factors, self.scale, self.stats = factors, scale, stats
-
-    def change(self, key: str) -> torch.Tensor:
-        """alpha / rank * B @ A of the projection whose weight is `key` ("<comp>.<module>.weight")."""
-        module = key[: -len(".weight")]
-        return self.scale * self.factors[f"{module}.lora_B.weight"] @ self.factors[f"{module}.lora_A.weight"]
+def _change(lora: TrainedLora, key: str) -> torch.Tensor:
+    """alpha / rank * B @ A of the projection whose weight is `key` ("<comp>.<module>.weight")."""
+    module = key[: -len(".weight")]
+    return lora.scale * lora.factors[f"{module}.lora_B.weight"] @ lora.factors[f"{module}.lora_A.weight"]
 
 
 def _assign(live: dict, comp: str, weights: dict[str, torch.Tensor]) -> None:
@@ -102,14 +99,13 @@ def _concept_masks(pipe, x0, prompts, tokens, quantile: float, seed: int) -> tor
     return attention_probe.threshold_masks(maps, quantile)
 
 
-def _train_lora(pipe, inputs: EraseInputs, prompts, x0, tokens, masks) -> _Lora:
+def _train_lora(pipe, inputs: EraseInputs, prompts, x0, tokens, masks) -> TrainedLora:
     """The rank-r LoRA on cross-attention K/V that moves one concept's attention out of its regions."""
     hp = inputs.hparams
     comp, net = denoiser(pipe)
     fam = adapter(pipe)
     cond = fam.encode(prompts)
     modules = cross_attention_modules(net)
-    params = lora_adapter.attach(net, hp["rank"], hp["alpha"], text_kv_linears(net), init=True)
     store: list[torch.Tensor] = []
     previous = attention_probe.install(modules, store)
 
@@ -123,21 +119,18 @@ def _train_lora(pipe, inputs: EraseInputs, prompts, x0, tokens, masks) -> _Lora:
         return attention_probe.masked_attention(store, m, r)
 
     try:
-        trained = finetune(net, params, loss_fn, finetune_config(hp, inputs.seed, log_every=10), inputs.parallel,
-                           inputs.log)
+        return train_lora(net, comp, text_kv_linears(net), loss_fn, inputs, init=True, log_every=10)
     finally:
         attention_probe.restore(modules, previous)
-        lora_adapter.detach(net)
-    return _Lora(lora_adapter.factors(trained.values, comp), hp["alpha"] / hp["rank"], trained.stats)
 
 
-def _fuse(pipe, prompts: list, refined: dict[str, torch.Tensor], loras: list[_Lora], hp) -> dict[str, torch.Tensor]:
+def _fuse(pipe, prompts: list, refined: dict[str, torch.Tensor], loras: list[TrainedLora], hp) -> dict[str, torch.Tensor]:
     """MACE's fusion: on every token state of each concept's prompts, what CFR + that concept's LoRA gives;
     all concepts' rows stacked in one closed form per projection."""
     cs = [encode(pipe, p).flatten(0, 1) for p in prompts]
     c = torch.cat(cs)
     out = {}
     for key, w in refined.items():
-        v = torch.cat([ci.double() @ (w + lora.change(key)).double().T for ci, lora in zip(cs, loras)])
+        v = torch.cat([ci.double() @ (w + _change(lora, key)).double().T for ci, lora in zip(cs, loras)])
         out[key] = kv_edit.fit(w, c, v, hp["fuse_lam"])
     return out

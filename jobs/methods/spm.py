@@ -22,10 +22,10 @@ import torch.nn.functional as F
 from jobs.methods.interface import EraseInputs, MethodOutput
 from jobs.models.adapters import adapter
 from jobs.models.targets import denoiser, transformer_block_linears
-from jobs.training import lora_adapter
-from jobs.training.finetune import batch_index, finetune, finetune_config, step_generator
+from jobs.training.finetune import batch_index, step_generator
 from jobs.training.guided import guided_target
 from jobs.training.latent_pool import generate_latents
+from jobs.training.lora_finetune import adapter_off, train_lora
 
 
 def erase(pipe, inputs: EraseInputs) -> MethodOutput:
@@ -37,8 +37,6 @@ def erase(pipe, inputs: EraseInputs) -> MethodOutput:
     keep = fam.encode(keep_prompts)
     x0 = generate_latents(pipe, cp.target, inputs.seed)
     keep_x0 = generate_latents(pipe, keep_prompts, inputs.seed + 1)
-    # kaiming A, zero B (peft's default = the published init): the membrane starts as the identity.
-    params = lora_adapter.attach(net, hp["rank"], hp["alpha"], transformer_block_linears(net), init=True)
 
     def loss_fn(step: int, model, shard) -> torch.Tensor:
         gen = step_generator(inputs.seed, step)
@@ -47,18 +45,13 @@ def erase(pipe, inputs: EraseInputs) -> MethodOutput:
         kt, _, tk = fam.noised(keep_x0[j], gen)
         xt, t, c, a = (shard.take(v) for v in (xt, t, cond[i], anchor[i]))
         kt, tk, k = (shard.take(v) for v in (kt, tk, keep[j]))
-        with torch.no_grad():
-            net.disable_adapters()   # eps*: the adapter switch lives on the inner network
+        with torch.no_grad(), adapter_off(net):   # eps*
             target = guided_target(fam.predict(model, xt, t, c), fam.predict(model, xt, t, a), hp["eta"])
             keep_target = fam.predict(model, kt, tk, k)
-            net.enable_adapters()
         erase_term = F.mse_loss(fam.predict(model, xt, t, c), target)
         anchor_term = F.mse_loss(fam.predict(model, kt, tk, k), keep_target)
         return erase_term + hp["anchor_weight"] * anchor_term
 
-    try:
-        trained = finetune(net, params, loss_fn, finetune_config(hp, inputs.seed), inputs.parallel, inputs.log)
-    finally:
-        lora_adapter.detach(net)
-    return MethodOutput("lora", lora_adapter.factors(trained.values, comp), rank=hp["rank"], alpha=float(hp["alpha"]),
-                        stats=trained.stats)
+    # kaiming A, zero B (peft's default = the published init): the membrane starts as the identity.
+    lora = train_lora(net, comp, transformer_block_linears(net), loss_fn, inputs, init=True)
+    return MethodOutput("lora", lora.factors, rank=lora.rank, alpha=lora.alpha, stats=lora.stats)

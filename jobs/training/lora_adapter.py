@@ -1,4 +1,4 @@
-"""A peft LoRA adapter on the denoiser for methods whose artifact is LoRA factors (lora, spm).
+"""A peft LoRA adapter on the denoiser for methods whose artifact is LoRA factors (trained through lora_finetune.py).
 
 The adapter is switchable: with it disabled the network is the frozen model, so targets need no
 frozen copy. `factors` turns the trained adapter weights into delta keys; `detach` removes the

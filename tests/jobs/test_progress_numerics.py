@@ -8,7 +8,9 @@ from jobs.training.concept_prompts import text_concept_prompts
 from erasecore.phase_progress import ProgressWriter, read_records
 from tests.fixtures.tiny_pipelines import tiny_sd_pipeline
 
-HPARAMS = {"esd-x": {"steps": 5, "batch": 2}, "fmn": {"steps": 5, "batch": 2}, "lora": {"steps": 5, "batch": 2}}
+# Every fine-tune reports progress: the guided loss (esd-x), the attention loss (fmn), the LoRA scaffold (lora,
+# spm, mace: its LoRA is trained between two closed forms).
+HPARAMS = {m: {"steps": 5, "batch": 2} for m in ("esd-x", "fmn", "lora", "spm", "mace")}
 
 
 @pytest.fixture(scope="module")
