@@ -20,6 +20,19 @@ class Estimate:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """The thresholds a candidate must meet: the campaign's gate section, as the gate and a step's
+    sequential sampling both read it (erasecore/gate_checks.py)."""
+
+    min_forgetting: float = 0.9
+    min_retain: float = 0.95
+    max_leakage: float = 0.10
+    max_drift: float = 0.25
+    max_cumulative_acc: float = 0.2
+    max_attack: float | None = None   # off unless set: attack success the gate tolerates
+
+
+@dataclass(frozen=True)
 class ValidationSpec:
     """How a step is measured."""
 
@@ -31,13 +44,10 @@ class ValidationSpec:
     early_stop: bool = True
     batch_size: int = 64
     # Sequential sampling (early_stop) ends a gate once every check's interval is on its passing side
-    # of these thresholds, or one is on its failing side (erasecore/gate_checks.py); `seeds`
-    # x prompts is the budget. The orchestrator copies them from the campaign's gate thresholds.
-    stop_forgetting: float = 0.9
-    stop_retain: float = 0.95
-    stop_leakage: float = 0.10
-    stop_drift: float = 0.25
-    stop_cumulative: float = 0.2
+    # of the gate's thresholds, or one is on its failing side (erasecore/gate_checks.py); `seeds` x prompts
+    # is the budget. Preflight sets them from the campaign's gate section (a campaign sets them there, not
+    # here); unset (None), a step stops at Limits()' defaults.
+    limits: Limits | None = None
     # Who judges the images: "auto" is the toy world's evaluator for the toy model and none for any
     # other; "toyworld" also for another pipeline that draws the toy world (e.g. SDXL trained on it).
     # preflight settles "auto" once: a StepRequest always names its judge.

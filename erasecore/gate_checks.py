@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from erasecore.contracts import Estimate, GateReport
+from erasecore.contracts import Estimate, GateReport, Limits
+
+__all__ = ["Limits", "Check", "checks", "settled"]
 
 CERTIFIED_PASS = "certified pass"
 CERTIFIED_FAIL = "certified fail"
@@ -22,18 +24,6 @@ POINT = "point"            # its point estimate decides (symmetric: noise favour
 CERTIFIED = "certified"    # it fails: a pass must be certified
 RULES = (POINT, CERTIFIED)
 CHECK_KINDS = ("forgetting", "retain", "leakage", "drift", "cumulative", "attack")
-
-
-@dataclass(frozen=True)
-class Limits:
-    """The thresholds a candidate must meet (the campaign's gate section)."""
-
-    min_forgetting: float = 0.9
-    min_retain: float = 0.95
-    max_leakage: float = 0.10
-    max_drift: float = 0.25
-    max_cumulative_acc: float = 0.2
-    max_attack: float | None = None   # off unless set: attack success the gate tolerates
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from erasecore.contracts import ParallelSpec
 from erasecore.errors import ConfigError, UnknownConceptError
 from erasecore.judges import judge_for
 from erasecore.models import TOY, check_hub_model, check_model, looks_local, toyworld_dir
+from orchestrator.gate import limits
 from orchestrator.policy import method_sequence
 from orchestrator.spec import CampaignSpec, Resources
 
@@ -209,9 +210,7 @@ def with_settled_validation(settled: Settled):
     stopping at the gate's thresholds."""
     spec = settled.spec
     return dataclasses.replace(spec.validation, judge=settled.judge or spec.validation.judge,
-                               judge_model=judge_model(spec), stop_forgetting=spec.gate.min_forgetting,
-                               stop_retain=spec.gate.min_retain, stop_leakage=spec.gate.max_leakage,
-                               stop_drift=spec.gate.max_drift, stop_cumulative=spec.gate.max_cumulative_acc)
+                               judge_model=judge_model(spec), limits=limits(spec.gate))
 
 
 def judge_model(spec: CampaignSpec) -> str:

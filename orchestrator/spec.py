@@ -143,7 +143,7 @@ def load_spec(path: str | None, overrides: list[str] = ()) -> CampaignSpec:
     """Merge schema <- YAML file (if any) <- `key=value` overrides; validate; return frozen dataclasses."""
     layers = [OmegaConf.structured(CampaignSpec)]
     if path is not None:
-        layers.append(_load_yaml(Path(path)))
+        layers.append(_without_stop_keys(_load_yaml(Path(path))))
     layers.append(_parse_overrides(list(overrides)))
     where = str(path) if path is not None else "overrides"
     for layer in layers[1:]:
@@ -179,6 +179,10 @@ def spec_hash(spec: CampaignSpec) -> str:
     if data["validation"]["attack_prompts"] == ValidationSpec.attack_prompts:
         del data["validation"]["attack_prompts"]
     del data["validation"]["shards"]   # where a gate's looks are drawn never changes its report
+    # The gate section holds the thresholds (validation.limits is preflight's copy, never set in a campaign);
+    # the snapshot's constant stop keys hash as they always did, so every journal keeps its hash.
+    del data["validation"]["limits"]
+    data["validation"].update(STOP_KEYS)
     for key, default in (("concepts_from", ""), ("allow_thin", False), ("expand", "none")):
         if data[key] == default:
             del data[key]
@@ -201,6 +205,20 @@ def _load_yaml(path: Path) -> DictConfig:
         raise ConfigError(f"{path}{at}: YAML syntax error: {problem}") from None
     if not isinstance(raw, DictConfig):
         raise ConfigError(f"{path}: a campaign file must be a mapping (name: ..., concepts: [...]), not a list")
+    return raw
+
+
+# The gate's thresholds as a journal's spec snapshot may still spell them in its validation section (where
+# preflight overwrote them from the gate section, so they never changed a result): read as absent.
+STOP_KEYS = {"stop_forgetting": 0.9, "stop_retain": 0.95, "stop_leakage": 0.10, "stop_drift": 0.25,
+             "stop_cumulative": 0.2}
+
+
+def _without_stop_keys(raw: DictConfig) -> DictConfig:
+    validation = raw.get("validation")
+    if isinstance(validation, DictConfig):
+        for key in STOP_KEYS:
+            validation.pop(key, None)
     return raw
 
 
@@ -308,6 +326,8 @@ def _validate(spec: CampaignSpec, where: str) -> None:
             + [(f"hparams.{m}", m) for m in spec.hparams]:
         if name not in METHOD_NAMES:
             fail(f"{key}: unknown method {name!r}; known methods: {', '.join(METHOD_NAMES)}")
+    if spec.validation.limits is not None:
+        fail("validation.limits is set from the gate section (gate.min_forgetting, ...); set the thresholds there")
     _validate_numbers(spec, fail)
 
 

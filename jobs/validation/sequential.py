@@ -22,8 +22,8 @@ from jobs.validation.suite import Suite
 
 
 def limits(spec: ValidationSpec) -> Limits:
-    """The gate's thresholds as the step got them (copied into its ValidationSpec)."""
-    return Limits(spec.stop_forgetting, spec.stop_retain, spec.stop_leakage, spec.stop_drift, spec.stop_cumulative)
+    """The gate's thresholds as the step got them (preflight sets them in its ValidationSpec)."""
+    return spec.limits or Limits()
 
 
 def planned_checks(suite: Suite) -> int:

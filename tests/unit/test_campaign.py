@@ -12,7 +12,7 @@ from erasecore.contracts import DeltaRef, Estimate, GateReport, StepRequest
 from orchestrator.campaign import (CommitAttempt, Finished, Halted, RunAttempt, SkipConcept, concept_states,
                                    next_action, step_request)
 from erasecore.errors import ManifestError
-from orchestrator.gate import GateDecision
+from orchestrator.gate import GateDecision, limits
 from orchestrator.loop import CampaignLoop, Callbacks, PhaseOutput
 from orchestrator.manifest import Manifest
 from orchestrator.preflight import preflight
@@ -188,7 +188,7 @@ def test_a_spec_that_reorders_worked_on_concepts_is_refused(tmp_path):
 def test_step_request_has_absolute_paths_and_the_gate_thresholds(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     s = load_spec(None, ["name=toy", "concepts=[star,square]", "preserve=[diamond]", "seed=7",
-                         "gate.min_forgetting=0.8", "validation.seeds=3"])
+                         "gate.min_forgetting=0.8", "gate.max_attack=0.5", "validation.seeds=3"])
     action = RunAttempt(2, "square", 3, "esd-x", {"eta": 2.0}, ("star",),
                         (DeltaRef("steps/1-star/attempt-1/delta.safetensors", "ab" * 32),))
     request = step_request(action, preflight(s, run=False))
@@ -202,8 +202,7 @@ def test_step_request_has_absolute_paths_and_the_gate_thresholds(tmp_path, monke
     assert (request.method, request.model) == ("esd-x", "toyworld")
     assert request.hparams == {**catalog.get("esd-x").resolve({}), "eta": 2.0} and len(request.hparams) > 1
     assert (request.erased_before, request.preserve, request.seed) == (("star",), ("diamond",), 7)
-    assert request.validation.seeds == 3 and request.validation.stop_forgetting == 0.8
-    assert request.validation.stop_retain == s.gate.min_retain
-    assert (request.validation.stop_leakage, request.validation.stop_drift, request.validation.stop_cumulative) == \
-        (s.gate.max_leakage, s.gate.max_drift, s.gate.max_cumulative_acc)
+    # the gate's thresholds travel whole, max_attack included (sequential sampling stops at them)
+    assert request.validation.seeds == 3 and request.validation.limits == limits(s.gate)
+    assert request.validation.limits.min_forgetting == 0.8 and request.validation.limits.max_attack == 0.5
     assert request.cache_dir == os.path.join(root, "cache")

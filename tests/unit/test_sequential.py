@@ -29,8 +29,9 @@ def test_a_first_step_without_earlier_erasures_has_no_cumulative_check():
 
 
 def test_the_stop_uses_the_gate_thresholds_the_step_was_given():
-    spec = ValidationSpec(stop_forgetting=0.8, stop_retain=0.9, stop_leakage=0.2, stop_drift=0.3, stop_cumulative=0.1)
-    assert sequential.limits(spec) == sequential.Limits(0.8, 0.9, 0.2, 0.3, 0.1)
+    spec = ValidationSpec(limits=sequential.Limits(0.8, 0.9, 0.2, 0.3, 0.1, 0.5))
+    assert sequential.limits(spec) == sequential.Limits(0.8, 0.9, 0.2, 0.3, 0.1, 0.5)
+    assert sequential.limits(ValidationSpec()) == sequential.Limits()
 
 
 def _report(forgetting: Estimate, retain: Estimate, leakage=Estimate(0.0, 0.0, 0.05, 40)) -> GateReport:

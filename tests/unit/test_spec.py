@@ -9,7 +9,7 @@ import pytest
 from jobs.toyworld.world import UnknownConceptError as ToyUnknownConceptError
 from erasecore.errors import CampaignError, ConfigError, UnknownConceptError
 from orchestrator.preflight import preflight
-from orchestrator.spec import CampaignSpec, load_spec, resolved_yaml, spec_hash
+from orchestrator.spec import STOP_KEYS, CampaignSpec, load_spec, resolved_yaml, spec_hash
 
 REPO = Path(__file__).resolve().parents[2]
 CAMPAIGNS = sorted((REPO / "configs" / "campaigns").glob("*.yaml"))
@@ -153,6 +153,25 @@ def test_spec_hash_tracks_results_not_operations(campaign_file):
     # Where and how it runs may change on resume without invalidating the journal.
     for op in ["tracking.mode=disabled", "resources.gpus_per_step=1", "storage_path=/elsewhere"]:
         assert spec_hash(load_spec(campaign_file(), [op])) == base
+
+
+# configs/campaigns/toy.yaml's hash as every journal of it records it: a new field must hash only when set.
+TOY_HASH = "fd45251f483d99918e93d513ca94c9367e3ce0fef4de4af28096e0183713f1ee"
+
+
+def test_a_snapshot_spelling_the_thresholds_in_its_validation_section_loads_with_its_hash(tmp_path):
+    spec = load_spec(str(REPO / "configs" / "campaigns" / "toy.yaml"), [])
+    assert spec_hash(spec) == TOY_HASH
+    stops = "".join(f"  {k}: {v}\n" for k, v in STOP_KEYS.items())
+    snapshot = tmp_path / "spec.yaml"
+    snapshot.write_text(resolved_yaml(spec).replace("validation:\n", "validation:\n" + stops, 1))
+    assert "stop_retain: 0.95" in snapshot.read_text()
+    assert load_spec(str(snapshot), []) == spec and spec_hash(load_spec(str(snapshot), [])) == TOY_HASH
+
+
+def test_the_thresholds_are_set_in_the_gate_section_only(campaign_file):
+    with pytest.raises(ConfigError, match="validation.limits is set from the gate section"):
+        load_spec(campaign_file(), ["validation.limits.min_retain=0.5"])
 
 
 @pytest.mark.parametrize("path", CAMPAIGNS, ids=[p.name for p in CAMPAIGNS])
