@@ -23,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 
 from orchestrator.campaign import RunAttempt, concept_states
+from erasecore.atomic import atomic_write_text
 from erasecore.phase_progress import ProgressRecord, parse, read_records
 from orchestrator.eta import Eta, InFlight, PhaseTime, estimate, from_records
 from orchestrator.loop import Callbacks, PhaseOutput, RunOutcome
@@ -74,13 +75,11 @@ class LiveStatus(Callbacks):
         if not force and now - self._written < self.min_interval_s:
             return
         self.doc["updated"] = now
-        tmp = self.path.with_name(f".{LIVE_FILE}.{os.getpid()}.tmp")
-        try:
-            tmp.write_text(json.dumps(self.doc, sort_keys=True))
-            os.replace(tmp, self.path)   # readers see the old file or the new one; no fsync: it is advisory
+        try:   # readers see the old file or the new one; a failed write only leaves the view stale
+            atomic_write_text(self.path, json.dumps(self.doc, sort_keys=True))
             self._written = now
         except OSError:
-            tmp.unlink(missing_ok=True)
+            pass
 
 
 def read_live(root: str | os.PathLike) -> dict | None:

@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from erasecore.atomic import atomic_write_text
 from erasecore.contracts import Estimate, GateReport
 from erasecore.phase_progress import ProgressRecord, current_run, read_records
 from orchestrator.outputs import report_plots as plots
@@ -67,10 +68,7 @@ def write_report(storage_path: str | Path, out_html: Path | None = None) -> Path
     """Write the campaign's HTML report (default <storage_path>/report.html); return its path."""
     out = Path(out_html) if out_html is not None else Path(storage_path) / REPORT
     text = render_report(storage_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out)   # a reader never sees half a report
+    atomic_write_text(out, text)   # a reader never sees half a report
     return out
 
 
