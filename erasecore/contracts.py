@@ -48,6 +48,9 @@ class ValidationSpec:
     # is the budget. Preflight sets them from the campaign's gate section (a campaign sets them there, not
     # here); unset (None), a step stops at Limits()' defaults.
     limits: Limits | None = None
+    # The gate draws image k of a prompt from noise seed seed_offset + k: a confirmation gate (a search's
+    # chosen candidate measured again, orchestrator/campaign.py) draws fresh ones.
+    seed_offset: int = 0
     # Who judges the images: "auto" is the toy world's evaluator for the toy model and none for any
     # other; "toyworld" also for another pipeline that draws the toy world (e.g. SDXL trained on it).
     # preflight settles "auto" once: a StepRequest always names its judge.

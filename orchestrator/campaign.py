@@ -7,6 +7,8 @@ A driver (Ray, or a test) loops until Finished or Halted:
         RunAttempt    -> manifest.record_start(...); run step_request(action, spec) on a worker;
                          manifest.record_result(step, attempt, decide(report, spec.gate), report, delta)
                          (a step that raised: record_result(..., error_decision(message)))
+        ConfirmAttempt -> validate the attempt's candidate again on fresh seeds (confirm_request);
+                         manifest.record_confirmation(step, attempt, decide(report, spec.gate), report)
         CommitAttempt -> manifest.commit(step, attempt)
         DiscardAttempt -> manifest.discard(step, attempt, reason)   (only after a pipelined run)
         SkipConcept   -> manifest.skip(step, concept, reason)
@@ -18,6 +20,8 @@ A driver (Ray, or a test) loops until Finished or Halted:
 Per concept (step k = its 1-based position in spec.concepts), in order:
 pending -> running (erase + validate, one worker job) -> accepted -> committed
                                                       -> rejected -> retry | skipped | halted
+With a search (orchestrator/search.py), an attempt accepted after a rejection of its concept is confirmed
+on fresh seeds between accepted and committed; a refused confirmation counts as a rejection.
 An attempt journaled "started" but never finished (a crash) is redone with the same number
 and settings (at-least-once); a committed step is never redone (exactly-once commit).
 An attempt the pipelined loop ran ahead of time (orchestrator/pipeline.py) counts only while what it
@@ -26,8 +30,11 @@ the retry policy picks its settings given the decisions before it; otherwise it 
 """
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Union
 
@@ -35,7 +42,9 @@ from erasecore import catalog
 from erasecore.contracts import DeltaRef, StepRequest
 from erasecore.errors import ManifestError
 from orchestrator.manifest import DISCARDED, STARTED, AttemptRecord, History, attempt_dir
+from orchestrator import search
 from orchestrator.policy import Exhausted, PastAttempt, next_attempt
+from orchestrator.search import Setting
 from orchestrator.preflight import Settled, with_settled_validation
 from orchestrator.spec import CampaignSpec
 from orchestrator.sweep import Sweep
@@ -62,6 +71,17 @@ class CommitAttempt:
     step: int
     concept: str
     attempt: int
+
+
+@dataclass(frozen=True)
+class ConfirmAttempt:
+    """The gate accepted `run` after its concept had a rejection: measure its candidate again on fresh seeds."""
+
+    run: RunAttempt
+
+    @property
+    def step(self) -> int:
+        return self.run.step
 
 
 @dataclass(frozen=True)
@@ -94,7 +114,7 @@ class Finished:
     skipped: tuple[str, ...]
 
 
-Action = Union[RunAttempt, CommitAttempt, DiscardAttempt, SkipConcept, Sweep, Halted, Finished]
+Action = Union[RunAttempt, ConfirmAttempt, CommitAttempt, DiscardAttempt, SkipConcept, Sweep, Halted, Finished]
 
 
 @dataclass(frozen=True)
@@ -107,8 +127,9 @@ class ConceptState:
     attempts: int
 
 
-def next_action(spec: CampaignSpec, history: History) -> Action:
-    """The next thing the driver must do; Finished once every concept is committed or skipped."""
+def next_action(spec: CampaignSpec, history: History, kinds: Mapping[str, str] | None = None) -> Action:
+    """The next thing the driver must do; Finished once every concept is committed or skipped.
+    `kinds` (concept -> kind, from the concept set) orders a search; None: every concept one kind."""
     if history.status == "cancelled":
         return Halted("campaign cancelled")
     _check_consistent(spec, history)
@@ -122,7 +143,8 @@ def next_action(spec: CampaignSpec, history: History) -> Action:
             continue
         if history.outcome_for(step) is not None:
             continue   # skipped
-        return _step_action(spec, history, step, concept, tuple(erased), tuple(parents))
+        settings = preferred(spec, history, step, kinds or {})
+        return _step_action(spec, history, step, concept, tuple(erased), tuple(parents), settings)
     skipped = tuple(o.concept for o in sorted(history.outcomes, key=lambda o: o.step) if o.outcome == "skipped")
     return _end_action(spec, history, tuple(erased), tuple(parents), skipped)
 
@@ -142,19 +164,23 @@ def _end_action(spec: CampaignSpec, history: History, erased: tuple[str, ...], p
 
 
 def _step_action(spec: CampaignSpec, history: History, step: int, concept: str,
-                 erased: tuple[str, ...], parents: tuple[DeltaRef, ...]) -> Action:
+                 erased: tuple[str, ...], parents: tuple[DeltaRef, ...], preferred: tuple[Setting, ...]) -> Action:
     every = history.attempts_for(step)
     past: list[PastAttempt] = []
     for a in (a for a in every if a.status != DISCARDED):   # in attempt order, as the serial loop ran them
-        why = _broken_assumption(spec, concept, a, past, parents)
+        why = _broken_assumption(spec, concept, a, past, parents, preferred)
         if why:
             return DiscardAttempt(step, concept, a.attempt, why)
         if a.status == STARTED:
             return RunAttempt(step, concept, a.attempt, a.method, dict(a.hparams), erased, parents, redo=True)
+        decision = a.confirmation or a.decision   # a refused confirmation is the attempt's rejection
         if a.decision is not None and a.decision.committed:
-            return CommitAttempt(step, concept, a.attempt)
-        past.append(PastAttempt(a.method, a.hparams, a.decision))
-    nxt = next_attempt(spec, concept, past)
+            if a.confirmation is None and search.needs_confirmation(spec, len(past)):
+                return ConfirmAttempt(RunAttempt(step, concept, a.attempt, a.method, dict(a.hparams), erased, parents))
+            if decision.committed:
+                return CommitAttempt(step, concept, a.attempt)
+        past.append(PastAttempt(a.method, a.hparams, decision, _seconds(a)))
+    nxt = next_attempt(spec, concept, past, preferred)
     if isinstance(nxt, Exhausted):
         if nxt.outcome == "halt":
             return Halted(nxt.reason, step, concept)
@@ -164,15 +190,36 @@ def _step_action(spec: CampaignSpec, history: History, step: int, concept: str,
 
 
 def _broken_assumption(spec: CampaignSpec, concept: str, a: AttemptRecord, past: list[PastAttempt],
-                       parents: tuple[DeltaRef, ...]) -> str:
+                       parents: tuple[DeltaRef, ...], preferred: tuple[Setting, ...] = ()) -> str:
     """Why an attempt run ahead of time no longer counts ("" if it does; attempts run in turn always do)."""
     if a.parents is not None and tuple(a.parents) != tuple(p.sha256 for p in parents):
         return "built on a candidate that was not committed"
     if a.speculative == "retry":
-        nxt = next_attempt(spec, concept, past)
+        nxt = next_attempt(spec, concept, past, preferred)
         if isinstance(nxt, Exhausted) or (nxt.method, dict(nxt.hparams)) != (a.method, dict(a.hparams)):
             return "the retry policy chose other settings once the attempts before it were decided"
     return ""
+
+
+def preferred(spec: CampaignSpec, history: History, step: int, kinds: Mapping[str, str]) -> tuple[Setting, ...]:
+    """What committed for earlier concepts of this step's kind, the latest first (orders the search)."""
+    if not search.active(spec):
+        return ()
+    kind = kinds.get(spec.concepts[step - 1], "")
+    found = []
+    for commit in sorted(history.commits, key=lambda c: -c.step):
+        record = next((a for a in history.attempts_for(commit.step) if a.attempt == commit.attempt), None)
+        if commit.step < step and record is not None and kinds.get(commit.concept, "") == kind:
+            found.append(Setting.of(record.method, record.hparams))
+    return tuple(found)
+
+
+def _seconds(a: AttemptRecord) -> float:
+    """An attempt's wall time from its journaled start to its decision (0 when either is missing)."""
+    try:
+        return (datetime.fromisoformat(a.finished_at) - datetime.fromisoformat(a.started_at)).total_seconds()
+    except ValueError:
+        return 0.0
 
 
 def concept_states(spec: CampaignSpec, history: History) -> tuple[ConceptState, ...]:
@@ -188,7 +235,8 @@ def concept_states(spec: CampaignSpec, history: History) -> tuple[ConceptState, 
         elif attempts[-1].status == STARTED:
             state = "running"
         else:
-            state = "accepted" if attempts[-1].decision.committed else "rejected"
+            last = attempts[-1]
+            state = "accepted" if (last.confirmation or last.decision).committed else "rejected"
         states.append(ConceptState(step, concept, state, len(attempts)))
     return tuple(states)
 
@@ -210,6 +258,14 @@ def step_request(action: RunAttempt, settled: Settled) -> StepRequest:
         validation=with_settled_validation(settled), cache_dir=str(root / "cache"), seed=spec.seed,
         parallel=settled.parallel, concepts_from=settled.concept_set.source if settled.concept_set else "",
         allow_thin=spec.allow_thin, frozen_precision=spec.resources.frozen_precision)
+
+
+def confirm_request(action: ConfirmAttempt, settled: Settled) -> StepRequest:
+    """The attempt's request with the gate's noise drawn from fresh seeds, written under <attempt>/confirm."""
+    request = step_request(action.run, settled)
+    offset = search.confirm_seed_offset(settled.spec, action.run.attempt)
+    return dataclasses.replace(request, out_dir=str(Path(request.out_dir) / "confirm"),
+                               validation=dataclasses.replace(request.validation, seed_offset=offset))
 
 
 def _check_consistent(spec: CampaignSpec, history: History) -> None:

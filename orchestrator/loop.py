@@ -23,7 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from orchestrator.campaign import CommitAttempt, DiscardAttempt, Finished, Halted, RunAttempt, SkipConcept, next_action, step_request
+from orchestrator.campaign import (CommitAttempt, ConfirmAttempt, DiscardAttempt, Finished, Halted, RunAttempt,
+                                   SkipConcept, confirm_request, next_action, step_request)
 from erasecore.codec import from_json
 from erasecore.contracts import GATE_REPORT, DeltaRef, GateReport, StepRequest
 from erasecore.errors import CommitError
@@ -115,14 +116,20 @@ class CampaignLoop:
                  callbacks: Sequence[Callbacks] = ()):
         self.settled, self.spec, self.manifest = settled, settled.spec, manifest
         self.executor, self.callbacks = executor, list(callbacks)
+        self.kinds = settled.kinds()   # concept -> kind: orders a search
+
+    def next_action(self, history=None):
+        return next_action(self.spec, self.manifest.history if history is None else history, self.kinds)
 
     def run(self) -> RunOutcome:
         if self.manifest.status in ("finished", "halted", "stopped"):
             self.manifest.set_status("running")   # resumed (e.g. after the spec's retry budget was raised)
         while True:
-            action = next_action(self.spec, self.manifest.history)
+            action = self.next_action()
             if isinstance(action, RunAttempt):
                 self.attempt(action)
+            elif isinstance(action, ConfirmAttempt):
+                self.confirm(action)
             elif isinstance(action, CommitAttempt):
                 self.commit(action)
             elif isinstance(action, DiscardAttempt):   # left by a pipelined run (orchestrator/pipeline.py)
@@ -173,6 +180,20 @@ class CampaignLoop:
             validate = self._watched(a, request, "validate",
                                      lambda watch: self.executor.validate(a, request, erase.value, watch))
         return [erase, validate]
+
+    def confirm(self, c: ConfirmAttempt) -> GateDecision:
+        """Validate an accepted attempt's candidate again, on fresh seeds; journal and tell the decision."""
+        a, request = c.run, confirm_request(c, self.settled)
+        record = next(r for r in self.manifest.history.attempts_for(a.step) if r.attempt == a.attempt)
+        candidate = DeltaRef(str(self.manifest.root / record.candidate.path), record.candidate.sha256)
+        self._tell("event", f"step {a.step} {a.concept} attempt {a.attempt} passed after a rejection: confirming "
+                            f"it on fresh seeds (noise from seed {request.validation.seed_offset})")
+        out = self._watched(a, request, "validate", lambda watch: self.executor.validate(a, request, candidate, watch))
+        decision = error_decision(f"confirm: {out.error}") if out.error else decide(out.value, self.spec.gate)
+        self.manifest.record_confirmation(a.step, a.attempt, decision, None if out.error else out.value)
+        why = "" if decision.committed else ": " + "; ".join(decision.reasons)
+        self._tell("event", f"step {a.step} {a.concept} attempt {a.attempt}: confirmation {decision.verdict}{why}")
+        return decision
 
     def erased(self, a: RunAttempt, erase: PhaseOutput) -> PhaseOutput:
         """Journal an erase phase's end with its delta's sha256 (a failed one is returned as it is)."""

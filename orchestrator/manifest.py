@@ -64,6 +64,10 @@ class AttemptRecord:
     discarded: str = ""                    # why it was discarded (status "discarded")
     erased: DeltaRef | None = None         # the erase phase's delta, journaled when the phase ended (relative path)
     erases: int = 0                        # erase phases that ran to the end for this attempt (a redo may add one)
+    # A search's confirmation of an accepted attempt on fresh seeds (orchestrator/search.py): its gate's
+    # decision and report; a refused confirmation makes the attempt a rejection.
+    confirmation: GateDecision | None = None
+    confirm_report: GateReport | None = None
 
 
 @dataclass(frozen=True)
@@ -327,6 +331,20 @@ class Manifest:
         self._write(doc)
         return from_dict(AttemptRecord, record)
 
+    def record_confirmation(self, step: int, attempt: int, decision: GateDecision,
+                            report: GateReport | None = None) -> AttemptRecord:
+        """Journal the confirmation gate of an accepted attempt (its report None if the phase failed)."""
+        doc = self._copy()
+        record = _find_attempt(doc, step, attempt)
+        if record is None or record["status"] != FINISHED or (record["decision"] or {}).get("verdict") != "commit":
+            raise ManifestError(f"step {step} attempt {attempt} is not an accepted attempt; nothing to confirm")
+        if record.get("confirmation") is not None:
+            raise ManifestError(f"step {step} attempt {attempt} is already confirmed or refused")
+        record.update(confirmation=dataclasses.asdict(decision),
+                      confirm_report=dataclasses.asdict(report) if report else None)
+        self._write(doc)
+        return from_dict(AttemptRecord, record)
+
     def discard(self, step: int, attempt: int, reason: str) -> AttemptRecord:
         """Journal that an attempt run ahead of time rests on an assumption that failed; never committed."""
         doc = self._copy()
@@ -352,6 +370,9 @@ class Manifest:
         record = _find_attempt(doc, step, attempt)
         if record is None or record["status"] != FINISHED or (record["decision"] or {}).get("verdict") != "commit":
             raise CommitError(f"step {step} attempt {attempt} was not accepted by the gate; refusing to commit")
+        if (record.get("confirmation") or {}).get("verdict", "commit") != "commit":
+            raise CommitError(f"step {step} attempt {attempt} was refused by its confirmation on fresh seeds; "
+                              "refusing to commit")
         built_on = record.get("parents")
         committed = [c["delta"]["sha256"] for c in sorted(doc["commits"], key=lambda c: c["step"]) if c["step"] < step]
         if built_on is not None and list(built_on) != committed:

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from orchestrator.campaign import (CommitAttempt, DiscardAttempt, Finished, Halted, RunAttempt, SkipConcept,
-                                   next_action, step_request)
+from orchestrator.campaign import (CommitAttempt, ConfirmAttempt, DiscardAttempt, Finished, Halted, RunAttempt,
+                                   SkipConcept, preferred, step_request)
 from erasecore.contracts import DeltaRef, StepRequest
 from orchestrator.gate import GateDecision
 from orchestrator.loop import CampaignLoop, PhaseOutput, RunOutcome, Watch, resumed_gate, unwatched
@@ -101,8 +101,10 @@ class PipelinedLoop(CampaignLoop):
     def _settle(self) -> RunAttempt | Halted | Finished:
         """Take next_action's commits, discards and skips until it asks for a run or the campaign ends."""
         while True:
-            action = next_action(self.spec, self.manifest.history)
-            if isinstance(action, CommitAttempt):
+            action = self.next_action()
+            if isinstance(action, ConfirmAttempt):   # blocking, like the sweep: what is in flight runs on
+                self.confirm(action)
+            elif isinstance(action, CommitAttempt):
                 self.commit(action)
                 self._discard_rest(action.step, action.attempt)
             elif isinstance(action, DiscardAttempt):
@@ -168,14 +170,16 @@ class PipelinedLoop(CampaignLoop):
         if self.parallel_attempts <= 1:
             return
         live = [a for a in self.manifest.history.attempts_for(head.step) if a.status != DISCARDED]
-        rejected = [a.decision for a in live if a.status != STARTED and not a.decision.committed]
+        decided = [(a.confirmation or a.decision) for a in live if a.status != STARTED]
+        rejected = [d for d in decided if not d.committed]
         undecided = [a for a in live if a.status == STARTED]
-        passed = any(a.status != STARTED and a.decision.committed for a in live)
-        if not rejected or passed or len(undecided) >= self.parallel_attempts:
+        if not rejected or any(d.committed for d in decided) or len(undecided) >= self.parallel_attempts:
             return   # nothing to go on yet, or a passing attempt makes every later one moot
         assumed = rejected[-1]
-        past = [PastAttempt(a.method, a.hparams, a.decision if a.status != STARTED else assumed) for a in live]
-        nxt = next_attempt(self.spec, head.concept, past)
+        past = [PastAttempt(a.method, a.hparams, (a.confirmation or a.decision) if a.status != STARTED else assumed)
+                for a in live]
+        settings = preferred(self.spec, self.manifest.history, head.step, self.kinds)
+        nxt = next_attempt(self.spec, head.concept, past, settings)
         if isinstance(nxt, Exhausted):
             return
         number = self.manifest.history.attempts_for(head.step)[-1].attempt + 1
@@ -192,7 +196,7 @@ class PipelinedLoop(CampaignLoop):
             if candidate is None:
                 return   # its erase is still running (or failed): nothing to build on yet
             history = _as_committed(history, last, candidate)
-            ahead = next_action(self.spec, history)
+            ahead = self.next_action(history)
             if isinstance(ahead, CommitAttempt):   # a speculative attempt that passed its gate already
                 ahead = next(a for a in self.manifest.history.attempts_for(ahead.step) if a.attempt == ahead.attempt)
                 last = RunAttempt(ahead.step, ahead.concept, ahead.attempt, ahead.method, dict(ahead.hparams), (), ())

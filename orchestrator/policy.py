@@ -11,6 +11,8 @@ The rule (pure, no I/O):
 - `retry.max_attempts` is the budget per concept across the whole ladder. When it is spent,
   or the ladder has no method left, the concept is Exhausted: `retry.on_exhausted`
   ("skip" the concept, or "halt" the campaign).
+A campaign with a `search:` section tries its candidates instead of the strength retries and the ladder
+(orchestrator/search.py), within the search's budget; Exhausted is the same.
 """
 from __future__ import annotations
 
@@ -18,7 +20,9 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from erasecore import catalog
+from orchestrator import search
 from orchestrator.gate import ERROR, GateDecision
+from orchestrator.search import Setting
 from orchestrator.spec import CampaignSpec
 
 ATTEMPTS_PER_METHOD = 2
@@ -31,6 +35,7 @@ class PastAttempt:
     method: str
     hparams: Mapping[str, Any]
     decision: GateDecision
+    seconds: float = 0.0               # wall time from its start to its decision (the search's budget)
 
 
 @dataclass(frozen=True)
@@ -57,8 +62,12 @@ def first_hparams(spec: CampaignSpec, method: str) -> dict[str, Any]:
     return dict(spec.hparams.get(method, {}))
 
 
-def next_attempt(spec: CampaignSpec, concept: str, past: Sequence[PastAttempt]) -> NextAttempt | Exhausted:
-    """The next (method, hparams) for `concept` after the rejected attempts `past`, or Exhausted."""
+def next_attempt(spec: CampaignSpec, concept: str, past: Sequence[PastAttempt],
+                 preferred: Sequence[Setting] = ()) -> NextAttempt | Exhausted:
+    """The next (method, hparams) for `concept` after the rejected attempts `past`, or Exhausted.
+    `preferred`: the search's settings that committed for earlier concepts of this kind, latest first."""
+    if search.active(spec):
+        return _searched(spec, concept, past, preferred)
     if any(p.decision.committed for p in past):
         raise ValueError(f"{concept!r} already has a committed attempt; nothing to retry")
     sequence = method_sequence(spec)
@@ -73,6 +82,23 @@ def next_attempt(spec: CampaignSpec, concept: str, past: Sequence[PastAttempt]) 
     if not later:
         return _exhausted(spec, f"{concept!r}: rejected by every method ({', '.join(sequence)})")
     return NextAttempt(later[0], first_hparams(spec, later[0]))
+
+
+def _searched(spec: CampaignSpec, concept: str, past: Sequence[PastAttempt],
+              preferred: Sequence[Setting]) -> NextAttempt | Exhausted:
+    """The first candidate of the search's plan not tried yet, within its budget."""
+    s = spec.search
+    if s.max_attempts and len(past) >= s.max_attempts:
+        return _exhausted(spec, f"{concept!r}: all {s.max_attempts} attempts of the search rejected")
+    spent = sum(p.seconds for p in past)
+    if s.max_seconds and spent >= s.max_seconds:
+        return _exhausted(spec, f"{concept!r}: the search's {s.max_seconds:g} s spent ({spent:.0f} s, "
+                                f"{len(past)} attempts rejected)")
+    tried = {Setting.of(p.method, p.hparams) for p in past}
+    left = [c for c in search.plan(spec, preferred) if c not in tried]
+    if not left:
+        return _exhausted(spec, f"{concept!r}: every candidate of the search rejected ({len(past)} attempts)")
+    return NextAttempt(left[0].method, left[0].overrides())
 
 
 def _exhausted(spec: CampaignSpec, reason: str) -> Exhausted:

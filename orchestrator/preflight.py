@@ -24,7 +24,7 @@ from typing import Any
 from erasecore import catalog, families, judges
 from erasecore.concepts import ConceptSet, expand_members, load_concept_set
 from erasecore.contracts import ParallelSpec
-from erasecore.errors import ConfigError, UnknownConceptError
+from erasecore.errors import ConfigError, MethodConfigError, UnknownConceptError
 from erasecore.judges import judge_for
 from erasecore.models import TOY, check_hub_model, check_model, looks_local, toyworld_dir
 from orchestrator.gate import limits
@@ -42,6 +42,12 @@ class Settled:
     concept_set: ConceptSet | None      # where the concepts come from; None: no set for this model (plan only)
     parallel: ParallelSpec              # the fine-tune worker layout, DeepSpeed JSON included
     hparams: dict[str, dict[str, Any]]  # each method the campaign may run -> resolved hyperparameters
+
+    def kinds(self) -> dict[str, str]:
+        """Each concept's kind in the concept set (object, superclass, ...): a search's order by kind."""
+        if self.concept_set is None:
+            return {}
+        return {c: self.concept_set.entry(c, allow_thin=self.spec.allow_thin).kind for c in self.spec.concepts}
 
 
 def preflight(spec: CampaignSpec, run: bool = True) -> Settled:
@@ -102,7 +108,13 @@ def _hparams(spec: CampaignSpec) -> dict[str, dict[str, Any]]:
     """Every hparams.<method> checked against the catalog; the campaign's methods resolved over their defaults."""
     for name, given in spec.hparams.items():
         catalog.get(name).check(dict(given))
-    return {name: catalog.get(name).resolve(dict(spec.hparams.get(name, {}))) for name in method_sequence(spec)}
+    for i, candidate in enumerate(spec.search.candidates):
+        try:
+            catalog.get(candidate.method).check(dict(candidate.hparams))
+        except MethodConfigError as e:
+            raise MethodConfigError(f"search.candidates[{i}]: {e}") from None
+    methods = [*method_sequence(spec), *(c.method for c in spec.search.candidates), *spec.search.methods]
+    return {name: catalog.get(name).resolve(dict(spec.hparams.get(name, {}))) for name in dict.fromkeys(methods)}
 
 
 def _check_worker_batches(spec: CampaignSpec, hparams: dict[str, dict[str, Any]]) -> None:

@@ -70,6 +70,32 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
+class Candidate:
+    """One setting a step's search may try: a catalog method and its hyperparameter overrides."""
+
+    method: str = MISSING
+    hparams: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Search:
+    """What a concept tries when its first attempt is rejected (orchestrator/policy.py), instead of the
+    retry ladder: `candidates`, then the grid `methods` x `strengths` (each factor times the method's
+    strength knob's default), ordered by what committed earlier in this campaign for concepts of the same
+    kind. Off while both lists are empty."""
+
+    candidates: list[Candidate] = field(default_factory=list)
+    methods: list[str] = field(default_factory=list)
+    strengths: list[float] = field(default_factory=lambda: [1.0])
+    from_first: bool = False          # attempt 1 is the search's first candidate, not `method`
+    max_attempts: int = 0             # per concept, the first attempt included (0: every candidate once)
+    max_seconds: float = 0.0          # per concept, wall seconds of its finished attempts (0: no limit)
+    # A candidate chosen after another was rejected is measured again on fresh seeds before it commits:
+    # the best of several noisy gates passes by chance more often than one gate does.
+    confirm: bool = True
+
+
+@dataclass(frozen=True)
 class Resources:
     """Where and how a step runs. cpus/gpus_per_step are the whole step's, split evenly over its workers."""
 
@@ -124,6 +150,7 @@ class CampaignSpec:
     preserve: list[str] = field(default_factory=list)
     gate: GateThresholds = field(default_factory=GateThresholds)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    search: Search = field(default_factory=Search)
     resources: Resources = field(default_factory=Resources)
     validation: ValidationSpec = field(default_factory=ValidationSpec)
     tracking: Tracking = field(default_factory=Tracking)
@@ -183,6 +210,10 @@ def spec_hash(spec: CampaignSpec) -> str:
     # the snapshot's constant stop keys hash as they always did, so every journal keeps its hash.
     del data["validation"]["limits"]
     data["validation"].update(STOP_KEYS)
+    if data["validation"]["seed_offset"] == 0:
+        del data["validation"]["seed_offset"]
+    if data["search"] == dataclasses.asdict(Search()):
+        del data["search"]
     for key, default in (("concepts_from", ""), ("allow_thin", False), ("expand", "none")):
         if data[key] == default:
             del data[key]
@@ -323,7 +354,9 @@ def _validate(spec: CampaignSpec, where: str) -> None:
     if both:
         fail(f"concepts both erased and preserved: {', '.join(both)}")
     for key, name in [("method", spec.method)] + [(f"ladder[{i}]", m) for i, m in enumerate(spec.ladder)] \
-            + [(f"hparams.{m}", m) for m in spec.hparams]:
+            + [(f"hparams.{m}", m) for m in spec.hparams] \
+            + [(f"search.candidates[{i}].method", c.method) for i, c in enumerate(spec.search.candidates)] \
+            + [(f"search.methods[{i}]", m) for i, m in enumerate(spec.search.methods)]:
         if name not in METHOD_NAMES:
             fail(f"{key}: unknown method {name!r}; known methods: {', '.join(METHOD_NAMES)}")
     if spec.validation.limits is not None:
@@ -349,6 +382,12 @@ def _validate_numbers(spec: CampaignSpec, fail) -> None:
         fail(f"retry.strength_step must be > 0, got {r.strength_step}")
     if r.on_exhausted not in ON_EXHAUSTED:
         fail(f"retry.on_exhausted must be one of {', '.join(ON_EXHAUSTED)}, got {r.on_exhausted!r}")
+    s = spec.search
+    if s.methods and not s.strengths or any(f <= 0 for f in s.strengths):
+        fail(f"search.strengths must be factors > 0 (1.0: the method's default strength), got {list(s.strengths)}")
+    if s.max_attempts < 0 or s.max_seconds < 0:
+        fail(f"search.max_attempts and search.max_seconds must be >= 0 (0: no limit), got {s.max_attempts} and "
+             f"{s.max_seconds:g}")
     if not 0.0 <= spec.alarms.rebound <= 1.0:
         fail(f"alarms.rebound must be between 0 and 1, got {spec.alarms.rebound}")
     if spec.tracking.mode not in TRACKING_MODES:

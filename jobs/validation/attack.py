@@ -85,7 +85,8 @@ class AttackProbe:
             mapped = (states.double() @ m.to(states.device).T).to(states.dtype)
             at = _from_concept_on(pipe, texts, self.suite.target).to(states.device)[..., None]
             embeds["prompt_embeds"] = torch.where(at, mapped, states)
-            gens = [torch.Generator().manual_seed(noise_seed(t, s)) for t, (_, s) in zip(texts, chunk)]
+            offset = self.spec.seed_offset
+            gens = [torch.Generator().manual_seed(noise_seed(t, s + offset)) for t, (_, s) in zip(texts, chunk)]
             out.append(images_from(pipe, embeds, gens, self.spec))
         return np.concatenate(out)
 

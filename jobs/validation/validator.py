@@ -43,7 +43,8 @@ def generate(pipe, suite: Suite, keys: list[Key], spec: ValidationSpec, on_batch
     for i in range(0, len(keys), spec.batch_size):
         chunk = keys[i:i + spec.batch_size]
         prompts = [suite.items[k].prompt.text for k, _ in chunk]
-        gens = [torch.Generator().manual_seed(noise_seed(suite.items[k].prompt.text, s)) for k, s in chunk]
+        gens = [torch.Generator().manual_seed(noise_seed(suite.items[k].prompt.text, s + spec.seed_offset))
+                for k, s in chunk]
         images.append(images_from(pipe, {"prompt": prompts}, gens, spec))
         if on_batch is not None:
             on_batch(i + len(chunk))
@@ -106,6 +107,8 @@ class BaselineCache:
     def key(self, model: str, suite: Suite, spec: ValidationSpec, judge: str = "", frozen: str = "") -> str:
         """`frozen` names a half dtype the text encoders and VAE ran in (fp32 adds nothing: older keys hold)."""
         settings = {k: v for k, v in asdict(spec).items() if k in ("seeds", "guidance_scale", "inference_steps")}
+        if spec.seed_offset:   # other noise: other base images (an offset of 0 keeps the keys it always had)
+            settings["seed_offset"] = spec.seed_offset
         parts = [model, _fingerprint(model), suite.digest(), settings] + ([judge] if judge else []) + \
             ([frozen] if frozen else [])
         raw = json.dumps(parts, sort_keys=True)
