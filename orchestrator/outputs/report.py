@@ -33,6 +33,7 @@ from erasecore.phase_progress import ProgressRecord, current_run, read_records
 from orchestrator.outputs import report_plots as plots
 from orchestrator.manifest import AttemptRecord, CommitRecord, History, Manifest, attempt_dir
 from orchestrator.rebound import campaign_rebounds
+from orchestrator.outputs.report_candidates import candidates_section
 from orchestrator.outputs.report_sweep import sweep_section
 
 REPORT = "report.html"
@@ -77,7 +78,8 @@ def render_report(storage_path: str | Path) -> str:
     manifest = Manifest.open(storage_path)
     spec = yaml.safe_load(manifest.spec_yaml)
     steps = step_views(spec["concepts"], manifest.history)
-    body = [_summary(manifest, spec, steps), _metrics_table(steps), sweep_section(manifest.history), _plots(spec, steps),
+    body = [_summary(manifest, spec, steps), _metrics_table(steps), candidates_section(manifest.history),
+            sweep_section(manifest.history), _plots(spec, steps),
             _rebound_alarms(spec, manifest.history), _timeline(manifest.root, manifest.history),
             _grids(manifest.root, manifest.history), _attention(manifest.root, manifest.history),
             _audit(manifest), _spec_section(manifest.spec_yaml)]
@@ -366,6 +368,9 @@ def _audit(manifest: Manifest) -> str:
             cand = f" candidate {a.candidate.sha256}" if a.candidate else ""
             events.append((a.finished_at, a.host, f"step {a.step} attempt {a.attempt} judged",
                            f"{a.decision.verdict if a.decision else '?'}{cand}"))
+        if a.confirmation:
+            events.append((a.finished_at, a.host, f"step {a.step} attempt {a.attempt} confirmed on fresh seeds",
+                           a.confirmation.verdict))
     events += [(c.committed_at, "", f"step {c.step} committed",
                 f"{c.concept} attempt {c.attempt} delta {c.delta.sha256} ({c.delta.path}) spec {c.spec_hash}")
                for c in h.commits]

@@ -139,3 +139,17 @@ def test_a_concept_of_the_kind_that_passed_earlier_tries_that_candidate_first(tm
     # star (object): uce, uce 0.5, then rece commits; square (object): uce, then rece at once;
     # round (superclass): no earlier commit of its kind, the declared order
     assert tried == {1: ["uce", "uce", "rece"], 2: ["uce", "rece"], 3: ["uce", "uce", "rece"]}
+
+
+def test_the_report_shows_every_candidate_its_confirmation_and_the_chosen_one(tmp_path):
+    from orchestrator.outputs.report import render_report
+
+    s, m = run_search(tmp_path, "shown", Seeded(lucky_rece))
+    page = render_report(s.storage_path)
+    section = page[page.index("<section id=candidates>"):]
+    section = section[:section.index("</section>")]
+    rows = section.split("<tr>")[2:]
+    assert len(rows) == 4 and all(">star<" in r for r in rows)   # square took one attempt: not listed
+    rece, esd = rows[2], rows[3]
+    assert ">rece {}<" in rece and ">commit<" in rece and ">reject<" in rece and "confirmation: retain" in rece
+    assert ">yes<" in esd and ">yes<" not in rece
