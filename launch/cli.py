@@ -244,6 +244,7 @@ def _run(args) -> int:
 def _plan(args) -> int:
     import json
 
+    from orchestrator import schedule
     from orchestrator.planning import memory_plan
     from orchestrator.preflight import check_model_source, preflight
     from orchestrator.spec import load_spec
@@ -267,6 +268,7 @@ def _plan(args) -> int:
         if res.gpus_per_step == 0:
             print(f"note: resources.gpus_per_step is 0 (steps run on CPU): planned as if each worker had a GPU "
                   f"of {res.gpu_memory_gb:g} GiB")
+        print(schedule.describe(settled.spec))
         print(memory_plan.format_plan(result))
     return 0 if result.fits else 1
 

@@ -308,7 +308,3 @@ def _as_committed(history: History, head: RunAttempt, candidate: DeltaRef) -> Hi
 def _suite(a: RunAttempt) -> SuiteKey:
     return a.step, tuple(a.erased_before)
 
-
-def pipelined(speculative: bool, parallel_attempts: int, prefetch: int = 0) -> bool:
-    """Whether a campaign's resources ask for the pipelined loop (the serial loop otherwise)."""
-    return speculative or parallel_attempts > 1 or prefetch > 0

@@ -38,6 +38,7 @@ FROZEN_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 EXPANDS = ("none", "members")
 TRACKING_MODES = ("offline", "online", "disabled")
 MODEL_SOURCES = ("local", "workers")
+SCHEDULES = ("auto", "serial", "pipelined")   # resources.schedule (orchestrator/schedule.py)
 # Fields that do not change what a campaign produces: they may differ on resume.
 OPERATIONAL_FIELDS = ("resources", "tracking", "storage_path", "alarms", "model_source")
 
@@ -111,6 +112,9 @@ class Resources:
     # The frozen text encoders, VAE and judge: "auto" is bf16 on a GPU and fp32 on a CPU
     # (jobs/models/precision.py); the trained denoiser stays as its method holds it.
     frozen_precision: str = "auto"
+    # "auto": the scheduler bench's best pipelining on a cluster with more than one GPU, serial otherwise
+    # (unless the settings below ask for pipelining); "serial"; "pipelined" (orchestrator/schedule.py).
+    schedule: str = "auto"
     # The pipelined loop (orchestrator/pipeline.py): erase the next concept on a candidate while it is
     # validated, and run a rejected concept's next retries at once; the commits stay the serial loop's.
     speculative: bool = False
@@ -399,6 +403,8 @@ def _validate_numbers(spec: CampaignSpec, fail) -> None:
         fail("resources.gpus_per_step and validation_gpus must be >= 0 and resources.num_workers >= 1")
     if res.strategy not in STRATEGIES:
         fail(f"resources.strategy must be one of {', '.join(STRATEGIES)}, got {res.strategy!r}")
+    if res.schedule not in SCHEDULES:
+        fail(f"resources.schedule must be one of {', '.join(SCHEDULES)}, got {res.schedule!r}")
     if res.prefetch_baselines < 0:
         fail(f"resources.prefetch_baselines must be >= 0, got {res.prefetch_baselines}")
     if res.parallel_attempts < 1 or res.speculation_depth < 1:

@@ -26,6 +26,7 @@ curves and live.json follow the phase from inside.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import os
 import signal
@@ -44,7 +45,8 @@ from erasecore.errors import CampaignError, ClusterError
 from orchestrator.live import DRIVER_LOCK, LiveStatus
 from orchestrator.loop import CampaignLoop, PhaseOutput, RunOutcome, Watch, unwatched
 from orchestrator.manifest import Manifest
-from orchestrator.pipeline import PipelinedLoop, pipelined
+from orchestrator import schedule
+from orchestrator.pipeline import PipelinedLoop
 from orchestrator.outputs.tracking import Tracker, TrackingCallbacks
 from orchestrator.preflight import Settled, preflight
 from orchestrator.progress import ProgressLines
@@ -87,6 +89,9 @@ def run_campaign(spec: CampaignSpec | Settled, echo: Callable[[str], None] = _pr
 
 def _run_loop(settled: Settled, manifest: Manifest, echo: Callable[[str], None],
               schedule_timeout_s: float) -> RunOutcome:
+    chosen = schedule.choose(settled.spec, float(ray.cluster_resources().get("GPU", 0)))
+    echo(chosen.why)
+    settled = dataclasses.replace(settled, spec=chosen.spec)
     spec, root = settled.spec, manifest.root
     tracker = Tracker.from_spec(spec, root)   # W&B: only the driver logs, one run per attempt and phase
     callbacks = [ProgressLines(spec, manifest, echo), TrackingCallbacks(tracker), LiveStatus(manifest)]
@@ -95,7 +100,7 @@ def _run_loop(settled: Settled, manifest: Manifest, echo: Callable[[str], None],
     lane = EraseLane.open(res.gpus_per_step, res.cpus_per_step) if res.speculative else None
     try:
         executor = RayExecutor(spec, schedule_timeout_s, lane)
-        if pipelined(res.speculative, res.parallel_attempts, res.prefetch_baselines):
+        if chosen.pipelined:
             return PipelinedLoop(settled, manifest, executor, callbacks, res.speculative,
                                  res.parallel_attempts, res.speculation_depth, res.prefetch_baselines).run()
         return CampaignLoop(settled, manifest, executor, callbacks).run()
