@@ -146,13 +146,24 @@ def _finetune(steps: int, lr: float, batch: int) -> tuple[Param, ...]:
 
 _PRESERVE = Param("preserve_weight", float, 1.0, "weight of the term that keeps other concepts' predictions",
                   minimum=0)
+# Sequential erasure (CUIG, ICLR 2026): fine-tunes collapse over a long campaign as the model drifts away from
+# the base, step after step; these pull the trained weights toward the base on the accumulated change.
+# jobs/training/drift_penalty.py. 0 is off and adds nothing: the same delta bit for bit.
+_DRIFT_WHAT = ("over the n trained weights (LoRA: the wrapped weights), theta_base the base model's before any "
+               "committed delta of the campaign, so it penalises the accumulated change of every committed step "
+               "plus this one; mean over elements, so a weight means the same for few or many trained weights; "
+               "0: off")
+_DRIFT = (Param("drift_l2", float, 0.0, "L2 pull toward the base model: the loss gains "
+                f"drift_l2 * sum((theta - theta_base)^2) / n {_DRIFT_WHAT}", minimum=0),
+          Param("drift_l1", float, 0.0, "L1 pull toward the base model: the loss gains "
+                f"drift_l1 * sum(|theta - theta_base|) / n {_DRIFT_WHAT}", minimum=0))
 def _variant(published: str) -> Param:
     return Param("variant", str, TUNED, f"{TUNED}: this project's defaults; {PUBLISHED}: {published}",
                  choices=(TUNED, PUBLISHED))
 
 
 _ESD_PARAMS = (Param("eta", float, 1.0, "negative guidance: how far from the concept the target points",
-                     minimum=0),) + _finetune(150, 5e-4, 16) + (_PRESERVE,) + (
+                     minimum=0),) + _finetune(150, 5e-4, 16) + _DRIFT + (_PRESERVE,) + (
     Param("anchor", str, "without_concept", "what the target points to: the prompt without the concept, "
           "or the empty prompt (the official ESD)", choices=("without_concept", "empty")),
     _variant("the official diffusers script's: empty-prompt anchor, eta 2, no preservation, 200 steps "
@@ -210,20 +221,20 @@ ESD_U = MethodEntry(
 FMN = MethodEntry(
     "fmn", "jobs.methods.fmn:erase",
     "Forget-Me-Not (arXiv 2303.17591): minimise the concept tokens' cross-attention",
-    _finetune(35, 2e-3, 8), strength="steps", graph_forwards=1, attention_probs=True,
+    _finetune(35, 2e-3, 8) + _DRIFT, strength="steps", graph_forwards=1, attention_probs=True,
     trains=TrainedSet("text_attention", ("to_k", "to_v")),
     not_for={"sd3": _NO_CROSS_ATTENTION_PROBE, "flux": _NO_FLUX_PROBE, "zimage": _NO_ZIMAGE_PROBE})
 CA = MethodEntry(
     "ca", "jobs.methods.ablation:erase",
     "Concept Ablation (arXiv 2303.13516): map the concept to its anchor on text-facing K/V",
-    _finetune(150, 2e-3, 16) + (_PRESERVE,), strength="steps", frozen_copy=True,
+    _finetune(150, 2e-3, 16) + _DRIFT + (_PRESERVE,), strength="steps", frozen_copy=True,
     trains=TrainedSet("text_attention", ("to_k", "to_v")))
 LORA = MethodEntry(
     "lora", "jobs.methods.lora_reverse:erase",
     "LoRA reverse fine-tune: a switchable adapter trained to suppress the concept",
     (Param("rank", int, 8, "LoRA rank", minimum=1),
      Param("alpha", float, 16, "LoRA alpha (scale alpha / rank)", positive=True))
-    + _finetune(200, 1e-3, 16)
+    + _finetune(200, 1e-3, 16) + _DRIFT
     + (Param("suppress_weight", float, 1.0, "weight of the suppression term", minimum=0),
        Param("retain_target", str, "frozen", "retain term: match the frozen model or the denoising target",
              choices=("frozen", "noise")),
@@ -249,7 +260,7 @@ SPM = MethodEntry(
     (Param("rank", int, 1, "LoRA rank (published 1)", minimum=1),
      Param("alpha", float, 1.0, "LoRA alpha (published 1; scale alpha / rank)", positive=True),
      Param("eta", float, 1.0, "negative guidance of the erase target (published 1)", minimum=0))
-    + _finetune(200, 1e-3, 8)
+    + _finetune(200, 1e-3, 8) + _DRIFT
     + (Param("anchor_weight", float, 1.0, "weight of latent anchoring on the preserve prompts", minimum=0),),
     strength="eta", trains=TrainedSet("lora_block_linears"), artifact="lora")
 MACE = MethodEntry(

@@ -83,7 +83,8 @@ def run_erase(request: StepRequest, log=print, checkpoints=None) -> DeltaRef | N
 def _erase(pipe, request: StepRequest, log, checkpoints, progress=None) -> MethodOutput:
     prompts = concept_prompts(request.concept, request.preserve, _drawn_world(request))
     inputs = EraseInputs(request.concept, prompts, dict(request.hparams), request.seed, log,
-                         distributed.Parallel(request.parallel, checkpoints), progress)
+                         distributed.Parallel(request.parallel, checkpoints), progress,
+                         parents=tuple(request.parents))
     return registry.erase(request.method, pipe, inputs)
 
 

@@ -10,6 +10,7 @@ import torch
 
 from jobs.models import attention_probe
 from jobs.models.adapters import adapter
+from jobs.training import drift_penalty
 from jobs.training.finetune import batch_index, dense_delta, finetune, finetune_config, restore, snapshot, step_generator
 from jobs.training.latent_pool import generate_latents
 from jobs.methods.interface import EraseInputs, MethodOutput
@@ -48,7 +49,8 @@ def erase(pipe, inputs: EraseInputs) -> MethodOutput:
         fam.predict(model, xt, t, c)
         return attention_mass(store, m)
 
-    try:
+    try:   # the probe comes off whatever happens, a parent the drift penalty cannot read included
+        loss_fn = drift_penalty.with_drift(loss_fn, params, comp, inputs)
         trained = finetune(net, params, loss_fn, finetune_config(hp, inputs.seed, log_every=10),
                            inputs.parallel, inputs.log, progress=inputs.progress)
     finally:

@@ -12,6 +12,7 @@ from typing import Any
 from jobs.training.concept_prompts import ConceptPrompts
 from jobs.training.distributed import Parallel
 from erasecore.catalog import MethodEntry
+from erasecore.contracts import DeltaRef
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,8 @@ class EraseInputs:
     parallel: Parallel = Parallel()   # one process unless the step runs as a worker group
     progress: Any = None              # a ProgressWriter for the fine-tune's "train" records (None: none)
     method: MethodEntry | None = None   # set by the registry
+    # The committed deltas stacked on the base before this erase: how the drift penalty finds the base's weights.
+    parents: tuple[DeltaRef, ...] = ()
 
 
 @dataclass

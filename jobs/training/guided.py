@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from jobs.models.adapters import adapter
 from jobs.models.targets import denoiser
+from jobs.training import drift_penalty
 from jobs.training.finetune import batch_index, dense_delta, finetune, finetune_config, restore, snapshot, step_generator
 from jobs.training.latent_pool import generate_latents
 
@@ -67,6 +68,7 @@ def run(pipe, inputs, params: dict, x0: torch.Tensor, eta: float) -> tuple[dict[
             loss = loss + hp["preserve_weight"] * preserve_loss(model, frozen, fam, keep_x0[j], keep[j], gen, shard)
         return loss
 
+    loss_fn = drift_penalty.with_drift(loss_fn, params, comp, inputs)
     trained = finetune(net, params, loss_fn, finetune_config(hp, inputs.seed), inputs.parallel, inputs.log,
                        progress=inputs.progress)
     restore(params, before)

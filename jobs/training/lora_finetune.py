@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import torch
 
-from jobs.training import lora_adapter
+from jobs.training import drift_penalty, lora_adapter
 from jobs.training.finetune import LossFn, finetune, finetune_config
 
 
@@ -45,6 +45,7 @@ def train_lora(net, component: str, targets: list[str], loss_fn: LossFn, inputs,
     hp = inputs.hparams
     params = lora_adapter.attach(net, hp["rank"], hp["alpha"], targets, init=init)
     try:
+        loss_fn = drift_penalty.with_lora_drift(loss_fn, params, component, hp["alpha"] / hp["rank"], inputs)
         trained = finetune(net, params, loss_fn, finetune_config(hp, inputs.seed, log_every=log_every),
                            inputs.parallel, inputs.log, progress=inputs.progress)
     finally:

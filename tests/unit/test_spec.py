@@ -219,18 +219,19 @@ def test_the_catalog_resolves_what_the_methods_ran_with_before_it_existed():
     assert catalog.get("uce").resolve({}) == {"lam": 0.5, "erase_scale": 1.0, "preserve_scale": 1.0,
                                               "projections": ["to_k", "to_v"], "rows": "from_concept",
                                               "variant": "tuned"}
+    off = {"drift_l2": 0.0, "drift_l1": 0.0}   # the pull toward the base weights, off (jobs/training/drift_penalty.py)
     esd = {"eta": 1.0, "steps": 150, "lr": 5e-4, "batch": 16, "preserve_weight": 1.0, "grad_accum": 1,
-           "mixed_precision": "no", "anchor": "without_concept", "variant": "tuned"}
+           "mixed_precision": "no", "anchor": "without_concept", "variant": "tuned", **off}
     assert catalog.get("esd-x").resolve({}) == esd
     assert catalog.get("esd-u").resolve({}) == {**esd, "lr": 1e-3}
     assert catalog.get("fmn").resolve({}) == {"steps": 35, "lr": 2e-3, "batch": 8, "grad_accum": 1,
-                                              "mixed_precision": "no"}
+                                              "mixed_precision": "no", **off}
     assert catalog.get("ca").resolve({"steps": 10}) == {"steps": 10, "lr": 2e-3, "batch": 16, "preserve_weight": 1.0,
-                                                        "grad_accum": 1, "mixed_precision": "no"}
+                                                        "grad_accum": 1, "mixed_precision": "no", **off}
     assert catalog.get("lora").resolve({}) == {"rank": 8, "alpha": 16, "steps": 200, "lr": 1e-3, "batch": 16,
                                                "suppress_weight": 1.0, "retain_target": "frozen",
                                                "target_modules": ["to_q", "to_k", "to_v"], "grad_accum": 1,
-                                               "mixed_precision": "no"}
+                                               "mixed_precision": "no", **off}
 
 
 def test_model_source_says_where_a_hub_ids_weights_come_from(tmp_path, monkeypatch):
