@@ -38,7 +38,8 @@ def choose(spec: CampaignSpec, gpus: float) -> Schedule:
     if mode == "pipelined" or asks_for_pipelining(res):
         return Schedule(spec, True, f"schedule: pipelined as the resources say ({_settings(res)})")
     if gpus <= 1:
-        return Schedule(spec, False, f"schedule: serial (auto: {gpus:g} GPU, nothing to run beside a step)")
+        count = "no GPU" if gpus <= 0 else "one GPU"
+        return Schedule(spec, False, f"schedule: serial (auto: {count}, nothing to run beside a step)")
     best = dataclasses.replace(res, **BENCH_BEST)
     validation = spec.validation
     if validation.shards == 1:   # the default: a gate on one GPU; 0 shards it over every GPU free
