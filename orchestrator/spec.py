@@ -112,8 +112,8 @@ class Resources:
     # The frozen text encoders, VAE and judge: "auto" is bf16 on a GPU and fp32 on a CPU
     # (jobs/models/precision.py); the trained denoiser stays as its method holds it.
     frozen_precision: str = "auto"
-    # "auto": the scheduler bench's best pipelining on a cluster with more than one GPU, serial otherwise
-    # (unless the settings below ask for pipelining); "serial"; "pipelined" (orchestrator/schedule.py).
+    # "auto": the scheduler bench's best pipelining on a cluster with GPUs for two erase-and-gate pairs, serial
+    # otherwise (unless the settings below ask for pipelining); "serial"; "pipelined" (orchestrator/schedule.py).
     schedule: str = "auto"
     # The pipelined loop (orchestrator/pipeline.py): erase the next concept on a candidate while it is
     # validated, and run a rejected concept's next retries at once; the commits stay the serial loop's.

@@ -8,12 +8,13 @@ from orchestrator.spec import load_spec, spec_hash
 
 
 def spec(*overrides):
-    return load_spec(None, ["name=t", "concepts=[star]", *overrides])
+    return load_spec(None, ["name=t", "concepts=[star]", "resources.gpus_per_step=1", "resources.validation_gpus=1",
+                            *overrides])
 
 
-def test_auto_is_serial_on_one_gpu_or_none_and_the_bench_best_on_more():
+def test_auto_is_serial_without_room_for_two_erase_and_gate_pairs_and_the_bench_best_with_it():
     s = spec()
-    for gpus in (0, 1):
+    for gpus in (0, 1, 3):
         chosen = schedule.choose(s, gpus)
         assert not chosen.pipelined and chosen.spec == s and "serial (auto" in chosen.why
     chosen = schedule.choose(s, 8)
@@ -21,6 +22,9 @@ def test_auto_is_serial_on_one_gpu_or_none_and_the_bench_best_on_more():
     assert chosen.pipelined and "auto: 8 GPUs" in chosen.why
     assert (res.speculative, res.speculation_depth, res.parallel_attempts, res.prefetch_baselines) == (True, 2, 3, 6)
     assert chosen.spec.validation.shards == 0 and spec_hash(chosen.spec) == spec_hash(s)   # same results
+    assert schedule.choose(spec(), 4).pipelined
+    assert not schedule.choose(spec("resources.gpus_per_step=2"), 4).pipelined   # 2 + 1 per pair: needs 6
+    assert not schedule.choose(spec("resources.gpus_per_step=0", "resources.validation_gpus=0"), 8).pipelined
 
 
 def test_what_the_campaign_says_wins():
@@ -33,6 +37,7 @@ def test_what_the_campaign_says_wins():
 
 
 def test_plan_states_both_cases_and_a_bad_schedule_is_one_line():
-    assert "serial on one GPU or none; pipelined on a cluster with more" in schedule.describe(spec())
+    assert "serial on fewer than 4 GPUs; pipelined on a cluster with at least 4" in schedule.describe(spec())
+    assert "steps ask for no GPU" in schedule.describe(spec("resources.gpus_per_step=0", "resources.validation_gpus=0"))
     with pytest.raises(ConfigError, match="resources.schedule must be one of auto, serial, pipelined"):
         spec("resources.schedule=fast")
