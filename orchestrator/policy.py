@@ -129,11 +129,8 @@ def _adjusted(last: PastAttempt, step: float) -> dict[str, Any]:
     if ERROR in last.decision.failed:
         return hparams   # the step broke; its settings were not judged
     entry = catalog.get(last.method)
-    key, default = entry.strength, entry.default_strength
+    key = entry.strength
     current = hparams.get(key, entry.resolve(hparams)[key])   # the default of the variant the attempt ran
     under_erased = "forgetting" in last.decision.failed or not last.decision.failed
-    value = current * step if under_erased else current / step
-    if isinstance(default, int):
-        value = max(1, round(value))   # step counts stay integers
-    hparams[key] = value
+    hparams[key] = search.strength(entry, current * step if under_erased else current / step)
     return hparams

@@ -53,11 +53,13 @@ def candidates(spec: CampaignSpec) -> tuple[Setting, ...]:
         base = {**spec.hparams.get(method, {})}
         default = entry.resolve(base)[entry.strength]
         for factor in s.strengths:
-            value = default * factor
-            if isinstance(entry.default_strength, int):
-                value = max(1, round(value))   # step counts stay integers
-            found.append(Setting.of(method, {**base, entry.strength: value}))
+            found.append(Setting.of(method, {**base, entry.strength: strength(entry, default * factor)}))
     return tuple(dict.fromkeys(found))
+
+
+def strength(entry: catalog.MethodEntry, value: float) -> float | int:
+    """A value for the method's strength knob: one that counts steps stays a whole number >= 1."""
+    return max(1, round(value)) if isinstance(entry.default_strength, int) else value
 
 
 def ordered(spec: CampaignSpec, preferred: Sequence[Setting]) -> tuple[Setting, ...]:
