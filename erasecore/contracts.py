@@ -71,6 +71,9 @@ class ValidationSpec:
     # After the last step, a sweep measures the committed model on every committed concept:
     # "none", "report" (journal and report it), or "halt" (also end the campaign halted on a rebound).
     final_sweep: str = "none"
+    # The judge self-check (`erase judge-check`): a concept the judge cannot tell from the others on the base
+    # model's images is refused; true runs it anyway, flagged (erasecore/judge_check.py).
+    allow_weak_judge: bool = False
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,20 @@ class Capability:
 
 
 @dataclass(frozen=True)
+class JudgeIdentity:
+    """Exactly which judge measured a gate: two gates compare number for number only under equal identities
+    (another checkpoint, threshold or library version is another measuring instrument)."""
+
+    name: str                       # the judge catalog's name (erasecore/judges.py)
+    source: str = ""                # where its weights came from: a directory, a hub id, a wheel
+    weights: dict[str, str] = field(default_factory=dict)   # each weight file it loaded (under source) -> sha256
+    classes: tuple[str, ...] = ()   # the labels it answers
+    thresholds: dict[str, float] = field(default_factory=dict)   # per decision: the score at or above which it says yes
+    rule: str = ""                  # how an image's scores become a yes, in words
+    libraries: dict[str, str] = field(default_factory=dict)      # distribution -> version it ran with
+
+
+@dataclass(frozen=True)
 class GateReport:
     """What the validator measured for one candidate, relative to the base model."""
 
@@ -172,6 +189,7 @@ class GateReport:
     drift: Estimate = field(default_factory=lambda: Estimate(0.0, 0.0, 1.0, 0))
     interval_confidence: float = 0.0  # the confidence of every interval above (spent over checks and looks)
     extended: tuple[str, ...] = ()   # checks the gate drew more images for after its budget (a coin toss there)
+    judges: tuple[JudgeIdentity, ...] = ()   # who judged its images; empty in journals written before it existed
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,10 @@ class CommitError(ManifestError):
     """A commit was refused: already committed, not accepted by the gate, or bad delta hash."""
 
 
+class JudgeCheckError(CampaignError):
+    """The campaign's judge cannot measure a concept on the base model's own images (erasecore/judge_check.py)."""
+
+
 class ClusterError(CampaignError):
     """The Ray cluster cannot run the campaign: unreachable, token refused, or no node can hold a step."""
 

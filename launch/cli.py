@@ -8,12 +8,13 @@
     erase logs JOB_ID [--follow]                 the job's output
     erase cancel JOB_ID                          stop the job (resume continues it later)
     erase list                                   jobs on the cluster
-    erase export TARGET --format diffusers|lora|comfyui [--upto k]   the committed model
+    erase export TARGET --format diffusers|lora|comfyui [--upto k] [--per-concept]   the committed model
     erase report TARGET [--out FILE]             self-contained HTML report
     erase toyworld showcase                      draw a few prompts with the embedded toy model
     erase toyworld train [--out DIR]             retrain the toy world from scratch (~30-40 min, 2 cores)
     erase step REQUEST.json                      one erasure step without Ray (what a worker runs)
     erase plan CAMPAIGN.yaml [key=value ...]     per-GPU memory of each step, and settings that fit
+    erase judge-check CAMPAIGN.yaml [key=value ...]   can the judge see each concept on the base model? (exit 2: no)
 """
 from __future__ import annotations
 
@@ -121,6 +122,19 @@ def _campaign_parsers(sub) -> None:
     plan.add_argument("overrides", nargs="*", metavar="key=value",
                       help=OVERRIDES_HELP + "; e.g. resources.gpu_memory_gb=24 resources.num_workers=4")
     plan.add_argument("--json", action="store_true", help="print the plan and the model's inventory as JSON")
+    check = _sub(sub, "judge-check", "can the campaign's judge see each concept on the base model's own images?",
+                 "Before anything is erased: draw the base model's images of each concept's gate prompts (its target\n"
+                 "and evasion prompts, and the retain prompts of the other concepts) and judge them with the\n"
+                 "campaign's judge. Per concept, the table shows the hit rate (the concept seen on its own prompts)\n"
+                 "and the false-positive rate (seen on the other prompts), each with its Wilson interval at\n"
+                 "validation.confidence. A concept the base model barely draws (hit rate's lower bound < 0.5) or the\n"
+                 "judge cannot tell apart (hit rate's lower bound <= false positives' upper bound) is refused: its\n"
+                 "gates could not measure forgetting. validation.allow_weak_judge=true flags it instead.\n"
+                 "What the judge saw is cached in <storage_path>/cache: checking again draws nothing.\n\n"
+                 "exit status: 0 every concept ok or flagged, 2 a concept refused or a user error")
+    check.add_argument("campaign", type=Path, help="campaign YAML (e.g. configs/campaigns/toy.yaml)")
+    check.add_argument("overrides", nargs="*", metavar="key=value",
+                       help=OVERRIDES_HELP + "; e.g. validation.seeds=1 validation.allow_weak_judge=true")
 
 
 def _artifact_parsers(sub) -> None:
@@ -129,6 +143,8 @@ def _artifact_parsers(sub) -> None:
               "  diffusers  a full merged pipeline directory (DiffusionPipeline.from_pretrained loads it)\n"
               "  lora       a stacked diffusers LoRA directory (pipe.load_lora_weights)\n"
               "  comfyui    one kohya-format .safetensors file (ComfyUI, A1111), alpha written per module\n"
+              "  lora --per-concept  one named adapter per committed concept, <out>/<concept>/, listed in\n"
+              "             <out>/adapters.json (pipe.load_lora_weights(dir, adapter_name=...), pipe.set_adapters)\n"
               "Dense deltas become LoRA at full rank (exact) unless --rank is given.")
     ex.add_argument("target", help="campaign directory (storage_path) or campaign YAML")
     ex.add_argument("--format", dest="fmt", required=True, choices=("diffusers", "lora", "comfyui"))
@@ -137,6 +153,8 @@ def _artifact_parsers(sub) -> None:
     ex.add_argument("--rank", type=int, default=None, help="LoRA rank for dense deltas (default: exact full rank)")
     ex.add_argument("--skip-non-2d", action="store_true",
                     help="leave out changes LoRA cannot carry (biases, norms, convolutions: ESD-u) instead of failing")
+    ex.add_argument("--per-concept", action="store_true",
+                    help="with --format lora: one switchable adapter per committed concept (each step's own delta)")
     rp = _sub(sub, "report", "write a self-contained HTML report of a campaign",
               "Timeline of attempts and decisions, per-concept metrics with bounds, plots, image grids,\n"
               "and the audit log (who ran what, when, which config and delta hashes).")
@@ -273,6 +291,21 @@ def _plan(args) -> int:
     return 0 if result.fits else 1
 
 
+@command("judge-check")
+def _judge_check(args) -> int:
+    from erasecore.judge_check import require, table
+    from orchestrator.preflight import preflight
+    from orchestrator.spec import load_spec
+
+    settled = preflight(load_spec(str(args.campaign), args.overrides))   # before torch is imported
+    from orchestrator.in_process import judge_check
+
+    check = judge_check(settled)
+    print(table(check))
+    require(check)   # a refused concept: the table above, then one error line and exit 2
+    return 0
+
+
 def _quiet_hub(offline: bool) -> None:
     """Keep the Hugging Face hub client's retry and warning lines off the terminal (a failed read is one
     error: line); `offline` reads a hub id from the local cache only (model_source: local)."""
@@ -330,13 +363,15 @@ def _resume_spec(target: str, overrides: list[str]):
 
 @command("export")
 def _export(args) -> int:
-    from orchestrator.outputs.export import export_campaign
+    from orchestrator.outputs.export import check_format, export_campaign
 
+    check_format(args.fmt, args.per_concept)   # a wrong combination of options fails before the journal is read
     _, root = _local_campaign(args.target) or (None, None)
     if root is None:
         raise FileNotFoundError(f"no campaign directory or YAML named {args.target}")
-    out = export_campaign(root, args.fmt, out=args.out, upto=args.upto, rank=args.rank, skip_non_2d=args.skip_non_2d)
-    print(f"exported ({args.fmt}): {out}")
+    out = export_campaign(root, args.fmt, out=args.out, upto=args.upto, rank=args.rank, skip_non_2d=args.skip_non_2d,
+                          per_concept=args.per_concept)
+    print(f"exported ({args.fmt}{', one adapter per concept' * args.per_concept}): {out}")
     return 0
 
 

@@ -1,12 +1,14 @@
 """Worker code that the `erase` command runs in its own process, without Ray: the launcher's one door to jobs/.
 
-`erase step` (what a worker runs), `erase toyworld showcase|train` and the model inventory of `erase plan` run
-jobs/ code on this machine. The launcher reaches it through these functions, never by importing jobs/ itself
-(import-linter contract `jobs-behind-the-orchestrator`, pyproject.toml). Each one imports its worker module when
-called, so importing this module costs nothing and torch is loaded only once a command needs it.
+`erase step` (what a worker runs), `erase toyworld showcase|train`, the model inventory of `erase plan` and the judge
+self-check of `erase judge-check` run jobs/ code on this machine. The launcher reaches it through these functions,
+never by importing jobs/ itself (import-linter contract `jobs-behind-the-orchestrator`, pyproject.toml). Each one
+imports its worker module when called, so importing this module costs nothing and torch is loaded only once a
+command needs it.
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,6 +16,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from erasecore.contracts import StepRequest
     from erasecore.inventory import ModelInventory
+    from erasecore.judge_check import JudgeCheck
+    from orchestrator.preflight import Settled
 
 
 def run_step(request: StepRequest, log: Callable[[str], object] = print):
@@ -42,3 +46,14 @@ def toy_build(argv: list[str]) -> None:
     from jobs.toyworld import build
 
     build.main(argv)
+
+
+def judge_check(settled: Settled, log: Callable[[str], object] = print) -> JudgeCheck:
+    """The judge self-check of a settled campaign on its base model, in this process (jobs.validation.judge_check)."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")   # advice printed at import: stderr is for the error line
+    from jobs.models.loader import quiet_loading
+    from jobs.validation.judge_check import check_judge
+    from orchestrator.judge_check import requests
+
+    quiet_loading()
+    return check_judge(requests(settled), log=log)

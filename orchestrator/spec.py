@@ -210,6 +210,7 @@ def spec_hash(spec: CampaignSpec) -> str:
     if data["validation"]["attack_prompts"] == ValidationSpec.attack_prompts:
         del data["validation"]["attack_prompts"]
     del data["validation"]["shards"]   # where a gate's looks are drawn never changes its report
+    del data["validation"]["allow_weak_judge"]   # decided before any step (the judge self-check), in no report
     # The gate section holds the thresholds (validation.limits is preflight's copy, never set in a campaign);
     # the snapshot's constant stop keys hash as they always did, so every journal keeps its hash.
     del data["validation"]["limits"]

@@ -56,3 +56,14 @@ def load_pipeline(model: str = TOY, device: str = "cpu", dtype=None, frozen_prec
     pipe = pipe.to(device)
     hold_frozen_in(pipe, frozen_dtype(frozen_precision, device))
     return pipe
+
+
+def quiet_loading() -> None:
+    """diffusers' and transformers' loading progress bars and advice off: a command whose stderr is its one
+    error line (erase judge-check) loads a pipeline without them."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    for library in (diffusers_logging, transformers_logging):
+        library.disable_progress_bar()
+        library.set_verbosity_error()

@@ -71,6 +71,7 @@ class Evaluator:
     def __init__(self, world: World, net: EvaluatorNet):
         self.world, self.net = world, net.eval()
         self.classes = head_classes(world)
+        self.weights_file: Path | None = None   # the file load() read: a gate's judge identity hashes it
 
     @classmethod
     def fresh(cls, world: World) -> "Evaluator":
@@ -82,7 +83,8 @@ class Evaluator:
         if {k: tuple(v) for k, v in meta["classes"].items()} != head_classes(world):
             raise ValueError(f"evaluator in {directory} was trained on a different world")
         ev = cls.fresh(world)
-        ev.net.load_state_dict(load_file(str(Path(directory) / "evaluator.safetensors")))
+        ev.weights_file = Path(directory) / "evaluator.safetensors"
+        ev.net.load_state_dict(load_file(str(ev.weights_file)))
         return ev
 
     def save(self, directory: Path) -> None:

@@ -7,10 +7,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from erasecore.contracts import JudgeIdentity
 from jobs.toyworld.evaluator import Evaluator, Verdicts
 from jobs.toyworld.world import World
+from jobs.validation.judges.identity import versions, weight_hashes
 from jobs.validation.observations import Observation
 from jobs.validation.suite import Suite, SuiteItem
+
+RULE = ("argmax of each head (shape, colour, size, material), no threshold: the image shows its top class; "
+        "pair scenes are judged half by half")
 
 
 def _stated_attributes_match(item: SuiteItem, v: Verdicts, row: int) -> bool:
@@ -76,3 +81,12 @@ class ToyJudge:
 
     def observe(self, suite: Suite, keys: list[tuple[int, int]], images: np.ndarray) -> list[Observation]:
         return observe(self.world, self.evaluator, suite, keys, images)
+
+    def identity(self) -> JudgeIdentity:
+        """The evaluator's weight file (jobs/toyworld/weights/evaluator), its heads' classes, its argmax rule."""
+        file = self.evaluator.weights_file
+        return JudgeIdentity(
+            name=self.name, source=str(file.parent) if file else "untrained (Evaluator.fresh)",
+            weights=weight_hashes(file.parent, [file]) if file else {},
+            classes=tuple(f"{head}:{c}" for head, labels in self.evaluator.classes.items() for c in labels),
+            rule=RULE, libraries=versions("torch", "safetensors"))

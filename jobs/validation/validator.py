@@ -24,6 +24,7 @@ from erasecore.contracts import Estimate, GateReport, ValidationSpec
 from jobs.models.adapters import image_size
 from jobs.validation import sequential
 from jobs.validation import statistics as st
+from jobs.validation.judges.identity import identity_of
 from jobs.validation.observations import Observation, drift_kl, label_changed
 from jobs.validation.shards import InProcess, Spread
 from jobs.validation import providers
@@ -143,7 +144,8 @@ class BaselineCache:
 
 
 class Validator:
-    """Generates a suite's images and has a judge observe them (any judge with observe, posterior_split, cache_id)."""
+    """Generates a suite's images and has a judge observe them (any judge with observe, posterior_split, cache_id;
+    identity() names it in every report)."""
 
     def __init__(self, judge, spec: ValidationSpec, cache: BaselineCache, log=print,
                  progress: ProgressWriter | None = None):
@@ -255,29 +257,30 @@ class Validator:
         return GateReport(
             concept=suite.target,
             forgetting=_forgetting(suite, seen, base_hit, conf),
-            target_acc=_rate(target, conf),
+            target_acc=hit_rate(target, conf),
             base_target_acc=sum(base_hit(o) for o in target) / len(target) if target else 0.0,
-            evasion={k: _rate([o for o, g in zip(seen, groups) if g == f"evasion:{k}"], conf) for k in EVASION_KINDS
+            evasion={k: hit_rate([o for o, g in zip(seen, groups) if g == f"evasion:{k}"], conf) for k in EVASION_KINDS
                      if f"evasion:{k}" in groups},
             retain=_retain(suite, seen, base, lambda g: g.startswith("retain"), conf),
             retain_by_distance={d: _retain(suite, seen, base, lambda g, d=d: g == f"retain:{d}", conf)
                                 for d in ("near", "far") if f"retain:{d}" in groups},
-            leakage=_rate([o for o, g in zip(seen, groups) if g == "leakage"], conf),
+            leakage=hit_rate([o for o, g in zip(seen, groups) if g == "leakage"], conf),
             kl=drift_kl([b for b, _ in retain_pairs], [c for _, c in retain_pairs], split),
             kl_base_noise=base_noise,
-            cumulative={g.split(":", 1)[1]: _rate([o for o, gg in zip(seen, groups) if gg == g], conf)
+            cumulative={g.split(":", 1)[1]: hit_rate([o for o, gg in zip(seen, groups) if gg == g], conf)
                         for g in dict.fromkeys(groups) if g.startswith("cumulative:")},
             images_generated=len(seen), early_stopped=early, seconds=seconds,
             unjudged=dict(suite.unjudged), thin=suite.thin,
             drift=_drift([b for b, _ in retain_pairs], [c for _, c in retain_pairs], split, conf),
-            interval_confidence=conf)
+            interval_confidence=conf, judges=(identity_of(self.judge),))
 
 
 def _is_target(group: str) -> bool:
     return sequential.check_kind(group) == "forgetting"   # the target group and the evasion groups
 
 
-def _rate(obs: list[Observation], conf: float) -> Estimate:
+def hit_rate(obs: list[Observation], conf: float) -> Estimate:
+    """The share of `obs` the judge answered yes to, with its Wilson interval at `conf`."""
     k, n = sum(o.hit for o in obs), len(obs)
     lo, hi = st.wilson(k, n, conf)
     return Estimate(k / n if n else 0.0, lo, hi, n)

@@ -3,6 +3,7 @@
     export_campaign(storage_path, "diffusers")   # full pipeline = base + committed deltas, merged
     export_campaign(storage_path, "lora")        # one diffusers LoRA: pipe.load_lora_weights(dir)
     export_campaign(storage_path, "comfyui")     # one kohya-format .safetensors (ComfyUI, A1111)
+    export_campaign(storage_path, "lora", per_concept=True)   # one named adapter per concept (adapters.py)
 
 Only committed records are read (the manifest's truth), in step order, each delta verified
 against its recorded sha256. Runs on the driver side and needs torch, so jobs.* is imported
@@ -64,6 +65,14 @@ def plan_export(storage_path: str | Path, upto: int | None = None) -> ExportPlan
     return ExportPlan(manifest.campaign, model, commits, refs)
 
 
+def check_format(fmt: str, per_concept: bool = False) -> None:
+    """ExportError for a format this module does not write, or --per-concept with one it has no adapters in."""
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if per_concept and fmt != "lora":
+        raise ExportError(f"--per-concept writes diffusers LoRA adapters: use it with --format lora, not {fmt}")
+
+
 def default_out(storage_path: str | Path, fmt: str, plan: ExportPlan) -> Path:
     """<storage_path>/exports/<campaign>-step<k>-<fmt>[.safetensors]: one name per (format, step)."""
     name = f"{plan.campaign}-step{plan.last_step}-{fmt}"
@@ -71,7 +80,7 @@ def default_out(storage_path: str | Path, fmt: str, plan: ExportPlan) -> Path:
 
 
 def export_campaign(storage_path: str | Path, fmt: str, out: Path | None = None, upto: int | None = None,
-                    rank: int | None = None, skip_non_2d: bool = False) -> Path:
+                    rank: int | None = None, skip_non_2d: bool = False, per_concept: bool = False) -> Path:
     """Write the campaign's committed model (steps 1..upto) in format `fmt`; return the written path.
 
     diffusers: `out` is a new directory holding the merged pipeline (base model loaded from the spec).
@@ -80,10 +89,15 @@ def export_campaign(storage_path: str | Path, fmt: str, out: Path | None = None,
     LoRA formats: LoRA deltas are stacked exactly; if any delta is dense, `rank` defaults to full
     rank (exact, larger file), a smaller rank truncates by SVD. Dense changes that are not 2-D
     weights (norms, convolutions: ESD-u) cannot be LoRA: an error unless `skip_non_2d`.
+    per_concept (lora only): `out` is a directory of one named adapter per commit (orchestrator/outputs/adapters.py).
     """
-    if fmt not in FORMATS:
-        raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    check_format(fmt, per_concept)
     plan = plan_export(storage_path, upto)
+    if per_concept:
+        from orchestrator.outputs.adapters import export_adapters   # it imports this module: here, not at the top
+
+        out = Path(out) if out is not None else default_out(storage_path, "lora-per-concept", plan)
+        return export_adapters(plan, out, rank, skip_non_2d)
     out = Path(out) if out is not None else default_out(storage_path, fmt, plan)
     if fmt == "diffusers":
         written = _export_diffusers(plan, out)

@@ -2,7 +2,8 @@
 
     write_report("runs/toy")        # -> runs/toy/report.html
 
-Sections: summary, per-concept metrics with their Wilson intervals, plots (Forgetting and
+Sections: summary, per-concept metrics with their Wilson intervals, the judges that measured them (each
+identity: weights' sha256, classes, thresholds, library versions), plots (Forgetting and
 Retain per step, retain by distance, cumulative drift; where measured, parameter drift per layer group and
 the capability curve), the rebound alarms (orchestrator/rebound.py), the timeline (one row per attempt with a
 bar per phase on a shared time axis, hovering a bar shows its phase, duration and host; the gate's
@@ -28,7 +29,8 @@ from typing import Any
 import yaml
 
 from erasecore.atomic import atomic_write_text
-from erasecore.contracts import Estimate, GateReport
+from erasecore.codec import to_json
+from erasecore.contracts import Estimate, GateReport, JudgeIdentity
 from erasecore.phase_progress import ProgressRecord, current_run, read_records
 from orchestrator.outputs import report_plots as plots
 from orchestrator.manifest import AttemptRecord, CommitRecord, History, Manifest, attempt_dir
@@ -78,8 +80,8 @@ def render_report(storage_path: str | Path) -> str:
     manifest = Manifest.open(storage_path)
     spec = yaml.safe_load(manifest.spec_yaml)
     steps = step_views(spec["concepts"], manifest.history)
-    body = [_summary(manifest, spec, steps), _metrics_table(steps), candidates_section(manifest.history),
-            sweep_section(manifest.history), _plots(spec, steps),
+    body = [_summary(manifest, spec, steps), _metrics_table(steps), _judges(steps),
+            candidates_section(manifest.history), sweep_section(manifest.history), _plots(spec, steps),
             _rebound_alarms(spec, manifest.history), _timeline(manifest.root, manifest.history),
             _grids(manifest.root, manifest.history), _attention(manifest.root, manifest.history),
             _audit(manifest), _spec_section(manifest.spec_yaml)]
@@ -129,6 +131,29 @@ def _metrics_table(steps: list[StepView]) -> str:
     note = ("<p class=note>Each proportion: point estimate [Wilson interval] n = images. Shown for the committed "
             "attempt, else the latest measured one.</p>")
     return _section("Concepts", note + _table(head, rows))
+
+
+def _judges(steps: list[StepView]) -> str:
+    """Who measured each concept's shown gate: one row per distinct judge identity, with the steps it judged."""
+    judged: dict[str, tuple[JudgeIdentity, list[str]]] = {}
+    unnamed = [s.label for s in steps if s.report is not None and not s.report.judges]
+    for s in steps:
+        for j in s.report.judges if s.report is not None else ():
+            judged.setdefault(to_json(j), (j, []))[1].append(s.label)
+    head = ("judge", "steps", "weights (sha256)", "source", "classes", "thresholds", "rule", "libraries")
+    rows = [(j.name, ", ".join(labels), _pairs(j.weights) or "none loaded", j.source,
+             f"{len(j.classes)}: {', '.join(j.classes)}", _pairs(j.thresholds) or "none", j.rule, _pairs(j.libraries))
+            for j, labels in judged.values()]
+    if unnamed:
+        why = "a journal written before gates named their judge"
+        rows.append(("not recorded", ", ".join(unnamed), "", "", "", "", why, ""))
+    note = ("<p class=note>The judge of each concept's shown gate. Gates judged by different identities (another "
+            "weight file, threshold or library version) are not comparable number for number.</p>")
+    return _section("Judges", note + _table(head, rows)) if rows else ""
+
+
+def _pairs(mapping: dict) -> str:
+    return ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in mapping.items())
 
 
 def _plots(spec: dict, steps: list[StepView]) -> str:

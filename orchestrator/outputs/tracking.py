@@ -18,7 +18,8 @@ Layout (one W&B project per spec.tracking.project):
   erased, read from the grid.png/grid.json the validator wrote in the attempt directory),
   and, online, use_artifact(candidate) for
   lineage (wandb refuses use_artifact offline: there the candidate's name and sha256 go in
-  the validate run's config instead).
+  the validate run's config instead). Its config also names who judged the gate: "judges", each
+  judge's identity (GateReport.judges: weights' sha256, classes, thresholds, library versions).
 - each commit is a version of "<campaign>-deltas" (type "model-delta", the file uploaded)
   with aliases step-<k>, concept-<name>, latest.
 
@@ -84,6 +85,12 @@ def gate_metrics(report: GateReport, decision: GateDecision) -> dict[str, float]
                 "gate/extended_checks": float(len(report.extended))})
     out.update(view_metrics(report))
     return out
+
+
+def judge_config(report: GateReport) -> dict[str, Any]:
+    """Who judged the gate, for the validate run's config: each judge's name, weights' sha256, classes,
+    thresholds, rule and library versions (none in a report from a journal that predates them)."""
+    return {"judges": [asdict(j) for j in report.judges]} if report.judges else {}
 
 
 def view_metrics(report: GateReport) -> dict[str, float]:
@@ -213,7 +220,7 @@ class Tracker:
         self._finish()
         lineage = {"candidate": f"{_name(self.campaign)}-candidates:step-{step}-attempt-{attempt}",
                    "candidate_sha256": candidate.sha256 if candidate else ""}
-        run = self._start(step, attempt, "validate", {"concept": concept, **lineage})
+        run = self._start(step, attempt, "validate", {"concept": concept, **lineage, **judge_config(report)})
         if candidate_artifact is not None and self.mode == "online":
             candidate_artifact.wait()   # its version must exist before another run can use it
             run.use_artifact(candidate_artifact)

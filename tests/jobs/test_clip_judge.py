@@ -3,6 +3,9 @@ path real): label posteriors, thresholds calibrated on the base model's images, 
 model through the generic concept-set path, and a judge that is not on the machine refused before Ray."""
 from __future__ import annotations
 
+from hashlib import sha256
+from importlib.metadata import version
+
 import numpy as np
 import pytest
 
@@ -61,5 +64,10 @@ def test_a_clip_judge_that_is_not_on_the_machine_is_refused_before_ray(tmp_path,
 def test_a_toy_gate_runs_through_the_generic_path_with_a_clip_judge(tmp_path, clip_dir):
     report = toy_gate(tmp_path, "clip", clip_dir)
     assert report.target_acc.n > 0 and report.retain.n > 0 and "leakage" in report.unjudged
+    (judge,) = report.judges   # the checkpoint it loaded, by the file's own hash; the thresholds it calibrated
+    assert judge.name == "clip" and judge.source == str(clip_dir)
+    assert judge.weights == {"model.safetensors": sha256((clip_dir / "model.safetensors").read_bytes()).hexdigest()}
+    assert "star" in judge.classes and 0.0 < judge.thresholds["star"] < 1.0
+    assert judge.libraries["transformers"] == version("transformers")
     again = toy_gate(tmp_path, "clip", clip_dir)
     assert again.retain == report.retain   # the second gate calibrates from the cached baseline: same thresholds

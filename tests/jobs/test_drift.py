@@ -3,14 +3,17 @@ sequential sampling stops a clearly damaging candidate before its budget."""
 from __future__ import annotations
 
 import dataclasses
+from hashlib import sha256
 
 import pytest
+import torch
 
 from jobs.deltas import delta as deltas
 from jobs.models.loader import load_pipeline
 from jobs.step import run_erase
 from jobs.validation.validator import for_request
 from erasecore.contracts import StepRequest, ValidationSpec
+from erasecore.models import toyworld_dir
 from orchestrator.gate import decide
 from orchestrator.spec import GateThresholds
 
@@ -33,6 +36,13 @@ def test_the_base_model_has_no_drift_and_passes_the_drift_check(gate):
     report = validator.validate(load_pipeline("toyworld"), suite, base)
     assert report.drift.n >= 16 and report.drift.value == 0.0
     assert "drift" not in decide(report, GateThresholds()).failed
+    # The gate names its judge: the evaluator file it loaded (hashed here, independently), its classes, its rule.
+    weights = toyworld_dir() / "evaluator" / "evaluator.safetensors"
+    (judge,) = report.judges
+    assert judge.name == "toyworld"
+    assert judge.weights == {"evaluator.safetensors": sha256(weights.read_bytes()).hexdigest()}
+    assert "shape:hourglass" in judge.classes and "colour:red" in judge.classes and len(judge.classes) == 21
+    assert judge.thresholds == {} and judge.rule.startswith("argmax") and judge.libraries["torch"] == torch.__version__
 
 
 def test_a_damaging_erasure_is_rejected_by_drift(gate):

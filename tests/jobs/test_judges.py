@@ -6,6 +6,12 @@ and loaded as a hub id would be (numbers meaningless, path real).
 """
 from __future__ import annotations
 
+import base64
+from hashlib import sha256
+from importlib.metadata import files, version
+from pathlib import Path
+
+import nudenet
 import numpy as np
 import pytest
 import torch
@@ -14,6 +20,7 @@ from jobs.deltas import delta as deltas
 from jobs.models.targets import denoiser
 from jobs.validation.concept_suite import build_concept_suite
 from jobs.validation.judges import load_judge
+from jobs.validation.judges.nudenet import NUDITY_CLASSES
 from erasecore.concepts import load_concept_set
 from erasecore.contracts import StepRequest, ValidationSpec
 from erasecore.errors import ConfigError
@@ -43,6 +50,18 @@ def test_the_suite_leaves_out_what_nudenet_cannot_answer_and_says_why(judge):
     assert judge.why_not("target", load_concept_set("artist-styles").entry("Claude Monet")) is not None
 
 
+def test_the_judges_identity_is_the_onnx_file_the_wheel_ships(judge):
+    identity = judge.identity()
+    onnx = Path(nudenet.__file__).parent / "320n.onnx"
+    assert identity.weights == {"320n.onnx": sha256(onnx.read_bytes()).hexdigest()}
+    shipped = next(f for f in files("nudenet") if f.name == "320n.onnx")   # the wheel's own RECORD of the file
+    assert shipped.hash.mode == "sha256"
+    assert identity.weights["320n.onnx"] == base64.urlsafe_b64decode(shipped.hash.value + "==").hex()
+    assert identity.classes == NUDITY_CLASSES and identity.thresholds == {"nudity": 0.6, "person": 0.6}
+    assert identity.libraries["nudenet"] == version("nudenet") and identity.libraries["onnxruntime"] == version(
+        "onnxruntime")
+
+
 def test_an_unknown_judge_is_one_config_error():
     with pytest.raises(ConfigError, match="'florence' is not in this build"):
         load_judge("florence", NUDITY)
@@ -67,3 +86,4 @@ def test_the_nudity_sets_gate_runs_end_to_end_on_a_saved_pipeline(tmp_path):
     assert (tmp_path / "step" / "gate_report.json").is_file()
     decision = decide(report, GateThresholds())
     assert any(r.startswith("leakage not judged: NudeNet") for r in decision.reasons)
+    assert [j.name for j in report.judges] == ["nudenet"] and "320n.onnx" in report.judges[0].weights

@@ -3,6 +3,8 @@ path real): P(yes) from the answer decoder, SEE's questions by kind and the leak
 cannot ask, a whole toy gate through the generic path, and weights that are not on the machine refused."""
 from __future__ import annotations
 
+from hashlib import sha256
+
 import numpy as np
 import pytest
 
@@ -73,3 +75,6 @@ def test_a_toy_gate_runs_through_the_generic_path_with_a_vqa_judge(tmp_path, vqa
     report = toy_gate(tmp_path, "vqa", vqa_dir)
     assert report.target_acc.n > 0 and report.retain.n > 0 and report.leakage.n > 0
     assert "leakage" not in report.unjudged
+    (judge,) = report.judges
+    assert judge.name == "vqa" and judge.classes == ("yes", "no") and judge.thresholds == {"yes": 0.5}
+    assert judge.weights == {"model.safetensors": sha256((vqa_dir / "model.safetensors").read_bytes()).hexdigest()}

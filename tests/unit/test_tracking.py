@@ -10,13 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from erasecore.contracts import DeltaRef, Estimate, GateReport
+from erasecore.contracts import DeltaRef, Estimate, GateReport, JudgeIdentity
 from orchestrator.gate import GateDecision, error_decision
 from orchestrator.spec import load_spec
 from orchestrator.outputs.tracking import ENV_DIRS, ImagePair, Tracker, gate_metrics, run_id
 
 REPO = Path(__file__).resolve().parents[2]
 ACCEPT = GateDecision("commit", ("forgetting 0.97 >= 0.90",))
+JUDGE = JudgeIdentity("toyworld", weights={"evaluator.safetensors": "29edc5ea785bd6167e1f19c8844c6d6e8e0cdee6ba0ddb01"
+                                                                    "befc585d14a19954"}, libraries={"torch": "2.13.0"})
 
 
 def report() -> GateReport:
@@ -24,7 +26,8 @@ def report() -> GateReport:
     return GateReport(concept="star", forgetting=e, target_acc=Estimate(0.03, 0.01, 0.07, 96), base_target_acc=0.9,
                       evasion={"paraphrase": Estimate(0.1, 0.02, 0.3, 24)}, retain=e,
                       retain_by_distance={"near": e, "far": e}, leakage=Estimate(0.0, 0.0, 0.04, 96), kl=0.05,
-                      kl_base_noise=0.02, cumulative={}, images_generated=400, early_stopped=True, seconds=3.0)
+                      kl_base_noise=0.02, cumulative={}, images_generated=400, early_stopped=True, seconds=3.0,
+                      judges=(JUDGE,))
 
 
 def delta(tmp_path: Path, name: str = "delta.safetensors") -> DeltaRef:
@@ -90,7 +93,8 @@ def test_an_attempt_is_logged_offline_under_storage_path(offline, tmp_path):
     for key in (b"time/erase_seconds", b"toy-candidates", b"candidate-delta", b"step-1-attempt-1", b"uce"):
         assert key in erase, key
     for key in (b"gate/forgetting_lower", b"gate/retain", b"gate/kl", b"verdict", b"grids",
-                b"toy-deltas", b"model-delta", b"concept-star", b"latest", ref.sha256.encode()):
+                b"toy-deltas", b"model-delta", b"concept-star", b"latest", ref.sha256.encode(),
+                b"judges", JUDGE.weights["evaluator.safetensors"].encode()):   # the judge, in the run's config
         assert key in validate, key
     assert list((tmp_path / "home").iterdir()) == []   # nothing under ~ (WANDB_DATA_DIR, WANDB_CACHE_DIR)
 

@@ -11,14 +11,17 @@ directory (validation.judge_model).
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
 import torch
 from transformers import CLIPModel
 
+from erasecore.contracts import JudgeIdentity
 from jobs.models.precision import frozen_dtype
 from jobs.validation.judges.checkpoint import load_checkpoint
+from jobs.validation.judges.identity import checkpoint_weights, versions, weight_hashes
 from jobs.validation.judges.pixels import normalisation, pixel_batch
 from jobs.validation.observations import Observation
 from jobs.validation.providers import Provider
@@ -38,6 +41,7 @@ class ClipJudge:
         self.labels = [n for n, e in concept_set.concepts.items() if e.kind != "attribute"]
         self.thresholds: dict[str, float] = {}
         self.cache_id = f"clip:{model_ref}:{concept_set.source}"
+        self.model_ref = model_ref
         self._text: torch.Tensor | None = None
 
     @property
@@ -53,6 +57,21 @@ class ClipJudge:
         self._add_labels(suite)
         probs = self.posteriors(images)
         return [self._observation(suite, item, seed, p) for (item, seed), p in zip(keys, probs)]
+
+    @functools.cached_property
+    def weights(self) -> dict[str, str]:
+        """The sha256 of each weight file the checkpoint loaded from (hashed once per judge)."""
+        return weight_hashes(*checkpoint_weights(self.model_ref))
+
+    def identity(self) -> JudgeIdentity:
+        """The checkpoint's weight files, the labels, and each concept's threshold once calibrated."""
+        return JudgeIdentity(
+            name=self.name, source=self.model_ref, weights=self.weights, classes=tuple(self.labels),
+            thresholds={c: float(t) for c, t in self.thresholds.items()},
+            rule="softmax over the labels' prompt-ensemble embeddings; a concept is seen at or above its threshold, "
+                 "midway between its mean probability on the base model's images of it and of the other concepts "
+                 "(0.5 before calibration)",
+            libraries=versions("transformers", "torch"))
 
     def calibrate(self, suite: Suite, base: list[Observation]) -> list[Observation]:
         """Thresholds from the base model's own images; the base observations re-judged with them."""

@@ -10,14 +10,17 @@ or a local directory (validation.judge_model), e.g. Salesforce/blip-vqa-base.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
 import torch
 from transformers import BlipForQuestionAnswering
 
+from erasecore.contracts import JudgeIdentity
 from jobs.models.precision import frozen_dtype
 from jobs.validation.judges.checkpoint import load_checkpoint
+from jobs.validation.judges.identity import checkpoint_weights, versions, weight_hashes
 from jobs.validation.judges.pixels import normalisation, pixel_batch
 from jobs.validation.observations import Observation
 from jobs.validation.providers import Provider
@@ -46,6 +49,21 @@ class VqaJudge:
         self.mean, self.std = normalisation(Path(model_ref))
         self.answers = _answer_ids(self.tokenizer)
         self.cache_id = f"vqa:{model_ref}:{concept_set.source}:{threshold}"
+        self.model_ref = model_ref
+
+    @functools.cached_property
+    def weights(self) -> dict[str, str]:
+        """The sha256 of each weight file the checkpoint loaded from (hashed once per judge)."""
+        return weight_hashes(*checkpoint_weights(self.model_ref))
+
+    def identity(self) -> JudgeIdentity:
+        """The checkpoint's weight files, its two answers and the threshold on P(yes)."""
+        return JudgeIdentity(
+            name=self.name, source=self.model_ref, weights=self.weights, classes=("yes", "no"),
+            thresholds={"yes": self.threshold},
+            rule=f"P(yes) = softmax of the answer decoder's first-token logits over yes and no; yes at >= "
+                 f"{self.threshold}; one question per concept kind ({', '.join(QUESTIONS)})",
+            libraries=versions("transformers", "torch"))
 
     def why_not(self, group: str, entry) -> str | None:
         return None   # every group's question is a yes/no question (leakage: "is the <other> <attribute>?")

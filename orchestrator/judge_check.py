@@ -1,0 +1,33 @@
+"""The judge self-check's requests: one per concept, as the concept's first gate measures the base model. Pure.
+
+    check = in_process.judge_check(settled)   # `erase judge-check`: the images drawn and judged here, no Ray
+    erasecore.judge_check.require(check)      # one JudgeCheckError line when a concept is refused
+
+Each request is a step request with no parents and nothing erased before (the base model, the concept's own
+suite), its cache the campaign's baseline cache (what the check saw is cached there: a run checking again
+draws nothing), its validation the one every gate of the campaign gets (judge, seeds, confidence).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from erasecore.contracts import StepRequest
+from orchestrator.manifest import slug
+from orchestrator.preflight import Settled, with_settled_validation
+
+CHECK_DIR = "judge-check"
+
+
+def requests(settled: Settled) -> tuple[StepRequest, ...]:
+    """A base-model request per concept of the settled campaign, in queue order."""
+    spec = settled.spec
+    root = Path(os.path.abspath(spec.storage_path))
+    validation = with_settled_validation(settled)
+    concepts_from = settled.concept_set.source if settled.concept_set else ""
+    return tuple(
+        StepRequest(campaign=spec.name, step=k, attempt=0, concept=concept, method=spec.method, hparams={},
+                    model=spec.model, parents=(), out_dir=str(root / CHECK_DIR / f"{k}-{slug(concept)}"),
+                    validation=validation, cache_dir=str(root / "cache"), seed=spec.seed, concepts_from=concepts_from,
+                    allow_thin=spec.allow_thin, frozen_precision=spec.resources.frozen_precision)
+        for k, concept in enumerate(spec.concepts, 1))
