@@ -38,6 +38,7 @@ class Param:
     help: str = ""
     choices: tuple[Any, ...] = ()
     minimum: float | None = None     # inclusive lower bound for numbers
+    maximum: float | None = None     # inclusive upper bound for numbers
     positive: bool = False           # numbers must be > 0
 
     def check(self, method: str, value: Any) -> None:
@@ -51,6 +52,8 @@ class Param:
             raise MethodConfigError(f"{key} must be > 0, got {value!r}")
         if self.minimum is not None and value < self.minimum:
             raise MethodConfigError(f"{key} must be >= {self.minimum:g}, got {value!r}")
+        if self.maximum is not None and value > self.maximum:
+            raise MethodConfigError(f"{key} must be <= {self.maximum:g}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -282,9 +285,32 @@ MACE = MethodEntry(
              "flux": _NO_UNET_KV.format("MACE refines, masks and fuses"),
              "zimage": _NO_UNET_KV.format("MACE refines, masks and fuses")})
 
+SPEED = MethodEntry(
+    "speed", "jobs.methods.speed:erase",
+    "null-space closed form for long lists (after SPEED, arXiv 2503.07392): UCE's erase rows solved only "
+    "outside the subspace the preserved rows span, so preserved concepts map exactly as before",
+    (Param("lam", float, 0.5, "weight of the update's norm", positive=True),
+     Param("erase_scale", float, 1.0, "weight of the erase rows", minimum=0),
+     Param("protect_energy", float, 0.99, "share of the preserved rows' energy whose directions the edit "
+           "leaves untouched (0: none; 1: every direction the preserved rows reach)", minimum=0, maximum=1),
+     Param("preserve_scale", float, 1.0, "weight of the preserve rows outside the protected subspace (UCE's)",
+           minimum=0),
+     Param("guide", str, "", "a word whose K/V the concept's take (its words replaced by it in the anchor "
+           "prompts); empty: the concept's words removed"),
+     Param("context", int, 64, "compositions '<target> and <preserved>' whose words after the concept are kept "
+           "as they map (what the other object reads: its attributes stay its own)", minimum=0),
+     Param("protect", str, "preserved", "which rows span the protected subspace: every preserved row (the "
+           "preserve prompts, the words before the concept, the context) or the context alone (the rest kept "
+           "by UCE's soft term)", choices=("preserved", "context")),
+     Param("projections", list, ["to_k", "to_v"], "cross-attention projections edited")),
+    strength="erase_scale", closed_form=True, graph_forwards=0,
+    not_for={"sd3": _NO_JOINT_TEXT_STATES.replace("UCE's closed form", "the null-space closed form"),
+             "flux": _NO_UNET_KV.format("the null-space edit solves"),
+             "zimage": _NO_UNET_KV.format("the null-space edit solves")})
+
 # The shipped methods in the catalog's own order (tables, benches and the help list them so); each is
 # registered in pyproject.toml as an entry point of group concept_erase.methods, like a plugin's.
-SHIPPED: tuple[MethodEntry, ...] = (UCE, ESD_X, ESD_U, FMN, CA, LORA, RECE, SPM, MACE)
+SHIPPED: tuple[MethodEntry, ...] = (UCE, ESD_X, ESD_U, FMN, CA, LORA, RECE, SPM, MACE, SPEED)
 
 # ---- loading: the entry-point group ------------------------------------------------------------
 

@@ -22,10 +22,15 @@ class ConceptPrompts:
     parts: tuple["ConceptPrompts", ...] = ()   # merged(): each concept's own prompts (a method may treat them apart)
 
 
+def replace_words(text: str, words: tuple[str, ...], by: str) -> str:
+    """The prompt with the concept's words replaced by `by` ("" removes them)."""
+    pattern = r"\b(" + "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)) + r")\b"
+    return re.sub(r"\s+", " ", re.sub(pattern, by, text)).strip()
+
+
 def strip_words(text: str, words: tuple[str, ...]) -> str:
     """The prompt with the concept's words removed (the anchor the erased model should draw)."""
-    pattern = r"\b(" + "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)) + r")\b"
-    return re.sub(r"\s+", " ", re.sub(pattern, "", text)).strip()
+    return replace_words(text, words, "")
 
 
 def text_concept_prompts(name: str, preserve: tuple[str, ...] = ()) -> ConceptPrompts:

@@ -15,6 +15,7 @@ import torch
 
 from jobs.models.targets import cross_attention_modules, denoiser
 from jobs.models.text_embeddings import concept_positions, encode, last_token_index
+from jobs.training.concept_prompts import replace_words
 
 
 @dataclass(frozen=True)
@@ -36,30 +37,101 @@ def closed_form(w: torch.Tensor, c: torch.Tensor, c_guide: torch.Tensor, c_keep:
     return torch.linalg.solve(rhs, lhs.T).T.to(w.dtype)  # lhs @ rhs^-1, rhs symmetric
 
 
-def aligned_pairs(emb_t, emb_a, mask) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(c, c_guide, c_before): concept tokens map to the anchor's next token; later tokens shift back."""
+def protected_basis(c_keep: torch.Tensor, energy: float) -> torch.Tensor:
+    """U (d x r, fp64): the fewest eigenvectors of sum c_j c_j^T that hold `energy` of its trace.
+
+    The preserved rows live (up to 1 - energy of their energy) in span(U); an update that is zero on
+    span(U) leaves them as they map now. energy 0 protects nothing."""
+    if energy <= 0 or len(c_keep) == 0:
+        return c_keep.new_zeros((c_keep.shape[-1], 0), dtype=torch.float64)
+    k = c_keep.double()
+    values, vectors = torch.linalg.eigh(k.T @ k)                 # ascending
+    values, vectors = values.flip(0).clamp(min=0), vectors.flip(1)
+    share = values.cumsum(0) / values.sum().clamp(min=1e-30)
+    r = int((share < energy).sum()) + 1
+    return vectors[:, :min(r, len(values))]
+
+
+def null_space_form(w: torch.Tensor, c: torch.Tensor, c_guide: torch.Tensor, c_keep: torch.Tensor,
+                    basis: torch.Tensor, lam: float, s_e: float, s_p: float) -> torch.Tensor:
+    """UCE's update of W restricted to the complement of span(basis): with P = I - U U^T,
+
+        Delta = s_e R^T C P (P A P + (I - P))^-1 P,   A = lam I + s_e C^T C + s_p K^T K,   R = (C_guide - C) W^T
+
+    the minimiser of lam ||Delta||^2 + s_e sum ||(W + Delta) c - W c_guide||^2 + s_p sum ||Delta c_j||^2 over
+    Delta with Delta U = 0: every protected direction maps exactly as before (SPEED, arXiv 2503.07392, its
+    null-space constraint), the rest is UCE's trade-off. An empty basis gives closed_form. New W, fp64 inside."""
+    w64, c, g, k = (t.double() for t in (w, c, c_guide, c_keep))
+    eye = torch.eye(w.shape[1], dtype=torch.float64)
+    p = eye - basis @ basis.T
+    a = lam * eye + s_e * c.T @ c + s_p * k.T @ k
+    residual = (g - c) @ w64.T                                    # (n x out)
+    delta = torch.linalg.solve(p @ a @ p + (eye - p), s_e * p @ c.T @ residual).T @ p
+    return (w64 + delta).to(w.dtype)
+
+
+def aligned_pairs(emb_t, emb_a, mask, guide_tokens=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(c, c_guide, c_before): each position from the concept on, paired with the anchor's position that
+    takes its place; the words before the concept are returned to keep.
+
+    guide_tokens[i]: how many tokens replace the concept in anchor i (None: all 0, the concept removed).
+    Removed, the concept's tokens map to the anchor's next token; replaced, each maps to a token of the
+    guide word (the last one when the concept has more); the later tokens map to the same words in the anchor."""
     cs, gs, before = [], [], []
     for i in range(emb_t.shape[0]):
         pos = mask[i].nonzero().flatten()
         if len(pos) == 0:
             continue
         p, n = int(pos[0]), len(pos)
+        m = 0 if guide_tokens is None else int(guide_tokens[i])
         length = emb_t.shape[1]
         for j in range(p, length):
-            src = p if j < p + n else j - n
+            src = (p + min(j - p, max(m - 1, 0))) if j < p + n else j - n + m
             cs.append(emb_t[i, j])
             gs.append(emb_a[i, min(src, length - 1)])
         before.append(emb_t[i, :p])
     return torch.stack(cs), torch.stack(gs), torch.cat(before)
 
 
-def concept_rows(pipe, prompts) -> EditRows:
+def guided_anchors(pipe, prompts, guide: str) -> tuple[tuple[str, ...], torch.Tensor | None]:
+    """The anchor prompts and, with a guide word, how many tokens it takes in each (aligned_pairs' guide_tokens):
+    without one, the prompts' own anchors (the concept's words removed) and None."""
+    if not guide:
+        return prompts.anchor, None
+    anchor = tuple(replace_words(t, prompts.words, guide) for t in prompts.target)
+    concept = concept_positions(pipe, prompts.target, prompts.words).sum(1)
+    return anchor, concept + last_token_index(pipe, anchor) - last_token_index(pipe, prompts.target)
+
+
+def concept_rows(pipe, prompts, guide: str = "") -> EditRows:
     """The project's rows ("tuned"): every position from the concept word on of each target prompt,
-    guided by the same prompt without the concept; kept: the preserve prompts and the words before."""
+    guided by the same prompt without the concept (or with `guide` in its place); kept: the preserve
+    prompts and the words before."""
     mask = concept_positions(pipe, prompts.target, prompts.words)
-    c, g, before = aligned_pairs(encode(pipe, prompts.target), encode(pipe, prompts.anchor), mask)
+    anchor, replaced = guided_anchors(pipe, prompts, guide)
+    c, g, before = aligned_pairs(encode(pipe, prompts.target), encode(pipe, anchor), mask, replaced)
     keep = torch.cat([encode(pipe, prompts.preserve).flatten(0, 1), before]) if prompts.preserve else before
     return EditRows(c, g, keep)
+
+
+def context_rows(pipe, prompts, n: int) -> torch.Tensor:
+    """The states of the words after the concept in n compositions "<target> and <preserved>" (round robin
+    over both lists): what another object of the same prompt reads, to keep as it maps now."""
+    if n <= 0 or not prompts.preserve:
+        return torch.zeros((0, encode(pipe, [""]).shape[-1]))
+    texts = [f"{prompts.target[i % len(prompts.target)]} and {prompts.preserve[(i * 7) % len(prompts.preserve)]}"
+             for i in range(n)]
+    states, mask = encode(pipe, texts), concept_positions(pipe, texts, prompts.words)
+    last = last_token_index(pipe, texts)
+    rows = []
+    for i in range(len(texts)):
+        pos = mask[i].nonzero().flatten()
+        if len(pos):
+            end = int(pos[0])
+            while end < mask.shape[1] and mask[i, end]:   # the target's own concept words, not the other object's
+                end += 1
+            rows.append(states[i, end:int(last[i]) + 1])
+    return torch.cat(rows)
 
 
 def last_token_rows(pipe, prompts) -> EditRows:

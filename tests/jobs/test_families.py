@@ -23,7 +23,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:Depreca
 
 BUILDERS = {"sdxl": tiny_sdxl_pipeline, "sd3": tiny_sd3_pipeline, "flux": tiny_flux_pipeline,
             "zimage": tiny_zimage_pipeline}
-SHORT = {"uce": {}, "rece": {"rounds": 1}, "esd-x": {"steps": 2, "batch": 2}, "esd-u": {"steps": 2, "batch": 2},
+SHORT = {"uce": {}, "speed": {}, "rece": {"rounds": 1}, "esd-x": {"steps": 2, "batch": 2}, "esd-u": {"steps": 2, "batch": 2},
          "fmn": {"steps": 2, "batch": 2}, "ca": {"steps": 2, "batch": 2}, "lora": {"steps": 2, "batch": 2},
          "spm": {"steps": 2, "batch": 2}, "mace": {"steps": 2, "batch": 2}}
 CASES = [(f, m) for f in BUILDERS for m in METHOD_NAMES]
@@ -181,7 +181,7 @@ def _check_targets(family: str, method: str, keys: list[str]) -> None:
     text_facing = TEXT_FACING[family]
     if family in UCE_EDITS and method == "uce":
         assert set(keys) == UCE_EDITS[family], keys
-    elif method in ("uce", "rece", "mace", "ca", "fmn", "esd-x"):
+    elif method in ("uce", "rece", "mace", "ca", "fmn", "esd-x", "speed"):
         assert all(any(t in k for t in text_facing) for k in keys), keys
     if method == "esd-x" and family == "flux":   # the dual-stream blocks' text half only
         assert all(k.startswith("transformer.transformer_blocks.") for k in keys), keys

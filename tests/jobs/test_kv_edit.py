@@ -96,3 +96,71 @@ def test_concept_masks_follow_where_the_concept_tokens_are_attended(pipe):
         assert m[k].min() >= m[~k].max()                               # each mask is the top of its map
     loss = attention_probe.masked_attention(store, tokens, masks)
     assert loss > 0 and attention_probe.masked_attention(store, tokens, torch.zeros_like(masks)) == 0
+
+
+def test_the_null_space_edit_leaves_every_protected_direction_as_it_maps():
+    w, c, g = _random((8, 6), 40), _random((5, 6), 41), _random((5, 6), 42)
+    keep = _random((3, 6), 43)                                  # rank 3: energy 1 protects all of it
+    basis = kv_edit.protected_basis(keep, 1.0)
+    assert basis.shape == (6, 3)
+    new = kv_edit.null_space_form(w, c, g, keep, basis, lam=0.5, s_e=1.0, s_p=1.0)
+    assert ((new - w) @ keep.T).abs().max() < 1e-10             # the preserved rows map exactly as before
+    assert ((new - w) @ c.T).abs().max() > 1e-2                 # while the erase rows moved
+
+
+def test_with_nothing_protected_the_null_space_edit_is_uce():
+    w, c, g, keep = _random((8, 6), 50), _random((5, 6), 51), _random((5, 6), 52), _random((4, 6), 53)
+    none = kv_edit.protected_basis(keep, 0.0)
+    assert none.shape == (6, 0)
+    ours = kv_edit.null_space_form(w, c, g, keep, none, lam=0.5, s_e=2.0, s_p=0.7)
+    uce = kv_edit.closed_form(w, c, g, keep, lam=0.5, s_e=2.0, s_p=0.7)
+    assert torch.allclose(ours, uce, atol=1e-12)
+
+
+def test_the_protected_basis_is_the_fewest_directions_holding_the_energy():
+    scales = torch.tensor([10.0, 3.0, 1.0, 0.1], dtype=torch.float64)
+    keep = torch.diag(scales)                                    # energy 100, 9, 1, 0.01 on the axes
+    assert kv_edit.protected_basis(keep, 0.9).shape[1] == 1      # 100/110.01 >= 0.9
+    assert kv_edit.protected_basis(keep, 0.95).shape[1] == 2
+    assert kv_edit.protected_basis(keep, 0.99995).shape[1] == 4
+
+
+def _moved(pipe, out, rows: torch.Tensor) -> float:
+    """How far an edit moves what `rows` give through the edited projections, relative to what they gave."""
+    weights = kv_edit.kv_weights(pipe, ["to_k", "to_v"])
+    num = sum(float((rows.double() @ out.tensors[k].double().T).norm() ** 2) for k in weights)
+    den = sum(float((rows.double() @ w.double().T).norm() ** 2) for w in weights.values())
+    return (num / den) ** 0.5
+
+
+def test_speed_keeps_what_the_other_object_of_a_composition_reads(pipe):
+    """The words after the concept in "<target> and <preserved>" are what the other object reads; UCE moves
+    them with the concept (the erased object's attributes then land on the other one), SPEED's context keeps them."""
+    prompts = text_concept_prompts("star", preserve=("heart", "moon"))
+    ctx = kv_edit.context_rows(pipe, prompts, 12)
+    assert len(ctx) >= 12 * 4                     # "and a photo of a heart": every word after "star"
+    quiet = {"log": lambda *a: None}
+    uce = registry.erase("uce", pipe, EraseInputs("star", prompts, {}, **quiet))
+    plain = registry.erase("speed", pipe, EraseInputs("star", prompts, {"context": 0, "protect_energy": 0.0}, **quiet))
+    kept = registry.erase("speed", pipe, EraseInputs("star", prompts, {"context": 12}, **quiet))
+    assert all(torch.allclose(plain.tensors[k], uce.tensors[k], atol=1e-6) for k in uce.tensors)   # nothing kept: UCE
+    assert _moved(pipe, kept, ctx) < 0.5 * _moved(pipe, uce, ctx), (_moved(pipe, kept, ctx), _moved(pipe, uce, ctx))
+    assert kept.stats["protected_dims"] > 0
+    exact = registry.erase("speed", pipe, EraseInputs("star", prompts, {"context": 12, "protect": "context",
+                                                                        "protect_energy": 1.0}, **quiet))
+    assert _moved(pipe, exact, ctx) < 1e-5 < _moved(pipe, exact, kv_edit.concept_rows(pipe, prompts).erase)
+
+
+def test_a_guide_word_takes_the_concepts_place_token_for_token(pipe):
+    prompts = text_concept_prompts("star")
+    anchors, tokens = kv_edit.guided_anchors(pipe, prompts, "moon")
+    assert anchors[0] == prompts.target[0].replace("star", "moon") and (tokens >= 1).all()
+    assert kv_edit.guided_anchors(pipe, prompts, "") == (prompts.anchor, None)
+
+
+def test_the_protected_share_must_be_a_share():
+    from erasecore import catalog
+    from erasecore.errors import MethodConfigError
+
+    with pytest.raises(MethodConfigError, match=r"hparams.speed.protect_energy must be <= 1, got 1.5"):
+        catalog.get("speed").resolve({"protect_energy": 1.5})

@@ -18,7 +18,7 @@ from pathlib import Path
 from erasecore import catalog
 
 ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = ("uce", "esd-x", "esd-u", "fmn", "ca", "lora", "rece", "spm", "mace")
+SHIPPED = ("uce", "esd-x", "esd-u", "fmn", "ca", "lora", "rece", "spm", "mace", "speed")
 
 # The plugin's catalog entry: pure (no torch), as the orchestrator reads it at config time.
 ENTRY = '''

@@ -10,7 +10,7 @@ from jobs.methods.interface import EraseInputs
 from erasecore.errors import MethodConfigError
 from tests.fixtures.tiny_pipelines import tiny_sd_pipeline, unet_output
 
-SHORT = {"uce": {}, "rece": {"rounds": 1}, "esd-x": {"steps": 2, "batch": 2}, "esd-u": {"steps": 2, "batch": 2}, "fmn": {"steps": 2, "batch": 2},
+SHORT = {"uce": {}, "speed": {}, "rece": {"rounds": 1}, "esd-x": {"steps": 2, "batch": 2}, "esd-u": {"steps": 2, "batch": 2}, "fmn": {"steps": 2, "batch": 2},
          "ca": {"steps": 2, "batch": 2}, "lora": {"steps": 2, "batch": 2}, "spm": {"steps": 2, "batch": 2}, "mace": {"steps": 2, "batch": 2}}
 
 
@@ -28,7 +28,7 @@ def test_method_returns_a_delta_and_leaves_the_pipeline_alone(pipe, method):
     after = dict(pipe.unet.named_parameters())
     assert set(after) == set(before) and all(torch.equal(after[n], before[n]) for n in before)
     assert out.tensors and all(k.startswith("unet.") for k in out.tensors)
-    if method in ("uce", "rece", "mace", "ca", "fmn"):
+    if method in ("uce", "rece", "mace", "ca", "fmn", "speed"):
         assert all(".attn2." in k for k in out.tensors)
     if method == "esd-u":
         assert not any(".attn2." in k for k in out.tensors)

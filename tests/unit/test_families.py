@@ -39,10 +39,10 @@ def test_every_family_is_described_and_every_refusal_names_a_known_method():
 def test_which_family_takes_which_method():
     for family in ("sd", "sdxl"):
         assert [m for m in METHOD_NAMES if catalog.why_not(m, family)] == []
-    assert [m for m in METHOD_NAMES if catalog.why_not(m, "sd3")] == ["uce", "fmn", "rece", "mace"]
+    assert [m for m in METHOD_NAMES if catalog.why_not(m, "sd3")] == ["uce", "fmn", "rece", "mace", "speed"]
     assert "context_embedder" in catalog.why_not("uce", "sd3") and "context_embedder" in catalog.why_not("rece", "sd3")
     for family in ("flux", "zimage"):
-        assert [m for m in METHOD_NAMES if catalog.why_not(m, family)] == ["fmn", "rece", "mace"]
+        assert [m for m in METHOD_NAMES if catalog.why_not(m, family)] == ["fmn", "rece", "mace", "speed"]
     assert "no cross-attention" in catalog.why_not("fmn", "zimage")
     assert "one softmax over image and text tokens" in catalog.why_not("fmn", "flux")
 
