@@ -8,9 +8,13 @@ Two experiments, as the side-effects study ran them:
 - variants: every colour of one object ("red star", "green star", "blue star", "yellow star");
 - superclass: the members of a superclass (circle, semicircle, crescent of `round`) then the word itself
   (`expand: members` in a campaign).
-Three arms per method and training seed, each starting from the base model:
+Five arms per method and training seed, each starting from the base model:
 - progressive: one concept per step, each from the committed model, each gated by the product's gate
-  (orchestrator/gate.py, default thresholds); a rejected step is not committed;
+  (orchestrator/gate.py, default thresholds); a rejected step is not committed; one attempt per concept;
+- search: the same list as a user runs it (`erase run` on a local Ray), the gate as above, and after a
+  rejection the product's search (the method at half and twice its strength, then SPEED; 3 attempts per
+  concept, a candidate chosen after a rejection confirmed on fresh seeds);
+- sequential: the study's own arm: every concept erased in turn from the one before and kept, ungated;
 - one-shot: one erase of the union of the concepts (their prompts merged, as benches/progressive.py does);
 - parent: one erase of the parent word alone ("star", "round").
 Every arm's final model is then measured on the parent's suite (jobs/validation/suite.py): forgetting of the
@@ -26,12 +30,14 @@ import argparse
 import dataclasses
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 from jobs.deltas import delta as deltas  # noqa: E402
 from jobs.methods import registry  # noqa: E402
@@ -44,6 +50,7 @@ from jobs.training.concept_prompts import merged  # noqa: E402
 from erasecore import catalog  # noqa: E402
 from erasecore.contracts import StepRequest, ValidationSpec  # noqa: E402
 from orchestrator.gate import decide  # noqa: E402
+from orchestrator.manifest import Manifest  # noqa: E402
 from orchestrator.spec import GateThresholds  # noqa: E402
 
 EXPERIMENTS = {"variants": ("star", ["red star", "green star", "blue star", "yellow star"]),
@@ -67,6 +74,42 @@ def progressive(concepts, method, spec, work: Path, seed: int) -> tuple[tuple, l
         if decision.committed:
             parents, committed = parents + (res.delta,), committed + [c]
     return parents, steps
+
+
+def sequential(concepts, method, spec, work: Path, seed: int) -> tuple:
+    """The study's protocol: each concept erased from the model the previous erase left, kept whatever it did."""
+    parents: tuple = ()
+    for k, c in enumerate(concepts, 1):
+        res = run_step(request(f"s{seed}-{k}", k, c, method, parents, work, spec, seed, concepts[:k - 1]), **QUIET)
+        parents += (res.delta,)
+    return parents
+
+
+def searched(concepts, method, spec, work: Path, seed: int, tag: str) -> tuple[tuple, list[dict]]:
+    """`erase run` of the list with the product's search after a rejection; the committed deltas and per-step rows."""
+    root = work / tag
+    doc = {"name": tag, "model": "toyworld", "concepts": list(concepts), "method": method, "ladder": [],
+           "seed": seed, "storage_path": str(root), "tracking": {"mode": "disabled"},
+           "retry": {"max_attempts": 1, "on_exhausted": "skip"},
+           "search": {"methods": [method], "strengths": [0.5, 2.0],
+                      "candidates": [{"method": "speed"}], "max_attempts": 3},
+           "validation": {"seeds": spec.seeds, "early_stop": spec.early_stop},
+           "resources": {"cpus_per_step": 2}}
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "campaign.yaml").write_text(json.dumps(doc))
+    done = subprocess.run([str(REPO / ".venv" / "bin" / "erase"), "run", str(root / "campaign.yaml")], cwd=REPO,
+                          text=True, capture_output=True)
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"erase run failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    h = Manifest.open(root).history
+    commits = {c.concept: c for c in h.commits}
+    tried = {c: [a for a in h.attempts if a.concept == c] for c in concepts}
+    steps = [{"concept": c, "committed": c in commits, "attempts": len(tried[c]),
+              "chosen": next((f"{a.method} {a.hparams}" for a in tried[c] if a.attempt == commits[c].attempt), None)
+              if c in commits else None} for c in concepts]
+    refs = tuple(dataclasses.replace(commits[c].delta, path=str(root / commits[c].delta.path))
+                 for c in concepts if c in commits)
+    return refs, steps
 
 
 def oneshot(concepts, method, work: Path, seed: int, tag: str) -> tuple:
@@ -103,6 +146,16 @@ def run_method(experiment: str, method: str, seeds: list[int], spec, work: Path)
         rows.append({"experiment": experiment, "method": method, "seed": seed, "arm": "progressive",
                      "steps": steps, "seconds": round(time.time() - t0, 1),
                      **measure(parent, refs, spec, work, f"{experiment}-{method}-{seed}-p")})
+        t0 = time.time()
+        refs, steps = searched(concepts, method, spec, work, seed, f"{experiment}-{method}-{seed}-search")
+        rows.append({"experiment": experiment, "method": method, "seed": seed, "arm": "search", "steps": steps,
+                     "seconds": round(time.time() - t0, 1),
+                     **measure(parent, refs, spec, work, f"{experiment}-{method}-{seed}-search")})
+        t0 = time.time()
+        refs = sequential(concepts, method, spec, work, seed)
+        rows.append({"experiment": experiment, "method": method, "seed": seed, "arm": "sequential",
+                     "seconds": round(time.time() - t0, 1),
+                     **measure(parent, refs, spec, work, f"{experiment}-{method}-{seed}-sequential")})
         for arm, erased in (("one-shot", concepts), ("parent", [parent])):
             t0 = time.time()
             refs = oneshot(erased, method, work, seed, f"{experiment}-{method}-{seed}-{arm}")
