@@ -8,9 +8,6 @@ LOCK := constraints.txt
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | sha1sum | cut -c1-12)
 TORCH_VERSION ?= 2.13.0
 PYTEST_ARGS ?=
-# Idle OpenMP threads sleep instead of spinning: beside Ray workers on 2 cores, a spinning torch thread
-# starves the process that holds the work (8 toy images: 59 s spinning, 1.3 s passive; same numbers).
-export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: run test install lock bench clean
 
