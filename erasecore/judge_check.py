@@ -15,7 +15,7 @@ flagged and run. Pure: the images and the judging are jobs/validation/judge_chec
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from erasecore.contracts import Estimate, JudgeIdentity
 from erasecore.errors import JudgeCheckError
@@ -74,6 +74,12 @@ def verdict(rates: JudgeRates, allow_weak: bool) -> ConceptVerdict:
     if not why:
         return ConceptVerdict(rates, OK)
     return ConceptVerdict(rates, FLAGGED if allow_weak else REFUSED, why)
+
+
+def reverdict(check: JudgeCheck, allow_weak: bool) -> JudgeCheck:
+    """A journaled check judged again under the campaign's allow_weak_judge (it may change on resume; the
+    rates do not)."""
+    return replace(check, concepts=tuple(verdict(c.rates, allow_weak) for c in check.concepts))
 
 
 def refusal(check: JudgeCheck) -> str:

@@ -4,7 +4,8 @@
     erasecore.judge_check.require(check)      # one JudgeCheckError line when a concept is refused
 
 Each request is a step request with no parents and nothing erased before (the base model, the concept's own
-suite), its cache the campaign's baseline cache (what the check saw is cached there: a run checking again
+suite: for the first concept, the suite its gate measures, so that gate finds its baseline drawn), its cache
+the campaign's baseline cache (what the check saw is cached there: a run checking again
 draws nothing), its validation the one every gate of the campaign gets (judge, seeds, confidence).
 """
 from __future__ import annotations
@@ -28,6 +29,7 @@ def requests(settled: Settled) -> tuple[StepRequest, ...]:
     return tuple(
         StepRequest(campaign=spec.name, step=k, attempt=0, concept=concept, method=spec.method, hparams={},
                     model=spec.model, parents=(), out_dir=str(root / CHECK_DIR / f"{k}-{slug(concept)}"),
+                    preserve=tuple(spec.preserve),
                     validation=validation, cache_dir=str(root / "cache"), seed=spec.seed, concepts_from=concepts_from,
                     allow_thin=spec.allow_thin, frozen_precision=spec.resources.frozen_precision)
         for k, concept in enumerate(spec.concepts, 1))

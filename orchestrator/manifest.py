@@ -23,6 +23,7 @@ from erasecore.atomic import atomic_write_text
 from erasecore.codec import from_dict
 from erasecore.contracts import DeltaRef, GateReport
 from erasecore.errors import CommitError, ManifestError, SpecMismatchError
+from erasecore.judge_check import JudgeCheck
 from orchestrator.gate import GateDecision
 from orchestrator.spec import CampaignSpec, resolved_yaml, spec_hash
 
@@ -102,6 +103,14 @@ class SweepRecord:
 
 
 @dataclass(frozen=True)
+class JudgeCheckRecord:
+    """The judge self-check a campaign ran before its first erase (erasecore/judge_check.py)."""
+
+    check: JudgeCheck
+    at: str
+
+
+@dataclass(frozen=True)
 class History:
     """A read-only view of the journal for the state machine and status commands."""
 
@@ -113,6 +122,12 @@ class History:
     outcomes: tuple[OutcomeRecord, ...]
     sweeps: tuple[SweepRecord, ...] = ()
     stop_reason: str = ""                  # status "stopped": why the driver ended (one line)
+    judge_checks: tuple[JudgeCheckRecord, ...] = ()
+
+    def judge_check_for(self, concepts: tuple[str, ...]) -> JudgeCheckRecord | None:
+        """The last judge self-check of exactly these concepts (a concept added on resume needs a new one)."""
+        return next((r for r in reversed(self.judge_checks)
+                     if tuple(c.rates.concept for c in r.check.concepts) == tuple(concepts)), None)
 
     def sweep_for(self, concepts: tuple[str, ...]) -> SweepRecord | None:
         """The last sweep of exactly these committed concepts (a later commit needs a new sweep)."""
@@ -411,6 +426,13 @@ class Manifest:
         self._write(doc)
         return self._history.sweeps[-1]
 
+    def record_judge_check(self, check: JudgeCheck) -> JudgeCheckRecord:
+        """Journal the judge self-check's rates and verdicts (a resumed campaign does not draw them again)."""
+        doc = self._copy()
+        doc.setdefault("judge_checks", []).append({"check": dataclasses.asdict(check), "at": _now()})
+        self._write(doc)
+        return self._history.judge_checks[-1]
+
     def set_status(self, status: str, reason: str = "") -> None:
         """Journal the campaign's status; "stopped" keeps `reason` (why the driver ended), any other clears it."""
         if status not in STATUSES:
@@ -526,6 +548,7 @@ def _parse(doc: Any, path: Path, memo: dict[tuple[type, str], Any] | None = None
                        commits=tuple(build(CommitRecord, c) for c in doc["commits"]),
                        outcomes=tuple(build(OutcomeRecord, o) for o in doc["outcomes"]),
                        sweeps=tuple(build(SweepRecord, w) for w in doc.get("sweeps", ())),
+                       judge_checks=tuple(build(JudgeCheckRecord, r) for r in doc.get("judge_checks", ())),
                        stop_reason=doc.get("stop_reason", "") if doc["status"] == "stopped" else "")
     except ManifestError:
         raise

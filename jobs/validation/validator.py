@@ -21,17 +21,16 @@ import torch
 
 from erasecore.atomic import atomic_write, atomic_write_text
 from erasecore.contracts import Estimate, GateReport, ValidationSpec
+from erasecore.models import resolve
+from erasecore.phase_progress import NullProgress, ProgressWriter
 from jobs.models.adapters import image_size
-from jobs.validation import sequential
+from jobs.training.distributed import peak_memory_mb
+from jobs.validation import providers, sequential
 from jobs.validation import statistics as st
 from jobs.validation.judges.identity import identity_of
 from jobs.validation.observations import Observation, drift_kl, label_changed
 from jobs.validation.shards import InProcess, Spread
-from jobs.validation import providers
 from jobs.validation.suite import EVASION_KINDS, Suite
-from jobs.training.distributed import peak_memory_mb
-from erasecore.models import resolve
-from erasecore.phase_progress import NullProgress, ProgressWriter
 
 Key = tuple[int, int]
 
@@ -153,7 +152,10 @@ class Validator:
         self.progress = progress or NullProgress()   # "baseline"/"candidate" records: images drawn of total
         self.spread: Spread = InProcess()            # who draws the looks (jobs/validation/shards.py)
 
-    def baseline(self, base_pipe, model: str, suite: Suite) -> dict[Key, Observation]:
+    def baseline(self, base_pipe, model: str, suite: Suite, drawn_images=None) -> dict[Key, Observation]:
+        """The base model's observations of the suite (cached). `drawn_images(keys, images)` is called with what
+        was drawn when the cache missed, so another judging of the same images (the judge self-check) draws
+        nothing more; it is not called on a hit."""
         key = self.cache.key(model, suite, self.spec, self.judge.cache_id, frozen_tag(base_pipe))
         obs = self.cache.load(key)
         fresh = obs is None
@@ -167,7 +169,10 @@ class Validator:
                 done += len(images)
                 if drawn:
                     drawn(done)
-            obs = self.judge.observe(suite, keys, np.concatenate(parts))   # judged at once, as unsharded
+            images = np.concatenate(parts)
+            obs = self.judge.observe(suite, keys, images)   # judged at once, as unsharded
+            if drawn_images is not None:
+                drawn_images(keys, images)
         if hasattr(self.judge, "calibrate"):   # a zero-shot judge sets its thresholds on the base model's images
             obs = self.judge.calibrate(suite, obs)
         if fresh:

@@ -28,15 +28,22 @@ from typing import Any
 
 import yaml
 
+from erasecore import judge_check
 from erasecore.atomic import atomic_write_text
 from erasecore.codec import to_json
 from erasecore.contracts import Estimate, GateReport, JudgeIdentity
 from erasecore.phase_progress import ProgressRecord, current_run, read_records
+from orchestrator.manifest import (
+    AttemptRecord,
+    CommitRecord,
+    History,
+    Manifest,
+    attempt_dir,
+)
 from orchestrator.outputs import report_plots as plots
-from orchestrator.manifest import AttemptRecord, CommitRecord, History, Manifest, attempt_dir
-from orchestrator.rebound import campaign_rebounds
 from orchestrator.outputs.report_candidates import candidates_section
 from orchestrator.outputs.report_sweep import sweep_section
+from orchestrator.rebound import campaign_rebounds
 
 REPORT = "report.html"
 GRID = "grid.png"
@@ -81,6 +88,7 @@ def render_report(storage_path: str | Path) -> str:
     spec = yaml.safe_load(manifest.spec_yaml)
     steps = step_views(spec["concepts"], manifest.history)
     body = [_summary(manifest, spec, steps), _metrics_table(steps), _judges(steps),
+            _judge_check(spec, manifest.history),
             candidates_section(manifest.history), sweep_section(manifest.history), _plots(spec, steps),
             _rebound_alarms(spec, manifest.history), _timeline(manifest.root, manifest.history),
             _grids(manifest.root, manifest.history), _attention(manifest.root, manifest.history),
@@ -150,6 +158,24 @@ def _judges(steps: list[StepView]) -> str:
     note = ("<p class=note>The judge of each concept's shown gate. Gates judged by different identities (another "
             "weight file, threshold or library version) are not comparable number for number.</p>")
     return _section("Judges", note + _table(head, rows)) if rows else ""
+
+
+def _judge_check(spec: dict, history: History) -> str:
+    """The judge self-check the campaign ran before its first erase: per concept, what the judge saw on the base
+    model's own images and whether it may gate that concept (under the spec's allow_weak_judge)."""
+    if not history.judge_checks:
+        return ""
+    record = history.judge_checks[-1]
+    check = judge_check.reverdict(record.check, bool(spec.get("validation", {}).get("allow_weak_judge", False)))
+    head = ("concept", "hit rate (own prompts)", "false positives (other prompts)", "verdict")
+    rows = [(c.rates.concept, _est(c.rates.hit), _est(c.rates.false_positive),
+             c.verdict + (f": {c.reason}" if c.reason else "")) for c in check.concepts]
+    j = check.judge
+    note = (f"<p class=note>Judge {_e(j.name)} ({_e(_pairs(j.weights) or 'no weight files')}) on {_e(check.model)}'s "
+            f"images, {check.seeds} per prompt, checked {_e(record.at)}. A concept is refused when the base model "
+            f"barely draws it (hit rate's lower bound under {judge_check.MIN_HIT}) or the judge sees it about as often "
+            f"on other concepts' prompts; validation.allow_weak_judge runs it flagged.</p>")
+    return _section("Judge self-check", note + _table(head, rows))
 
 
 def _pairs(mapping: dict) -> str:

@@ -20,6 +20,9 @@ Layout (one W&B project per spec.tracking.project):
   lineage (wandb refuses use_artifact offline: there the candidate's name and sha256 go in
   the validate run's config instead). Its config also names who judged the gate: "judges", each
   judge's identity (GateReport.judges: weights' sha256, classes, thresholds, library versions).
+- the judge self-check before the first erase is a run of its own (job_type "judge-check", step 0): the
+  table "judge_check" (per concept: hit and false-positive rates with their intervals, verdict, reason),
+  summary judge_check/refused, and the judge's identity in its config.
 - each commit is a version of "<campaign>-deltas" (type "model-delta", the file uploaded)
   with aliases step-<k>, concept-<name>, latest.
 
@@ -40,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from erasecore.contracts import DeltaRef, Estimate, GateReport
+from erasecore.judge_check import JudgeCheck
 from erasecore.phase_progress import ProgressRecord
 from orchestrator.campaign import CommitAttempt, RunAttempt
 from orchestrator.gate import GateDecision
@@ -237,6 +241,21 @@ class Tracker:
             data["grids"] = self._table(images)
         run.log(data)
         self._summarise(run, decision)
+
+    def judge_checked(self, check: JudgeCheck) -> None:
+        """The judge self-check (before the first erase): one run of its own, the per-concept table and the
+        judge's identity in its config."""
+        if not self.enabled:
+            return
+        run = self._start(0, 0, "judge-check", {"judges": [asdict(check.judge)], "judge_check_seeds": check.seeds})
+        columns = ["concept", "hit", "hit_lower", "hit_upper", "false_positive", "fp_lower", "fp_upper", "n_hit",
+                   "n_false_positive", "verdict", "reason"]
+        rows = [[c.rates.concept, c.rates.hit.value, c.rates.hit.lower, c.rates.hit.upper,
+                 c.rates.false_positive.value, c.rates.false_positive.lower, c.rates.false_positive.upper,
+                 c.rates.hit.n, c.rates.false_positive.n, c.verdict, c.reason] for c in check.concepts]
+        run.log({"judge_check": self._wandb.Table(columns=columns, data=rows)})
+        run.summary["judge_check/refused"] = len(check.refused)
+        self._finish()
 
     def committed(self, step: int, concept: str, delta_path: str | Path, sha256: str) -> None:
         """After Manifest.commit: a new version of the campaign's model-delta artifact."""

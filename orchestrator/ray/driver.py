@@ -36,18 +36,26 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import ray
-from ray.exceptions import NodeDiedError, ObjectLostError, OutOfMemoryError, RayTaskError, WorkerCrashedError
+from ray.exceptions import (
+    NodeDiedError,
+    ObjectLostError,
+    OutOfMemoryError,
+    RayTaskError,
+    WorkerCrashedError,
+)
 
-from orchestrator.campaign import RunAttempt
-from erasecore import catalog
+from erasecore import catalog, judge_check
 from erasecore.contracts import DeltaRef, StepRequest
-from erasecore.errors import CampaignError, ClusterError
+from erasecore.errors import CampaignError, ClusterError, JudgeCheckError
+from erasecore.judge_check import JudgeCheck
+from orchestrator import schedule
+from orchestrator.campaign import RunAttempt
+from orchestrator.judge_check import requests as judge_check_requests
 from orchestrator.live import DRIVER_LOCK, LiveStatus
 from orchestrator.loop import CampaignLoop, PhaseOutput, RunOutcome, Watch, unwatched
 from orchestrator.manifest import Manifest
-from orchestrator import schedule
-from orchestrator.pipeline import PipelinedLoop
 from orchestrator.outputs.tracking import Tracker, TrackingCallbacks
+from orchestrator.pipeline import PipelinedLoop
 from orchestrator.preflight import Settled, preflight
 from orchestrator.progress import ProgressLines
 from orchestrator.ray import tasks as ray_tasks
@@ -99,6 +107,7 @@ def _run_loop(settled: Settled, manifest: Manifest, echo: Callable[[str], None],
     # Speculation puts erases beside gates: keep one erase's devices for them (the chain waits otherwise).
     lane = EraseLane.open(res.gpus_per_step, res.cpus_per_step) if res.speculative else None
     try:
+        self_check(settled, manifest, tracker, echo, schedule_timeout_s)
         executor = RayExecutor(spec, schedule_timeout_s, lane)
         if chosen.pipelined:
             return PipelinedLoop(settled, manifest, executor, callbacks, res.speculative,
@@ -108,6 +117,51 @@ def _run_loop(settled: Settled, manifest: Manifest, echo: Callable[[str], None],
         tracker.close()
         if lane is not None:
             lane.close()
+
+
+def self_check(settled: Settled, manifest: Manifest, tracker: Tracker, echo: Callable[[str], None],
+               timeout_s: float = SCHEDULE_TIMEOUT_S) -> JudgeCheck:
+    """The judge self-check before the first erase (erasecore/judge_check.py): journaled once per concept list,
+    its images the gates' baselines; a concept the judge cannot measure stops the campaign (JudgeCheckError,
+    one line) unless validation.allow_weak_judge, which is read again on every resume."""
+    spec = settled.spec
+    record = manifest.history.judge_check_for(tuple(spec.concepts))
+    if record is None:
+        echo(f"judge self-check: {len(spec.concepts)} concept(s) on {spec.model}'s own images")
+        res = spec.resources
+        need = {"CPU": float(res.cpus_per_step), "GPU": float(res.validation_gpus)}
+        ref = ray_tasks.remote("judge_check", res.validation_gpus).options(
+            num_cpus=need["CPU"], num_gpus=need["GPU"], name=f"judge-check:{spec.name}").remote(
+            judge_check_requests(settled))
+        out = _wait_fitting(ref, need, timeout_s, f"the judge self-check asks for {_amount(need)}")
+        if out.error:
+            raise JudgeCheckError(f"judge-check failed (its log: {out.log}): {out.error}")
+        record = manifest.record_judge_check(out.value)
+    check = judge_check.reverdict(record.check, spec.validation.allow_weak_judge)
+    echo(judge_check.table(check))
+    tracker.judge_checked(check)
+    return judge_check.require(check)
+
+
+def _wait_fitting(ref, need: dict[str, float], timeout_s: float, what: str) -> PhaseOutput:
+    """ray.get, or a ClusterError once no alive node could hold `need` for timeout_s."""
+    stuck_since = None
+    while True:
+        ready, _ = ray.wait([ref], timeout=POLL_S)
+        if ready:
+            try:
+                return ray.get(ref)
+            except _PHASE_FAILURES as e:
+                return _failed("judge-check", e)
+        nodes = _alive_nodes()
+        if any(_fits(n, need) for n in nodes):
+            stuck_since = None
+            continue
+        stuck_since = stuck_since or time.monotonic()
+        if time.monotonic() - stuck_since >= timeout_s:
+            ray.cancel(ref, force=True)
+            raise ClusterError(f"{what} but no node of the cluster has that much (nodes: "
+                               f"{'; '.join(_amount(n) for n in nodes[:6]) or 'none'})")
 
 
 @contextlib.contextmanager

@@ -1,4 +1,5 @@
-"""The Ray tasks of a step: its erase phase, its validation phase and a baseline drawn ahead of a gate.
+"""The Ray tasks of a step: its erase phase, its validation phase and a baseline drawn ahead of a gate; and
+the campaign's judge self-check, before its first erase.
 
 Ray's side of a step (orchestrator/ray/ is the only folder of orchestrator/ that imports Ray). Each task
 wraps one worker phase of jobs/step.py and returns a PhaseOutput:
@@ -47,7 +48,9 @@ def erase_group_phase(request: StepRequest) -> PhaseOutput:
     This task only launches and waits: it holds no resources; the group's workers hold them.
     """
     def work(log):
-        from orchestrator.ray.train import fit_erase   # ray.train.torch imports torch: not in the driver
+        from orchestrator.ray.train import (
+            fit_erase,  # ray.train.torch imports torch: not in the driver
+        )
 
         log(f"  launching {request.parallel.num_workers} workers ({request.parallel.strategy}); "
             f"their logs: erase.rank<k>.log")
@@ -84,16 +87,26 @@ def baseline_phase(request: StepRequest) -> PhaseOutput:
     return _run("baseline", request, work)
 
 
+def judge_check_phase(requests: tuple[StepRequest, ...]) -> PhaseOutput:
+    """The judge self-check on the base model (jobs/validation/judge_check.py); the value is the JudgeCheck.
+    The images it judges are the concepts' gate baselines, cached for their gates."""
+    def work(log):
+        from jobs.validation.judge_check import check_judge
+        return check_judge(requests, log=log)
+    return _run("judge-check", requests[0], work)
+
+
 # A phase that holds GPUs runs in a fresh worker process (max_calls=1), so the device is free when
 # the next phase starts. Ray does that by default only for GPUs asked in @ray.remote, not in
 # .options(), hence two remote functions per phase; a CPU phase may reuse a warm worker.
 _TASKS = {(fn.__name__, gpu): ray.remote(max_retries=MAX_RETRIES, **({"max_calls": 1} if gpu else {}))(fn)
-          for fn in (erase_phase, erase_group_phase, validate_phase, baseline_phase) for gpu in (False, True)}
+          for fn in (erase_phase, erase_group_phase, validate_phase, baseline_phase, judge_check_phase)
+          for gpu in (False, True)}
 
 
 def remote(phase: str, gpus: float):
-    """The Ray remote function for `phase` ("erase" | "erase_group" | "validate" | "baseline") asking for
-    `gpus` GPUs."""
+    """The Ray remote function for `phase` ("erase" | "erase_group" | "validate" | "baseline" | "judge_check")
+    asking for `gpus` GPUs."""
     return _TASKS[f"{phase}_phase", gpus > 0]
 
 

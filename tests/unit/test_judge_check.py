@@ -99,3 +99,21 @@ def test_allow_weak_judge_is_a_validation_key_that_leaves_the_spec_hash_alone():
     assert spec_hash(allowed) == spec_hash(load_spec(None, base))   # a journal keeps its hash either way
     with pytest.raises(ConfigError, match="validation.allow_weak_judge"):
         load_spec(None, [*base, "validation.allow_weak_judge=sometimes"])
+
+
+def test_a_journaled_check_is_judged_again_under_the_resumed_campaigns_allow_weak_judge(tmp_path):
+    from erasecore.judge_check import reverdict
+    from orchestrator.manifest import Manifest
+
+    spec = load_spec("configs/campaigns/toy.yaml", [f"storage_path={tmp_path}", "concepts=[star,hourglass]"])
+    manifest = Manifest.create(tmp_path, spec)
+    weak = rates("hourglass", (3, 28), (0, 38))
+    manifest.record_judge_check(check(verdict(rates("star", (23, 23), (0, 38)), False), verdict(weak, False)))
+    again = Manifest.open(tmp_path).history   # as a resumed driver reads it
+    record = again.judge_check_for(("star", "hourglass"))
+    assert record is not None and again.judge_check_for(("star", "hourglass", "round")) is None
+    assert [c.verdict for c in record.check.concepts] == [OK, REFUSED]
+    assert record.check.concepts[1].rates == weak   # the rates survive the journal exactly
+    assert [c.verdict for c in reverdict(record.check, allow_weak=True).concepts] == [OK, FLAGGED]
+    with pytest.raises(JudgeCheckError, match="'hourglass'"):
+        require(reverdict(record.check, allow_weak=False))
