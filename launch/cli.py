@@ -15,6 +15,7 @@
     erase step REQUEST.json                      one erasure step without Ray (what a worker runs)
     erase plan CAMPAIGN.yaml [key=value ...]     per-GPU memory of each step, and settings that fit
     erase judge-check CAMPAIGN.yaml [key=value ...]   can the judge see each concept on the base model? (exit 2: no)
+    erase guard RUNS_DIR PROMPTS_FILE [--policy touched|all] [--on-detect block|flag]   serve the erased model guarded
 """
 from __future__ import annotations
 
@@ -160,6 +161,62 @@ def _artifact_parsers(sub) -> None:
               "and the audit log (who ran what, when, which config and delta hashes).")
     rp.add_argument("target", help="campaign directory (storage_path) or campaign YAML")
     rp.add_argument("--out", type=Path, default=None, help="HTML file (default: <storage_path>/report.html)")
+    _guard_parser(sub)
+
+
+GUARD_HELP = """\
+Serve a campaign's erased model guarded, for the prompts of PROMPTS_FILE (one per line; blank lines and
+lines starting with # are skipped). For each prompt:
+
+  1. pre-filter: built from the campaign's concept set for its committed concepts (names, synonyms,
+     paraphrases, subclasses, variants), case- and plural-insensitive, in any word order, with misspellings
+     (1 edit in a word of 4-7 letters, 2 from 8), fragments ("st ar") and glued words ("redstar"); words the
+     set does not list are read by the model's own text encoder (threshold calibrated on the set). A
+     neighbour the set names (diamond beside square) is never matched.
+  2. controller: --policy touched switches on the per-concept adapters of the concepts the prompt touches
+     (none touched: the base model draws it); --policy all keeps every adapter on (the committed model).
+     --negative puts the names of the concepts whose adapters are on into the negative prompt.
+  3. generation with the campaign's gate settings (steps, guidance), noise seed --seed.
+  4. audit: the campaign's judge, as its gates recorded it (weights sha256, thresholds), asks of the image
+     each committed concept's question.
+  --on-detect block: a prompt the pre-filter matches is refused (blocked_prompt) and an image the audit
+  sees a concept in is withheld (blocked_image). --on-detect flag: both are drawn, kept and marked flagged.
+
+Every decision is one JSON line appended to the audit log (--log, default <out>/audit.jsonl), never
+rewritten: timestamp (UTC), prompt_sha256, concepts_matched, adapters_active, negative_prompt, judge (name,
+weights sha256), thresholds, judge_scores, verdict (allowed | blocked_prompt | blocked_image | flagged),
+reasons, schema (docs/serving.md has the full schema). Images kept are written to --out as NNNN.png.
+
+The per-concept adapters come from <storage_path>/exports/<campaign>-step<k>-lora-per-concept (exported
+there first if absent; --adapters names another export of the same commits); guard.json is written beside
+their adapters.json, and that directory is what the Python API (jobs.serving.guarded.GuardedPipeline) and
+the ComfyUI nodes (comfyui/) load. --prepare-only writes it and stops.
+
+exit status: 0 every prompt decided (blocks are decisions, not errors), 2 user error (no campaign there,
+nothing committed, an empty or missing prompt file, an unknown policy)"""
+
+
+def _guard_parser(sub) -> None:
+    from erasecore.serving import ON_DETECT, POLICIES
+
+    g = _sub(sub, "guard", "serve the erased model guarded: prompt pre-filter, per-concept adapters, output audit, "
+             "audit log", GUARD_HELP)
+    g.add_argument("runs", help="the campaign directory (storage_path, holding manifest.json)")
+    g.add_argument("prompts", nargs="?", type=Path, default=None, metavar="PROMPTS_FILE",
+                   help="text file of prompts, one per line (required unless --prepare-only)")
+    g.add_argument("--out", type=Path, default=None, help="where images and the log go (default: <storage_path>/guard)")
+    g.add_argument("--policy", choices=POLICIES, default="touched",
+                   help="adapters on: those of the concepts a prompt touches (default), or all")
+    g.add_argument("--on-detect", dest="on_detect", choices=ON_DETECT, default="block",
+                   help="a detected concept blocks (default: no image) or flags (image kept, marked)")
+    g.add_argument("--negative", action="store_true",
+                   help="put the names of the concepts whose adapters are on into the negative prompt")
+    g.add_argument("--log", type=Path, default=None, help="the JSONL audit log to append to (default: <out>/audit.jsonl)")
+    g.add_argument("--seed", type=int, default=0, help="noise seed of every image (default 0)")
+    g.add_argument("--adapters", type=Path, default=None,
+                   help="a per-concept export of the campaign's commits (default: the campaign's own, made if absent)")
+    g.add_argument("--prepare-only", action="store_true",
+                   help="write the serving bundle (adapters + guard.json), print its path, generate nothing")
 
 
 def _job_parsers(sub) -> None:
@@ -373,6 +430,62 @@ def _export(args) -> int:
                           per_concept=args.per_concept)
     print(f"exported ({args.fmt}{', one adapter per concept' * args.per_concept}): {out}")
     return 0
+
+
+@command("guard")
+def _guard(args) -> int:
+    from erasecore.errors import ConfigError
+
+    prompts = [] if args.prepare_only else _read_prompts(args.prompts)   # a bad prompt file fails first
+    if not Path(args.runs).is_dir():
+        raise ConfigError(f"no campaign directory {args.runs} (the campaign's storage_path, holding manifest.json)")
+    spec, root = _local_campaign(args.runs)
+    from orchestrator.outputs.serving import prepare_bundle
+
+    bundle = prepare_bundle(root, spec, args.adapters)
+    if args.prepare_only:
+        print(f"serving bundle: {bundle}")
+        return 0
+    from orchestrator.in_process import guard
+
+    out = args.out or root / "guard"
+    log = args.log or out / "audit.jsonl"
+    print(f"{'#':>4}  {'verdict':14}  {'touched':16}  {'adapters on':16}  {'judge sees':16}  prompt")
+    results = guard(bundle, prompts, out, args.policy, args.on_detect, args.negative, log, args.seed,
+                    report=_guard_line(len(prompts)))
+    counts = {v: sum(r.verdict == v for r in results) for v in ("allowed", "blocked_prompt", "blocked_image", "flagged")}
+    print(f"guarded {len(results)} prompt{'s' * (len(results) != 1)}: "
+          + ", ".join(f"{n} {v}" for v, n in counts.items()) + f"; images in {out}; audit log {log}")
+    return 0
+
+
+def _guard_line(total: int):
+    seen = iter(range(total))
+
+    def line(result) -> None:
+        record = result.record
+        touched = ",".join(result.filtered.concepts) or "-"
+        active = "-" if record.adapters_active is None else (",".join(record.adapters_active) or "(none)")
+        shown = ",".join(s.concept for s in result.audit if s.seen) or "-"
+        print(f"{next(seen):>4}  {result.verdict:14}  {touched:16}  {active:16}  {shown:16}  {result.prompt}", flush=True)
+    return line
+
+
+def _read_prompts(path: Path | None) -> list[str]:
+    from erasecore.errors import ConfigError
+
+    if path is None:
+        raise ConfigError("erase guard needs a PROMPTS_FILE (one prompt per line), or --prepare-only")
+    if not path.is_file():
+        raise ConfigError(f"no prompt file {path}")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read prompt file {path}: {e}") from None
+    prompts = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if not prompts:
+        raise ConfigError(f"prompt file {path} has no prompts (one per line; blank lines and # comments skipped)")
+    return prompts
 
 
 @command("report")

@@ -1,7 +1,7 @@
 """Worker code that the `erase` command runs in its own process, without Ray: the launcher's one door to jobs/.
 
-`erase step` (what a worker runs), `erase toyworld showcase|train`, the model inventory of `erase plan` and the judge
-self-check of `erase judge-check` run jobs/ code on this machine. The launcher reaches it through these functions,
+`erase step` (what a worker runs), `erase toyworld showcase|train`, the model inventory of `erase plan`, the judge
+self-check of `erase judge-check` and the guarded pipeline of `erase guard` run jobs/ code on this machine. The launcher reaches it through these functions,
 never by importing jobs/ itself (import-linter contract `jobs-behind-the-orchestrator`, pyproject.toml). Each one
 imports its worker module when called, so importing this module costs nothing and torch is loaded only once a
 command needs it.
@@ -57,3 +57,15 @@ def judge_check(settled: Settled, log: Callable[[str], object] = print) -> Judge
 
     quiet_loading()
     return check_judge(requests(settled), log=log)
+
+
+def guard(bundle: Path, prompts: Sequence[str], out: Path, policy: str = "touched", on_detect: str = "block",
+          negative: bool = False, log: Path | None = None, seed: int = 0,
+          report: Callable[[object], object] = print) -> list:
+    """Every prompt through the guarded pipeline of a serving bundle (jobs.serving.guarded.serve): its results."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    from jobs.models.loader import quiet_loading
+    from jobs.serving.guarded import serve
+
+    quiet_loading()
+    return serve(bundle, list(prompts), out, policy, on_detect, negative, log, seed, report)

@@ -16,10 +16,11 @@ import pytest
 import yaml
 
 from erasecore.codec import to_json
-from erasecore.contracts import DeltaRef, StepRequest
+from erasecore.contracts import StepRequest
 from erasecore.models import toy_pipeline_dir
 from orchestrator.manifest import Manifest
-from tests.e2e.cli_runner import REPO, assert_one_line_error, erase
+from tests.e2e.cli_runner import assert_one_line_error, erase
+from tests.fixtures.guarded_campaign import committed_toy_campaign
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(not (toy_pipeline_dir() / "model_index.json").is_file(),
@@ -32,44 +33,15 @@ REQUEST = "steps/2-square/attempt-1/request.json"
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
-    """A finished toy campaign with two committed UCE deltas (about 15 s on 2 cores: one pipeline load)."""
-    import torch
-
-    from jobs.deltas import delta as deltas
-    from jobs.methods import registry
-    from jobs.methods.interface import EraseInputs
-    from jobs.models.loader import load_pipeline
-    from jobs.toyworld.world import load_world
-    from jobs.toyworld.concept_prompts import toy_concept_prompts
-    from orchestrator import gate
-    from orchestrator.spec import load_spec
-    from tests.jobs.test_export import gate_report
-
-    torch.manual_seed(0)
-    root = tmp_path_factory.mktemp("finished") / "toy"
-    spec = load_spec(str(REPO / "configs/campaigns/toy.yaml"), [f"storage_path={root}", "tracking.mode=disabled"])
-    manifest = Manifest.create(root, spec)
-    pipe, world = load_pipeline(spec.model), load_world()
-    refs = []
-    for step, concept in enumerate(spec.concepts[:2], 1):
-        hparams = {"erase_scale": 1.0}
-        manifest.record_start(step, concept, 1, "uce", hparams, host="test")
-        out = registry.erase("uce", pipe, EraseInputs(concept, toy_concept_prompts(world, concept), hparams,
-                                                      log=lambda *a: None))
-        meta = deltas.DeltaMeta(out.kind, "uce", concept, hparams, rank=out.rank, alpha=out.alpha)
-        ref = deltas.save_delta(out.tensors, meta, manifest.attempt_path(step, concept, 1) / "delta.safetensors")
-        if step == 2:   # the request a worker ran, as jobs/step.py writes it beside the attempt
-            request = StepRequest(campaign=spec.name, step=2, attempt=1, concept=concept, method="uce",
-                                  hparams=hparams, model=spec.model, parents=tuple(refs),
-                                  out_dir=str(manifest.attempt_path(step, concept, 1)))
-            (root / REQUEST).write_text(to_json(request))
-        report = gate_report(concept, 0.97)
-        manifest.record_result(step, 1, gate.decide(report, spec.gate), report, ref)
-        manifest.commit(step, 1)
-        refs.append(DeltaRef(str(root / f"steps/{step}-{concept}/attempt-1/delta.safetensors"), ref.sha256))
-        deltas.stack(pipe, [ref])
-    manifest.skip(3, spec.concepts[2], "given up (test)")
-    manifest.set_status("finished")
+    """A finished toy campaign with two committed UCE deltas (about 15 s on 2 cores: one pipeline load), and the
+    request step 2's worker ran, as jobs/step.py writes it beside the attempt."""
+    root = committed_toy_campaign(tmp_path_factory.mktemp("finished") / "toy")
+    manifest = Manifest.open(root)
+    first, _ = manifest.committed_deltas()
+    request = StepRequest(campaign=manifest.campaign, step=2, attempt=1, concept="square", method="uce",
+                          hparams={"erase_scale": 1.0}, model="toyworld", parents=(first,),
+                          out_dir=str(manifest.attempt_path(2, "square", 1)))
+    (root / REQUEST).write_text(to_json(request))
     return root
 
 

@@ -25,6 +25,7 @@ from orchestrator import gate
 from orchestrator.manifest import Manifest
 from orchestrator.outputs.export import ExportError, export_campaign
 from orchestrator.spec import load_spec
+from tests.fixtures.threads import one_thread  # noqa: F401  (autouse: one torch thread)
 from tests.fixtures.tiny_pipelines import tiny_sd_pipeline
 from tests.jobs.test_export import gate_report
 from tests.jobs.test_lora_export import assert_same_model
@@ -56,15 +57,6 @@ def norm_and_kv(pipe, concept: str):
         if f"unet.{name}" in base:
             p.data.copy_(base[f"unet.{name}"])
     return tensors, deltas.DeltaMeta("dense", "finetune", concept, {})
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on a busy 2-core machine two spin against each other. Autouse: the campaign runs under it."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
