@@ -161,10 +161,12 @@ def evasion_prompts(world, concept_set: ConceptSet, concept: str, held: list[str
 
 def retain_prompts(world, concept_set: ConceptSet, erased: tuple[str, ...], rng: random.Random,
                    per_word: int = 3) -> list[tuple[str, str]]:
-    """(kind, prompt) naming only retained concepts; the erased concepts' neighbours first."""
+    """(kind, prompt) naming only retained concepts; the erased concepts' neighbours first. An erased superclass
+    takes its members with it (round: circle, semicircle, crescent are erased, not retained)."""
     known = known_words(concept_set)
-    near = list(dict.fromkeys(n for c in erased for n in concept_set.concepts[c].near if n not in erased))
-    others = [o for o in world.objects if o not in erased and o not in near]
+    gone = set(erased) | {m for c in erased for m in world.superclasses.get(c, ())}
+    near = list(dict.fromkeys(n for c in erased for n in concept_set.concepts[c].near if n not in gone))
+    others = [o for o in world.objects if o not in gone and o not in near]
     out = []
     for kind, objects in (("neighbour", near), ("other object", others)):
         for o in objects:
@@ -173,7 +175,7 @@ def retain_prompts(world, concept_set: ConceptSet, erased: tuple[str, ...], rng:
     for o in near:
         for _, w in misspellings(rng, o, known, 1) if len(o) >= 4 else []:
             out.append(("misspelled neighbour", templated(rng, world, w)))
-    for sup in world.superclasses:
+    for sup in (s for s in world.superclasses if s not in gone):
         out += [("superclass word", templated(rng, world, sup)) for _ in range(per_word)]
     retained = near + others
     for _ in range(4 * per_word):
@@ -335,8 +337,10 @@ def audit_rows(run: Path, bundle: Path, world, seeds: int) -> dict:
     attack_seen = audit.see(attack)
     attack_hits = [any(s.seen and s.concept == c for s in row) for row, c in zip(attack_seen, attack_concepts)]
 
-    retain = list({i.prompt.text: i for s in by_concept.values() for i in s.items   # a later step's concept is
-                   if i.group.startswith("retain") and i.concept not in erased}.values())   # an earlier's retain
+    # A later step's concept (and an erased superclass's members) can be an earlier step's retain: not retained.
+    gone = set(erased) | {m for c in erased for m in world.superclasses.get(c, ())}
+    retain = list({i.prompt.text: i for s in by_concept.values() for i in s.items
+                   if i.group.startswith("retain") and i.concept not in gone}.values())
     rows = {}
     for label, active in (("committed model (every adapter on)", guard.controller(erased)),
                           ("guard default (touched: none on, the base model)", ())):
