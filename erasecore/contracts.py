@@ -158,6 +158,9 @@ class JudgeIdentity:
     thresholds: dict[str, float] = field(default_factory=dict)   # per decision: the score at or above which it says yes
     rule: str = ""                  # how an image's scores become a yes, in words
     libraries: dict[str, str] = field(default_factory=dict)      # distribution -> version it ran with
+    # A calibrated judge's table, per decision: its threshold, the false-positive target it was fitted to on one
+    # half of the base model's images, and the hit and false-positive rates it gave on the other half.
+    calibration: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -157,7 +157,22 @@ def _judges(steps: list[StepView]) -> str:
         rows.append(("not recorded", ", ".join(unnamed), "", "", "", "", why, ""))
     note = ("<p class=note>The judge of each concept's shown gate. Gates judged by different identities (another "
             "weight file, threshold or library version) are not comparable number for number.</p>")
-    return _section("Judges", note + _table(head, rows)) if rows else ""
+    return _section("Judges", note + _table(head, rows) + _calibration(judged.values())) if rows else ""
+
+
+def _calibration(judged) -> str:
+    """A calibrated judge's table: per concept, its threshold and how it did on the half it was not fitted on."""
+    head = ("judge", "concept", "threshold", "false-positive target", "fitted on", "hit rate (check half)",
+            "false positives (check half)")
+    rows = [(j.name, concept, f"{r['threshold']:.4f}", f"{r['false_positive_target']:.2f}",
+             f"{r['fit_images']:.0f} images", f"{r['check_hit']:.2f} of {r['check_own']:.0f}",
+             f"{r['check_false_positive']:.2f} of {r['check_other']:.0f}")
+            for j, _ in judged for concept, r in sorted(j.calibration.items())]
+    if not rows:
+        return ""
+    note = ("<p class=note>Calibration: each threshold fitted on one half of the base model's images (even noise "
+            "seeds, or even prompts at one seed) to the false-positive target, and checked on the other half.</p>")
+    return note + _table(head, rows)
 
 
 def _judge_check(spec: dict, history: History) -> str:

@@ -70,3 +70,17 @@ def test_the_validate_runs_config_names_the_judges():
 
 def _judges_section(html: str) -> str:
     return html.split("<section id=judges>", 1)[1].split("</section>", 1)[0]
+
+
+def test_a_calibrated_judges_table_is_kept_by_the_codec_and_shown_in_the_report(tmp_path):
+    row = {"threshold": 0.4231, "false_positive_target": 0.05, "fit_images": 60.0, "check_hit": 0.93,
+           "check_false_positive": 0.03, "check_own": 30.0, "check_other": 40.0}
+    clip = JudgeIdentity("clip", "tiny-clip", {"model.safetensors": "ab" * 32}, ("star",), {"star": 0.4231},
+                         "fitted to a false-positive target", {}, calibration={"star": row})
+    assert from_json(GateReport, to_json(judged("star", clip))).judges[0].calibration == {"star": row}
+    root = tmp_path / "toy"
+    m = Manifest.create(root, load_spec(None, ["name=toy", "concepts=[star]", f"storage_path={root}"]))
+    attempt(m, 1, "star", 1, ACCEPT, judged("star", clip))
+    section = _judges_section(render_report(root))
+    assert "<td>0.4231</td>" in section and "0.93 of 30" in section and "0.03 of 40" in section
+    assert "checked on the other half" in section

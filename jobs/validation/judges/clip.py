@@ -4,8 +4,8 @@ Each label is the mean text embedding of the set's templates for it (a prompt en
 CLIP-accuracy scripts of MACE and UCE do with their class lists). An image's posterior is the
 softmax over every label of the set (and any thin concept of the suite); the concept is judged
 present when its probability reaches a threshold calibrated on the base model's own images:
-for each concept, midway between its mean probability on base images drawn for it and on base
-images drawn for the other concepts. Calibrated from the cached baseline, so every gate of a
+for each concept, fitted on one half of them to a stated false-positive target and checked on the
+other half (jobs/validation/judges/calibration.py). Calibrated from the cached baseline, so every gate of a
 campaign uses the same thresholds. The model: a `transformers` CLIP from a hub id or a local
 directory (validation.judge_model).
 """
@@ -18,15 +18,17 @@ import numpy as np
 import torch
 from transformers import CLIPModel
 
+from erasecore.concepts import ConceptEntry, ConceptSet
 from erasecore.contracts import JudgeIdentity
 from jobs.models.precision import frozen_dtype
+from jobs.validation.judges import calibration
+from jobs.validation.judges.calibration import Scored
 from jobs.validation.judges.checkpoint import load_checkpoint
 from jobs.validation.judges.identity import checkpoint_weights, versions, weight_hashes
 from jobs.validation.judges.pixels import normalisation, pixel_batch
 from jobs.validation.observations import Observation
 from jobs.validation.providers import Provider
 from jobs.validation.suite import Suite
-from erasecore.concepts import ConceptEntry, ConceptSet
 
 GENERIC = ("a photo of a {}", "a picture of a {}")
 
@@ -40,6 +42,7 @@ class ClipJudge:
         self.model.to(frozen_dtype(precision, device))   # a frozen judge, like the text encoders
         self.labels = [n for n, e in concept_set.concepts.items() if e.kind != "attribute"]
         self.thresholds: dict[str, float] = {}
+        self.calibration: dict[str, dict[str, float]] = {}   # per concept: threshold, fit and check halves
         self.cache_id = f"clip:{model_ref}:{concept_set.source}"
         self.model_ref = model_ref
         self._text: torch.Tensor | None = None
@@ -69,8 +72,10 @@ class ClipJudge:
             name=self.name, source=self.model_ref, weights=self.weights, classes=tuple(self.labels),
             thresholds={c: float(t) for c, t in self.thresholds.items()},
             rule="softmax over the labels' prompt-ensemble embeddings; a concept is seen at or above its threshold, "
-                 "midway between its mean probability on the base model's images of it and of the other concepts "
-                 "(0.5 before calibration)",
+                 f"the lowest that keeps false positives at or under {calibration.FALSE_POSITIVE_TARGET} on one half "
+                 "of the base model's images drawn for other concepts (checked on the other half: calibration; "
+                 "0.5 before calibration)",
+            calibration={c: dict(r) for c, r in self.calibration.items()},
             libraries=versions("transformers", "torch"))
 
     def calibrate(self, suite: Suite, base: list[Observation]) -> list[Observation]:
@@ -78,9 +83,10 @@ class ClipJudge:
         self._add_labels(suite)
         for concept in dict.fromkeys(suite.items[o.item].concept for o in base):
             j = self.labels.index(concept)
-            own = [o.posterior[j] for o in base if suite.items[o.item].concept == concept]
-            other = [o.posterior[j] for o in base if suite.items[o.item].concept != concept]
-            self.thresholds[concept] = (np.mean(own) + np.mean(other)) / 2 if own and other else 0.5
+            scored = [Scored(o.posterior[j], suite.items[o.item].concept == concept, o.item, o.seed) for o in base]
+            fitted = calibration.calibrate(concept, scored)
+            self.thresholds[concept] = fitted.threshold
+            self.calibration[concept] = fitted.row()
         return [self._observation(suite, o.item, o.seed, np.asarray(o.posterior)) for o in base]
 
     @torch.no_grad()
