@@ -123,7 +123,8 @@ def test_a_third_party_method_is_listed_settled_by_preflight_and_runs_a_step(tmp
         names = catalog.METHOD_NAMES
         torch_before = "torch" in sys.modules
         spec = load_spec(f"{root}/configs/campaigns/toy.yaml",
-                         ["method=scale-kv", "ladder=[]", "hparams.scale-kv.amount=0.2", f"storage_path={storage}"])
+                         ["method=scale-kv", "ladder=[]", "search.candidates=[]", "hparams.scale-kv.amount=0.2",
+                          f"storage_path={storage}"])
         settled = preflight(spec)
         request = step_request(RunAttempt(1, "star", 1, "scale-kv", settled.hparams["scale-kv"], (), ()), settled)
 
