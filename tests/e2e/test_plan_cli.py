@@ -44,7 +44,7 @@ def test_json():
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     assert doc["fits"] and doc["overrides"] == []
-    assert [s["method"] for s in doc["steps"]] == ["uce", "esd-x", "esd-u"]
+    assert [s["method"] for s in doc["steps"]] == ["uce", "esd-x", "esd-u", "speed"]   # the search's method last
     assert doc["inventory"]["components"]["unet"] == 1077572
     esd_u = doc["steps"][2]["configured"]
     assert esd_u["settings"]["batch"] == 8 and esd_u["settings"]["num_workers"] == 2
