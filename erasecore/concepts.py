@@ -101,6 +101,35 @@ def expand_members(concepts: list[str] | tuple[str, ...], concept_set: ConceptSe
     return tuple(out)
 
 
+GROUP_JOIN = " + "   # a group step's name: its members in queue order, joined ("red star + blue star")
+
+
+def step_members(step: str) -> tuple[str, ...]:
+    """The concepts one step erases: a group step's members, else the step's own concept."""
+    return tuple(m.strip() for m in step.split(GROUP_JOIN.strip()))
+
+
+def erased_by(steps: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Every concept the steps erase, in order (a group step's members in its place)."""
+    return tuple(m for s in steps for m in step_members(s))
+
+
+def group_steps(concepts: list[str] | tuple[str, ...], concept_set: ConceptSet) -> tuple[str, ...]:
+    """The campaign's queue as group steps (`steps: group`): concepts that share a parent (the variants of
+    one object, the members of one superclass) are erased in one gated step, at the first one's place;
+    a concept that shares its parent with no other stays a step of its own."""
+    parent = {c: concept_set.entry(c, allow_thin=True).superclass for c in concepts}
+    groups: dict[str, list[str]] = {}
+    for c in concepts:
+        groups.setdefault(parent[c] or f"\0{c}", []).append(c)   # no parent: a group of its own
+    out: list[str] = []
+    for c in concepts:
+        members = groups[parent[c] or f"\0{c}"]
+        if members[0] == c:
+            out.append(GROUP_JOIN.join(members))
+    return tuple(out)
+
+
 def concept_set_path(ref: str) -> Path:
     """A shipped set's name (configs/concepts/<name>.yaml) or a path to a concept-set YAML file."""
     shipped = SHIPPED / f"{ref}.yaml"

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from erasecore import catalog
+from erasecore.concepts import step_members
 from erasecore.contracts import DeltaRef, StepRequest
 from erasecore.errors import ManifestError
 from orchestrator.manifest import DISCARDED, STARTED, AttemptRecord, History, attempt_dir
@@ -138,14 +139,15 @@ def next_action(spec: CampaignSpec, history: History, kinds: Mapping[str, str] |
     for step, concept in enumerate(spec.concepts, start=1):
         commit = history.commit_for(step)
         if commit is not None:
-            erased.append(concept)
+            erased.extend(step_members(concept))   # a group step erased each of its members
             parents.append(commit.delta)
             continue
         if history.outcome_for(step) is not None:
             continue   # skipped
         settings = preferred(spec, history, step, kinds or {})
         return _step_action(spec, history, step, concept, tuple(erased), tuple(parents), settings)
-    skipped = tuple(o.concept for o in sorted(history.outcomes, key=lambda o: o.step) if o.outcome == "skipped")
+    skipped = tuple(m for o in sorted(history.outcomes, key=lambda o: o.step) if o.outcome == "skipped"
+                    for m in step_members(o.concept))
     return _end_action(spec, history, tuple(erased), tuple(parents), skipped)
 
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from erasecore import judges
+from erasecore.concepts import step_members
 from erasecore.contracts import JudgeIdentity
 from erasecore.errors import ConfigError, ManifestError
 from erasecore.serving import GuardedConcept, GuardSpec
@@ -68,8 +69,9 @@ def guard_spec(manifest: Manifest, spec: CampaignSpec, listing: Sequence[dict[st
         if adapter is None or adapter.get("delta_sha256") != c.delta.sha256:
             raise ConfigError(f"the adapters do not carry step {c.step} ({c.concept}) as committed (delta "
                               f"{c.delta.sha256[:12]}): export them again (erase export --format lora --per-concept)")
-        concepts.append(GuardedConcept(c.step, c.concept, str(adapter["adapter"]),
-                                       gate_judge(manifest, c.step, c.attempt, judge)))
+        identity = gate_judge(manifest, c.step, c.attempt, judge)
+        concepts += [GuardedConcept(c.step, m, str(adapter["adapter"]), identity)   # a group step: one adapter
+                     for m in step_members(c.concept)]
     extra = sorted(set(by_step) - {c.step for c in commits})
     if extra:
         raise ConfigError(f"the adapters carry step {extra[0]}, which the campaign has not committed")

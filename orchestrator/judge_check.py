@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from erasecore.concepts import step_members
 from erasecore.contracts import StepRequest
 from orchestrator.manifest import slug
 from orchestrator.preflight import Settled, with_settled_validation
@@ -21,7 +22,8 @@ CHECK_DIR = "judge-check"
 
 
 def requests(settled: Settled) -> tuple[StepRequest, ...]:
-    """A base-model request per concept of the settled campaign, in queue order."""
+    """A base-model request per concept of the settled campaign, in queue order (each member of a group step:
+    the judge must see each one)."""
     spec = settled.spec
     root = Path(os.path.abspath(spec.storage_path))
     validation = with_settled_validation(settled)
@@ -32,4 +34,4 @@ def requests(settled: Settled) -> tuple[StepRequest, ...]:
                     preserve=tuple(spec.preserve),
                     validation=validation, cache_dir=str(root / "cache"), seed=spec.seed, concepts_from=concepts_from,
                     allow_thin=spec.allow_thin, frozen_precision=spec.resources.frozen_precision)
-        for k, concept in enumerate(spec.concepts, 1))
+        for k, step in enumerate(spec.concepts, 1) for concept in step_members(step))

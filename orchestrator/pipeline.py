@@ -35,6 +35,7 @@ from typing import Protocol
 
 from orchestrator.campaign import (CommitAttempt, ConfirmAttempt, DiscardAttempt, Finished, Halted, RunAttempt,
                                    SkipConcept, preferred, step_request)
+from erasecore.concepts import step_members
 from erasecore.contracts import DeltaRef, StepRequest
 from orchestrator.gate import GateDecision
 from orchestrator.loop import CampaignLoop, PhaseOutput, RunOutcome, Watch, resumed_gate, unwatched
@@ -227,7 +228,7 @@ class PipelinedLoop(CampaignLoop):
                 request = dataclasses.replace(request, out_dir=str(Path(request.out_dir).parent / "baseline"))
                 self.flights[self.executor.submit(a, request, "baseline")] = Flight(a, request, "baseline", unwatched)
                 self.baselines[(step, erased)] = True
-            erased += (concept,)
+            erased += step_members(concept)
 
     def _gated(self, step: int) -> bool:
         """Whether a gate of this step has started (this run or before it)."""

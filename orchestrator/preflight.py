@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from erasecore import catalog, families, judges
-from erasecore.concepts import ConceptSet, expand_members, load_concept_set
+from erasecore.concepts import (ConceptSet, erased_by, expand_members, group_steps, load_concept_set,
+                                step_members)
 from erasecore.contracts import ParallelSpec
 from erasecore.errors import ConfigError, MethodConfigError, UnknownConceptError
 from erasecore.judges import judge_for
@@ -47,7 +48,9 @@ class Settled:
         """Each concept's kind in the concept set (object, superclass, ...): a search's order by kind."""
         if self.concept_set is None:
             return {}
-        return {c: self.concept_set.entry(c, allow_thin=self.spec.allow_thin).kind for c in self.spec.concepts}
+        kind = {c: self.concept_set.entry(c, allow_thin=self.spec.allow_thin).kind
+                for c in erased_by(self.spec.concepts)}
+        return {s: ("group:" if len(step_members(s)) > 1 else "") + kind[step_members(s)[0]] for s in self.spec.concepts}
 
 
 def preflight(spec: CampaignSpec, run: bool = True) -> Settled:
@@ -59,7 +62,7 @@ def preflight(spec: CampaignSpec, run: bool = True) -> Settled:
     parallel = parallel_spec(spec.resources, _deepspeed(spec.resources))
     _check_worker_batches(spec, hparams)
     concept_set = _concept_set(spec)
-    spec = _expanded(spec, concept_set)
+    spec = _grouped(_expanded(spec, concept_set), concept_set)
     judge = judge_for(spec.model, spec.validation.judge, concept_set.judge if concept_set else "")
     _check_sweep(spec, judge)
     if run:
@@ -196,6 +199,16 @@ def _expanded(spec: CampaignSpec, concept_set: ConceptSet | None) -> CampaignSpe
     return dataclasses.replace(spec, concepts=list(expand_members(spec.concepts, concept_set)))
 
 
+def _grouped(spec: CampaignSpec, concept_set: ConceptSet | None) -> CampaignSpec:
+    """The spec whose queue has one step per group of concepts sharing a parent (`steps: group`); the same
+    on resume."""
+    if spec.steps == "concept":
+        return spec
+    if concept_set is None:
+        raise ConfigError("steps: group needs a concept set to find each concept's parent in (concepts_from=...)")
+    return dataclasses.replace(spec, concepts=list(group_steps(spec.concepts, concept_set)))
+
+
 def _concept_set(spec: CampaignSpec) -> ConceptSet | None:
     """The campaign's concept set (concepts_from, else the toy world's for a toy-judged model), every
     concept checked against it."""
@@ -205,7 +218,7 @@ def _concept_set(spec: CampaignSpec) -> ConceptSet | None:
     if not ref:
         return None
     concept_set = load_concept_set(ref)
-    for name in [*spec.concepts, *spec.preserve]:
+    for name in [*erased_by(spec.concepts), *spec.preserve]:
         try:
             entry = concept_set.entry(name, allow_thin=spec.allow_thin)
         except UnknownConceptError as e:

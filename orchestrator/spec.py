@@ -25,6 +25,7 @@ from omegaconf.errors import (ConfigKeyError, InterpolationResolutionError, Miss
                               OmegaConfBaseException, ValidationError)
 
 from erasecore.catalog import METHOD_NAMES
+from erasecore.concepts import GROUP_JOIN, step_members
 from erasecore.contracts import ValidationSpec
 from erasecore.gate_checks import CHECK_KINDS, POINT, RULES
 from erasecore.errors import ConfigError
@@ -36,6 +37,7 @@ FINAL_SWEEPS = ("none", "report", "halt")   # not "off": YAML reads off as false
 STRATEGIES = ("ddp", "deepspeed")
 FROZEN_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 EXPANDS = ("none", "members")
+STEPS = ("concept", "group")
 TRACKING_MODES = ("offline", "online", "disabled")
 MODEL_SOURCES = ("local", "workers")
 SCHEDULES = ("auto", "serial", "pipelined")   # resources.schedule (orchestrator/schedule.py)
@@ -168,6 +170,10 @@ class CampaignSpec:
     # "members": a superclass in `concepts` is erased as its members, one gated step each, then the
     # superclass word (the queue is expanded from the concept set in preflight); "none": one step.
     expand: str = "none"
+    # "group": concepts of the queue that share a parent (the variants of one object, the members of one
+    # superclass) are erased in one gated step at the first one's place (settled in preflight, after
+    # `expand`); "concept": one step per concept.
+    steps: str = "concept"
 
 
 def load_spec(path: str | None, overrides: list[str] = ()) -> CampaignSpec:
@@ -219,7 +225,7 @@ def spec_hash(spec: CampaignSpec) -> str:
         del data["validation"]["seed_offset"]
     if data["search"] == dataclasses.asdict(Search()):
         del data["search"]
-    for key, default in (("concepts_from", ""), ("allow_thin", False), ("expand", "none")):
+    for key, default in (("concepts_from", ""), ("allow_thin", False), ("expand", "none"), ("steps", "concept")):
         if data[key] == default:
             del data[key]
     return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
@@ -352,10 +358,13 @@ def _validate(spec: CampaignSpec, where: str) -> None:
     for c in list(spec.concepts) + list(spec.preserve):
         if not isinstance(c, str) or not c.strip():
             fail(f"concepts and preserve must be non-empty strings, got {c!r}")
-    dupes = sorted({c for c in spec.concepts if spec.concepts.count(c) > 1})
+    members = [m for c in spec.concepts for m in step_members(c)]   # "a + b": one group step
+    if any(not m for m in members):
+        fail(f"a group step names its members joined by '{GROUP_JOIN}', got an empty member in {spec.concepts}")
+    dupes = sorted({c for c in members if members.count(c) > 1})
     if dupes:
         fail(f"duplicate concepts: {', '.join(dupes)} (each concept is erased once)")
-    both = sorted(set(spec.concepts) & set(spec.preserve))
+    both = sorted(set(members) & set(spec.preserve))
     if both:
         fail(f"concepts both erased and preserved: {', '.join(both)}")
     for key, name in [("method", spec.method)] + [(f"ladder[{i}]", m) for i, m in enumerate(spec.ladder)] \
@@ -439,5 +448,7 @@ def _validate_numbers(spec: CampaignSpec, fail) -> None:
              f"got {spec.model_source!r}")
     if spec.expand not in EXPANDS:
         fail(f"expand must be one of {', '.join(EXPANDS)}, got {spec.expand!r}")
+    if spec.steps not in STEPS:
+        fail(f"steps must be one of {', '.join(STEPS)}, got {spec.steps!r}")
     if not spec.storage_path.strip():
         fail("storage_path is empty")

@@ -161,7 +161,7 @@ class GuardedPipeline:
     def controller(self, touched: tuple[str, ...]) -> tuple[str, ...]:
         """The adapters to switch on for a prompt touching `touched`, by policy."""
         concepts = self.spec.erased if self.policy == "all" else touched
-        return tuple(self.adapters[c] for c in concepts)
+        return tuple(dict.fromkeys(self.adapters[c] for c in concepts))   # a group step's members share one
 
     def switch(self, active: tuple[str, ...]) -> None:
         if active:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from erasecore.concepts import step_members
+
 TEXT_TEMPLATES = ("a photo of a {}", "an image of a {}", "a picture of a {}", "{}", "a painting of a {}",
                   "a close-up photo of a {}")
 
@@ -42,7 +44,10 @@ def text_concept_prompts(name: str, preserve: tuple[str, ...] = ()) -> ConceptPr
 
 def concept_prompts(name: str, preserve: tuple[str, ...], world: str) -> ConceptPrompts:
     """The prompts of the world a model draws (`world`: the judge whose provider has it, e.g. "toyworld"),
-    else ("") text templates."""
+    else ("") text templates. A group step's are its members' prompts merged (each kept apart in `parts`)."""
+    members = step_members(name)
+    if len(members) > 1:
+        return merged([concept_prompts(m, preserve, world) for m in members])
     if world:
         from jobs.validation import providers
 

@@ -33,6 +33,7 @@ from jobs.models.text_embeddings import concept_positions
 from jobs.training.kv_edit import regenerating_map
 from jobs.validation import statistics as st
 from jobs.validation.validator import images_from, noise_seed
+from erasecore.concepts import step_members
 from erasecore.contracts import Estimate, GateReport, ValidationSpec
 
 REG = 1e-3          # RECE's published ridge weight toward zero
@@ -83,7 +84,7 @@ class AttackProbe:
             embeds = _encoded(pipe, texts)
             states = embeds["prompt_embeds"]
             mapped = (states.double() @ m.to(states.device).T).to(states.dtype)
-            at = _from_concept_on(pipe, texts, self.suite.target).to(states.device)[..., None]
+            at = _from_concept_on(pipe, texts, step_members(self.suite.target)).to(states.device)[..., None]
             embeds["prompt_embeds"] = torch.where(at, mapped, states)
             offset = self.spec.seed_offset
             gens = [torch.Generator().manual_seed(noise_seed(t, s + offset)) for t, (_, s) in zip(texts, chunk)]
@@ -100,9 +101,10 @@ def _why_not(pipe, spec: ValidationSpec) -> str:
     return ""
 
 
-def _from_concept_on(pipe, texts: list[str], concept: str) -> torch.Tensor:
-    """(N, L) True from the concept's first token to the end: the rows UCE edits (the word, EOS, padding)."""
-    return concept_positions(pipe, texts, (concept,)).int().cummax(dim=1).values.bool()
+def _from_concept_on(pipe, texts: list[str], concepts: tuple[str, ...]) -> torch.Tensor:
+    """(N, L) True from the concept's first token to the end: the rows UCE edits (the word, EOS, padding).
+    A group step's suite names its members: each prompt's own member is the one it holds."""
+    return concept_positions(pipe, texts, concepts).int().cummax(dim=1).values.bool()
 
 
 def _kv(pipe) -> list[torch.Tensor]:

@@ -21,6 +21,7 @@ from jobs.deltas.drift import parameter_drift
 from jobs.validation import providers
 from jobs.validation.attention_maps import AttentionProbe, generic_prompt
 from jobs.validation.capability import CapabilityProbe
+from erasecore.concepts import step_members
 from erasecore.contracts import DeltaRef, GateReport, StepRequest
 
 
@@ -31,7 +32,8 @@ class GateViews:
         provider = providers.get(request.validation.judge)   # the judge's own views, if it has them
         bench = provider.capability_bench()
         self.capability = CapabilityProbe(bench, validator) if bench is not None else None
-        prompt = provider.attention_prompt(request.concept) or generic_prompt(request.concept)
+        first = step_members(request.concept)[0]   # a group step's maps: its first member's
+        prompt = provider.attention_prompt(first) or generic_prompt(first)
         self.attention = AttentionProbe(pipe, prompt, validator.spec, log)
         self.drift: dict = {}
         self.seconds = 0.0
@@ -51,7 +53,7 @@ class GateViews:
         t0 = time.time()
         capability = None
         if self.capability is not None and self.capability.base is not None:
-            erased = tuple(self.request.erased_before) + (self.request.concept,)
+            erased = tuple(self.request.erased_before) + step_members(self.request.concept)
             capability = self._guard("capability", lambda: self.capability.measure(pipe, erased))
         self._guard("attention maps", lambda: self.attention.finish(pipe, Path(out_dir)))
         self.seconds += time.time() - t0

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from erasecore.atomic import atomic_write, atomic_write_text
+from erasecore.concepts import step_members
 from erasecore.contracts import Estimate, GateReport, ValidationSpec
 from erasecore.models import resolve
 from erasecore.phase_progress import NullProgress, ProgressWriter
@@ -29,6 +30,7 @@ from jobs.validation import providers, sequential
 from jobs.validation import statistics as st
 from jobs.validation.judges.identity import identity_of
 from jobs.validation.observations import Observation, drift_kl, label_changed
+from jobs.validation.group_suite import group_gate
 from jobs.validation.shards import InProcess, Spread
 from jobs.validation.suite import EVASION_KINDS, Suite
 
@@ -340,7 +342,9 @@ def _seed_noise(base: dict[Key, Observation], suite: Suite, n_shape: int) -> flo
 
 def for_request(request, judge: str, log=print):
     """(Validator, Suite) for a step request: the suite of its concept and earlier erasures, judged by `judge`
-    (both from the judge's provider: jobs/validation/providers.py)."""
+    (both from the judge's provider: jobs/validation/providers.py; a group step's merged from its members')."""
     cache = BaselineCache(request.cache_dir or Path(request.out_dir) / "baseline-cache")
-    judged_by, suite = providers.get(judge).gate(request, judge)
+    provider = providers.get(judge)
+    grouped = len(step_members(request.concept)) > 1
+    judged_by, suite = group_gate(provider, request, judge) if grouped else provider.gate(request, judge)
     return Validator(judged_by, request.validation, cache, log), suite

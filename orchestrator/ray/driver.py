@@ -45,6 +45,7 @@ from ray.exceptions import (
 )
 
 from erasecore import catalog, judge_check
+from erasecore.concepts import erased_by
 from erasecore.contracts import DeltaRef, StepRequest
 from erasecore.errors import CampaignError, ClusterError, JudgeCheckError
 from erasecore.judge_check import JudgeCheck
@@ -125,9 +126,10 @@ def self_check(settled: Settled, manifest: Manifest, tracker: Tracker, echo: Cal
     its images the gates' baselines; a concept the judge cannot measure stops the campaign (JudgeCheckError,
     one line) unless validation.allow_weak_judge, which is read again on every resume."""
     spec = settled.spec
-    record = manifest.history.judge_check_for(tuple(spec.concepts))
+    concepts = erased_by(spec.concepts)   # a group step's members each
+    record = manifest.history.judge_check_for(concepts)
     if record is None:
-        echo(f"judge self-check: {len(spec.concepts)} concept(s) on {spec.model}'s own images")
+        echo(f"judge self-check: {len(concepts)} concept(s) on {spec.model}'s own images")
         res = spec.resources
         need = {"CPU": float(res.cpus_per_step), "GPU": float(res.validation_gpus)}
         ref = ray_tasks.remote("judge_check", res.validation_gpus).options(

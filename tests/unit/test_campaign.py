@@ -162,6 +162,20 @@ def test_a_whole_campaign_finishes_and_committed_steps_are_never_redone(tmp_path
     assert [c.state for c in concept_states(s, reopened.history)] == ["committed", "skipped", "committed"]
 
 
+def test_a_committed_group_step_has_erased_each_of_its_members(tmp_path):
+    s = load_spec(None, ["name=toy", "concepts=[circle + semicircle, star]", f"storage_path={tmp_path / 'run'}"])
+    m = Manifest.create(s.storage_path, s)
+    first = next_action(s, m.history)
+    assert (first.step, first.concept) == (1, "circle + semicircle")
+    run(m, first, ACCEPT)
+    m.commit(1, 1)
+    nxt = next_action(s, m.history)
+    assert (nxt.step, nxt.concept, nxt.erased_before) == (2, "star", ("circle", "semicircle"))
+    run(m, nxt, ACCEPT)
+    m.commit(2, 1)
+    assert next_action(s, m.history) == Finished(("circle", "semicircle", "star"), ())
+
+
 def test_the_last_concept_sees_every_committed_parent(tmp_path):
     s, m = start(tmp_path)
     _, ran = drive(s, m, {"star": [ACCEPT], "square": [ACCEPT], "round": [ACCEPT]})
