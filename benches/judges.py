@@ -1,16 +1,22 @@
-"""Does the generic judge path agree with the toy evaluator? The tiny toy CLIP against the evaluator.
+"""Do the generic gate's suite and judges agree with the toy gate? Suite and judge measured apart.
 
-    python benches/judges.py [--seeds 4] [--clip DIR]    # prints a table, writes bench-results/judges.json
+    python benches/judges.py [--seeds 4] [--gate-concepts square,star,circle] [--judges toyworld,toyworld-set,clip,vqa]
+    # prints a table, writes bench-results/judges.json
 
 1. Per image, on held-out compositions (never rendered in training) drawn by the base toy pipeline:
    for every image, "is there a <shape>?" asked of the shape it was prompted with and of a sibling
    (a yes and a likely no), answered by the evaluator (its top shape) and by the CLIP judge
-   (probability >= its threshold, calibrated on training-combination images as a gate calibrates on
-   the base model's own). clip_vs_evaluator_image_agreement is the share of questions where they agree.
-2. Per gate, on the same candidates: every attempt of the toy campaign (configs/campaigns/toy.yaml,
-   run first into bench-results/judges-campaign unless it is there) validated twice, by the toy
-   suite + evaluator and by the toy concept set's generic suite + CLIP; gate_decision_agreement is
-   the share of attempts where the gate decides the same.
+   (its thresholds calibrated on training-combination images as a gate calibrates on the base
+   model's own). clip_vs_evaluator_image_agreement is the share of questions where they agree.
+2. Per gate, on real candidates: every attempt of the toy campaign (configs/campaigns/toy.yaml, run
+   first into bench-results/judges-campaign unless it is there) and the gate bench's candidates
+   (benches/gate.py: UCE at 0, 0.25, 0.5 and 1 of its strength and the official script's rows on each
+   concept, a short ESD-x on the first), each gated by the campaign's request and gate under several
+   judges: the toy suite + evaluator (the truth), the toy concept set's generic suite + the evaluator
+   ("toyworld-set": the suite alone changed), + the toy CLIP, + the toy BLIP-VQA (where its weights
+   are shipped). generic_evaluator_gate_agreement, clip_gate_agreement and vqa_gate_agreement are the
+   shares of candidates whose verdict equals the toy gate's (gate_candidates of them);
+   clip_generic_agreement compares CLIP with the evaluator on the same generic suite (the judge alone).
 """
 from __future__ import annotations
 
@@ -29,23 +35,28 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from jobs.models.loader import load_pipeline  # noqa: E402
-from jobs.step import run_validation  # noqa: E402
+from jobs.deltas import delta as deltas  # noqa: E402
+from jobs.step import run_erase  # noqa: E402
 from jobs.toyworld.evaluator import Evaluator  # noqa: E402
 from jobs.toyworld.prompts import Slot, full_slot, single  # noqa: E402
 from jobs.toyworld.world import load_world  # noqa: E402
 from jobs.validation.judges import load_judge  # noqa: E402
 from jobs.validation.suite import Suite, SuiteItem  # noqa: E402
-from jobs.validation.validator import generate  # noqa: E402
+from jobs.validation.validator import for_request, generate  # noqa: E402
 from erasecore.codec import from_json  # noqa: E402
 from erasecore.concepts import load_concept_set  # noqa: E402
-from erasecore.contracts import StepRequest, ValidationSpec  # noqa: E402
+from erasecore.contracts import DeltaRef, StepRequest, ValidationSpec  # noqa: E402
 from erasecore.models import toyworld_dir  # noqa: E402
 from orchestrator.gate import decide  # noqa: E402
 from orchestrator.manifest import Manifest  # noqa: E402
 from orchestrator.spec import load_spec  # noqa: E402
+from benches.gate import FIRST_ONLY as GATE_FIRST_ONLY, VARIANTS as GATE_VARIANTS  # noqa: E402
 
 OUT = ROOT / "bench-results"
 SPEC = ValidationSpec(seeds=1, inference_steps=20, guidance_scale=5.0)
+JUDGE_MODELS = {"clip": str(toyworld_dir() / "clip"), "vqa": str(toyworld_dir() / "vqa")}
+AGREEMENTS = {"toyworld-set": "generic_evaluator_gate_agreement", "clip": "clip_gate_agreement",
+              "vqa": "vqa_gate_agreement"}
 
 
 def image_questions(world, specs, rng) -> list[tuple[int, str]]:
@@ -70,7 +81,7 @@ def per_image(world, pipe, judge, evaluator, seeds: int) -> dict:
     calib = Suite("calib", tuple(SuiteItem(single(world, Slot(s.shape)), "target", s.shape) for s in shown))
     judge.calibrate(calib, judge.observe(calib, keys, images))   # thresholds from the base model's own images
     held = sorted(world.held_out, key=lambda s: (s.shape, s.colour, s.size, s.material))
-    suite, images, keys = draw(pipe, world, held, seeds)
+    _, images, keys = draw(pipe, world, held, seeds)
     tops = evaluator.judge(images).top("shape")
     probs = judge.posteriors(images)
     questions = image_questions(world, [held[k] for k, _ in keys], rng)
@@ -87,53 +98,102 @@ def campaign(storage: Path) -> Path:
     return storage
 
 
-def per_gate(storage: Path, clip_dir: str) -> dict:
+def campaign_candidates(storage: Path) -> list[tuple[dict, StepRequest, DeltaRef]]:
+    """Every attempt of the toy campaign that made a candidate: its own request and delta."""
     manifest = Manifest.open(storage)
-    spec = load_spec(str(storage / "spec.yaml"), [f"storage_path={storage}"])
-    rows = []
+    out = []
     for a in manifest.history.attempts:
-        if a.candidate is None:
-            continue
-        request = from_json(StepRequest, (manifest.attempt_path(a.step, a.concept, a.attempt) / "request.json").read_text())
-        candidate = dataclasses.replace(a.candidate, path=str(storage / a.candidate.path))
-        decisions = {}
-        for judge, extra in (("toyworld", {}), ("clip", {"judge_model": clip_dir})):
-            validation = dataclasses.replace(request.validation, judge=judge, **extra)
-            req = dataclasses.replace(request, validation=validation, concepts_from="toyworld",
-                                      out_dir=str(storage / "bench" / f"{a.step}-{a.attempt}-{judge}"))
-            report = run_validation(req, candidate, log=lambda *x: None)
-            decisions[judge] = (decide(report, spec.gate).verdict, report.forgetting.value, report.retain.value)
-        rows.append({"step": a.step, "concept": a.concept, "attempt": a.attempt, "method": a.method, **decisions})
-    agree = [r["toyworld"][0] == r["clip"][0] for r in rows]
-    return {"gate_decision_agreement": float(np.mean(agree)) if agree else float("nan"), "gates": rows}
+        if a.candidate is not None:
+            path = manifest.attempt_path(a.step, a.concept, a.attempt) / "request.json"
+            row = {"source": "campaign", "step": a.step, "concept": a.concept, "candidate": f"{a.method} #{a.attempt}"}
+            out.append((row, from_json(StepRequest, path.read_text()),
+                        dataclasses.replace(a.candidate, path=str(storage / a.candidate.path))))
+    return out
+
+
+def gate_bench_candidates(template: StepRequest, concepts: list[str], work: Path):
+    """The gate bench's candidates (benches/gate.py), erased here as first steps under the campaign's request."""
+    for i, concept in enumerate(concepts):
+        for label, method, hparams in GATE_VARIANTS + (GATE_FIRST_ONLY if i == 0 else []):
+            req = dataclasses.replace(template, step=1, attempt=1, concept=concept, method=method or "uce",
+                                      hparams={"erase_scale": 0.0} if method is None else hparams, parents=(),
+                                      erased_before=(), preserve=(), out_dir=str(work / concept / label.replace(" ", "-")))
+            yield {"source": "gate bench", "step": 1, "concept": concept, "candidate": label}, req, \
+                run_erase(req, log=lambda *x: None)
+
+
+def judged_by(request: StepRequest, judge: str, storage: Path, row: dict) -> StepRequest:
+    """The same request gated by another judge: the toy suite for "toyworld", the concept set's otherwise."""
+    validation = dataclasses.replace(request.validation, judge=judge, judge_model=JUDGE_MODELS.get(judge, ""))
+    name = f"{row['source']}-{row['concept']}-{row['candidate']}-{judge}".replace(" ", "_").replace("#", "")
+    return dataclasses.replace(request, validation=validation, out_dir=str(storage / "bench" / name),
+                               concepts_from="toyworld" if judge != "toyworld" else request.concepts_from)
+
+
+def gated(request: StepRequest, judge: str, base_pipe, pipe):
+    """The gate's own report (its validator: baseline cached, early stop, extension), without the views and
+    the attack, which no verdict here reads."""
+    validator, suite = for_request(request, judge, log=lambda *x: None)
+    return validator.validate(pipe, suite, validator.baseline(base_pipe, request.model, suite))
+
+
+def per_gate(storage: Path, judges: list[str], gate_concepts: list[str]) -> dict:
+    spec = load_spec(str(storage / "spec.yaml"), [f"storage_path={storage}"])
+    found = campaign_candidates(storage)
+    candidates = found + list(gate_bench_candidates(found[0][1], gate_concepts, storage / "bench" / "erase"))
+    base_pipe, rows = load_pipeline("toyworld"), []
+    for row, request, delta in candidates:
+        pipe = load_pipeline(request.model)
+        deltas.stack(pipe, tuple(request.parents) + (delta,))
+        for judge in judges:
+            report = gated(judged_by(request, judge, storage, row), judge, base_pipe, pipe)
+            row[judge] = (decide(report, spec.gate).verdict, report.forgetting.value, report.retain.value,
+                          report.leakage.value)
+        rows.append(row)
+        print(f"  {row['concept']} {row['candidate']}: " + ", ".join(f"{j} {row[j][0]}" for j in judges), flush=True)
+    out = {"gate_candidates": len(rows), "gates": rows}
+    for judge, key in AGREEMENTS.items():
+        if judge in judges:
+            out[key] = float(np.mean([r[judge][0] == r["toyworld"][0] for r in rows]))
+    if {"clip", "toyworld-set"} <= set(judges):   # the judge alone: the same generic suite, CLIP vs the truth
+        out["clip_generic_agreement"] = float(np.mean([r["clip"][0] == r["toyworld-set"][0] for r in rows]))
+    return out
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=4)
-    ap.add_argument("--clip", default=str(toyworld_dir() / "clip"))
+    ap.add_argument("--gate-concepts", default="square,star,circle", help="the gate bench's concepts")
+    ap.add_argument("--judges", default="toyworld,toyworld-set,clip,vqa")
     args = ap.parse_args()
     torch.set_num_threads(2)
     t0 = time.time()
     world = load_world()
-    pipe = load_pipeline("toyworld")
-    evaluator = Evaluator.load(world, toyworld_dir() / "evaluator")
-    judge = load_judge("clip", load_concept_set("toyworld"), args.clip)
-    result = per_image(world, pipe, judge, evaluator, args.seeds)
-    result.update(per_gate(campaign(OUT / "judges-campaign"), args.clip))
+    judges = [j for j in args.judges.split(",") if j in ("toyworld", "toyworld-set") or Path(JUDGE_MODELS[j]).is_dir()]
+    judge = load_judge("clip", load_concept_set("toyworld"), JUDGE_MODELS["clip"])
+    result = per_image(world, load_pipeline("toyworld"), judge, Evaluator.load(world, toyworld_dir() / "evaluator"),
+                       args.seeds)
+    result.update(per_gate(campaign(OUT / "judges-campaign"), ["toyworld"] + [j for j in judges if j != "toyworld"],
+                           args.gate_concepts.split(",")))
     result["seconds"] = round(time.time() - t0, 1)
     OUT.mkdir(exist_ok=True)
     (OUT / "judges.json").write_text(json.dumps(result, indent=1))
+    table(result, [j for j in judges if j != "toyworld"])
+    return 0
+
+
+def table(result: dict, judges: list[str]) -> None:
     print(f"{'measure':<38} value")
     print(f"{'clip_vs_evaluator_image_agreement':<38} {result['clip_vs_evaluator_image_agreement']:.3f}"
           f"  ({result['image_questions']} questions on {result['images']} held-out images)")
-    print(f"{'gate_decision_agreement':<38} {result['gate_decision_agreement']:.3f}  ({len(result['gates'])} gates)")
-    print(f"\n{'step':<5}{'concept':<9}{'attempt':<8}{'method':<7}{'toyworld (verdict F R)':<28}clip (verdict F R)")
+    for key in [*AGREEMENTS.values(), "clip_generic_agreement"]:
+        if key in result:
+            print(f"{key:<38} {result[key]:.3f}  ({result['gate_candidates']} gates)")
+    print(f"\n{'concept':<8}{'candidate':<16}{'toyworld':<22}" + "".join(f"{j:<22}" for j in judges)
+          + "  (verdict forgetting retain leakage)")
     for r in result["gates"]:
-        t, c = r["toyworld"], r["clip"]
-        print(f"{r['step']:<5}{r['concept']:<9}{r['attempt']:<8}{r['method']:<7}"
-              f"{t[0]:<7} {t[1]:.2f} {t[2]:.2f}{'':<12}{c[0]:<7} {c[1]:.2f} {c[2]:.2f}")
-    return 0
+        cells = "".join(f"{r[j][0]:<8} {r[j][1]:.2f} {r[j][2]:.2f} {r[j][3]:.2f} " for j in ["toyworld", *judges])
+        print(f"{r['concept']:<8}{r['candidate']:<16}{cells}")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ config time without importing any of it.
 "auto" is the judge of the model's own world (the toy world's evaluator for the toy model), else the
 judge the campaign's concept set names; "toyworld" also for another pipeline that draws the toy
 world (e.g. an SDXL trained on it); "nudenet" the NudeNet detector; "clip" zero-shot CLIP and "vqa" a
-BLIP-VQA model asking yes/no questions, both from validation.judge_model.
+BLIP-VQA model asking yes/no questions, both from validation.judge_model; "toyworld-set" the toy world's
+evaluator asked the concept-set suite's questions (what separates a generic gate's suite from its judge).
 """
 from __future__ import annotations
 
@@ -49,6 +50,10 @@ CLIP = JudgeEntry("clip", "jobs.validation.judges.clip:PROVIDER", "zero-shot CLI
                   needs_model=True, example_weights="openai/clip-vit-large-patch14", order=2)
 VQA = JudgeEntry("vqa", "jobs.validation.judges.vqa:PROVIDER", "BLIP-VQA asked yes/no questions per concept",
                  needs_model=True, example_weights="Salesforce/blip-vqa-base", order=3)
+TOYWORLD_SET = JudgeEntry(
+    "toyworld-set", "jobs.toyworld.set_judge:PROVIDER",
+    "the toy world's evaluator asked a concept-set suite's questions (the generic path judged by the truth)",
+    concept_set="toyworld", order=4)
 
 
 @functools.lru_cache(maxsize=1)

@@ -96,6 +96,9 @@ def test_a_suite_is_built_from_any_concept_set():
     assert {i.concept for i in groups["retain:near"]} == {"bus", "truck", "motorcycle"}
     assert "dog" not in {i.concept for i in groups["retain:far"]}          # erased before: not retained
     assert all(i.prompt.is_pair and i.prompt.attribute for i in groups["leakage"])
+    for item in groups["leakage"]:   # the other object is asked for another colour: leaking is the only way to it
+        asked = item.prompt.text.split(" and a ")[1].removesuffix(f" {item.prompt.other}")
+        assert asked in coco.entry("car").attributes["colour"] and asked != item.prompt.attribute
     vehicle = build_concept_suite(coco, "vehicle")
     assert {i.concept for i in vehicle.items if i.group == "evasion:subclass"} == {"vehicle"}
     assert any("bicycle" in i.prompt.text for i in vehicle.items if i.group == "evasion:subclass")
@@ -131,3 +134,33 @@ def test_expand_members_is_settled_in_preflight_and_resumes_to_the_same_hash(tmp
     assert plain.spec.concepts == ["star", "round"]
     with pytest.raises(ConfigError, match="expand must be one of none, members"):
         load_spec(None, [*args, "expand=all"])
+
+
+def test_group_steps_join_the_concepts_that_share_a_parent_at_the_first_ones_place():
+    from erasecore.concepts import erased_by, group_steps, step_members
+
+    toy = load_concept_set("toyworld")
+    queue = ["red star", "green square", "blue star", "circle", "star", "semicircle"]
+    steps = group_steps(queue, toy)
+    assert steps == ("red star + blue star", "green square", "circle + semicircle", "star")
+    assert erased_by(steps) == ("red star", "blue star", "green square", "circle", "semicircle", "star")
+    assert step_members("red star+ blue star") == ("red star", "blue star") and step_members("star") == ("star",)
+
+
+def test_steps_group_is_settled_in_preflight_and_a_concept_is_in_one_step_only(tmp_path):
+    from orchestrator.spec import spec_hash
+
+    args = ["name=x", "concepts=[red star,green star,square]", f"storage_path={tmp_path}"]
+    settled = preflight(load_spec(None, [*args, "steps=group"]), run=False)
+    assert settled.spec.concepts == ["red star + green star", "square"]
+    assert settled.kinds() == {"red star + green star": "group:variant", "square": "object"}
+    assert spec_hash(settled.spec) != spec_hash(preflight(load_spec(None, args), run=False).spec)
+    written = preflight(load_spec(None, ["name=x", "concepts=[red star + green star, square]",
+                                         f"storage_path={tmp_path}"]), run=False)
+    assert written.spec.concepts == ["red star + green star", "square"]   # a group written out is one step too
+    with pytest.raises(ConfigError, match="duplicate concepts: red star"):
+        load_spec(None, ["name=x", "concepts=[red star + green star, red star]"])
+    with pytest.raises(ConfigError, match="steps must be one of concept, group"):
+        load_spec(None, [*args, "steps=auto"])
+    with pytest.raises(UnknownConceptError, match="unicorn"):
+        preflight(load_spec(None, ["name=x", "concepts=[star + unicorn]", f"storage_path={tmp_path}"]), run=False)

@@ -10,7 +10,7 @@ from erasecore import judges
 from erasecore.errors import ConfigError
 from erasecore.models import TOY
 
-SHIPPED = ("toyworld", "nudenet", "clip", "vqa")
+SHIPPED = ("toyworld", "nudenet", "clip", "vqa", "toyworld-set")
 
 
 def test_the_entry_point_group_names_every_shipped_judge_and_the_catalog_lists_exactly_those():
@@ -37,12 +37,12 @@ def test_a_judges_facts_are_its_entrys():
     assert [e.name for e in judges.entries() if e.needs_model] == ["clip", "vqa"]
     assert judges.get("vqa").example_weights == "Salesforce/blip-vqa-base"
     assert {e.name: e.concept_set for e in judges.entries() if e.concept_set} == \
-        {"toyworld": "toyworld", "nudenet": "nudity"}
+        {"toyworld": "toyworld", "nudenet": "nudity", "toyworld-set": "toyworld"}
     assert judges.find("auto") is None
 
 
 def test_an_unknown_judge_is_one_line_naming_the_known_ones():
-    with pytest.raises(ConfigError, match="'florence' is not in this build .judges: toyworld, nudenet, clip, vqa"):
+    with pytest.raises(ConfigError, match="'florence' is not in this build .judges: toyworld, nudenet, clip, vqa, toyworld-set"):
         judges.get("florence")
 
 
