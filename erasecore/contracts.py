@@ -57,6 +57,11 @@ class ValidationSpec:
     judge: str = "auto"
     judge_model: str = ""          # the judge's weights (clip): a hub id or a local directory
     attack_prompts: int = 8        # target prompts the attack group regenerates per seed (0: no attack group)
+    # The optimized attack (jobs/validation/attack_optimized.py: soft tokens optimised against the candidate's
+    # denoising loss, UnlearnDiffAtk's kind): Adam steps (0: off), soft tokens per prompt, target prompts.
+    attack_optimized_steps: int = 0
+    attack_optimized_tokens: int = 5
+    attack_optimized_prompts: int = 8
     # Shards of a gate: the looks are split over this many Ray tasks, each on validation_gpus
     # (0: one per GPU of the cluster). The report is the same for any number (operational).
     shards: int = 1
@@ -185,6 +190,10 @@ class GateReport:
     thin: bool = False              # the concept was not in its concept set: a templates-only suite
     attack: Estimate | None = None  # the erased concept regenerated through the candidate's K/V (jobs/validation/attack.py)
     attack_seconds: float = 0.0
+    # The concept brought back by a soft prompt optimised against the candidate's own denoising loss
+    # (jobs/validation/attack_optimized.py); None: not measured (off, a family it cannot reach, older journals).
+    attack_optimized: Estimate | None = None
+    attack_optimized_seconds: float = 0.0
     param_drift: dict[str, ParamDrift] = field(default_factory=dict)   # layer group -> drift of base+parents+candidate
     capability: Capability | None = None   # None: not measured (no bench for this judge, or older journals)
     # Share of retain images whose judged label (argmax of each posterior part) differs from the base

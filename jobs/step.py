@@ -35,6 +35,7 @@ from jobs.training import distributed
 from jobs.training.concept_prompts import concept_prompts
 from jobs.training.step_checkpoints import DirectoryCheckpoints
 from jobs.validation.attack import AttackProbe
+from jobs.validation.attack_optimized import OptimizedAttackProbe
 from jobs.validation.gate_views import GateViews
 from jobs.validation.grid_draft import GridDraft
 from jobs.validation.shards import Spread
@@ -122,18 +123,23 @@ def run_validation(request: StepRequest, candidate: DeltaRef, log=print, spread:
             grid = GridDraft(suite, request.validation, log)
             progress.write("grid", note="base")
             grid.draw_base(pipe, validator.cache, request.model)    # before any delta is stacked
-            # An erasure's gate also gets the views (drift, capability, attention maps) and the attack;
+            # An erasure's gate also gets the views (drift, capability, attention maps) and the attacks;
             # a final sweep erases nothing: it only measures.
             views = None if request.sweep else GateViews(request, candidate, pipe, validator, log)
-            attack = None if request.sweep else AttackProbe(suite, request.validation, validator.judge, log)
-            if views and attack:
+            # The closed-form attack captures the base model's K/V, the optimized one its images of the concept.
+            attacks = [] if request.sweep else [probe(suite, request.validation, validator.judge, log)
+                                                for probe in (AttackProbe, OptimizedAttackProbe)]
+            if views:
                 views.draw_base(pipe)
-                attack.capture(pipe)                                 # the base model's K/V
+            for attack in attacks:
+                attack.capture(pipe)
             deltas.stack(pipe, tuple(request.parents) + (candidate,))
             report = validator.validate(pipe, suite, base)
-            validator.spread.release()   # the views, attack and grid below are drawn here: helpers' GPUs can go
-            if views and attack:
-                report = views.finish(pipe, attack.finish(pipe, report), out)
+            validator.spread.release()   # the views, attacks and grid below are drawn here: helpers' GPUs can go
+            for attack in attacks:
+                report = attack.finish(pipe, report)
+            if views:
+                report = views.finish(pipe, report, out)
             progress.write("grid", note="erased")
             grid.finish(pipe, out)
             atomic_write_text(out / GATE_REPORT, to_json(report))   # last: a complete report means a finished gate

@@ -215,6 +215,9 @@ def spec_hash(spec: CampaignSpec) -> str:
         del data["validation"]["extend_seeds"], data["validation"]["extend_margin"]
     if data["validation"]["attack_prompts"] == ValidationSpec.attack_prompts:
         del data["validation"]["attack_prompts"]
+    if data["validation"]["attack_optimized_steps"] == 0:   # off: its token and prompt counts change nothing
+        for key in ("attack_optimized_steps", "attack_optimized_tokens", "attack_optimized_prompts"):
+            del data["validation"][key]
     del data["validation"]["shards"]   # where a gate's looks are drawn never changes its report
     del data["validation"]["allow_weak_judge"]   # decided before any step (the judge self-check), in no report
     # The gate section holds the thresholds (validation.limits is preflight's copy, never set in a campaign);
@@ -429,6 +432,10 @@ def _validate_numbers(spec: CampaignSpec, fail) -> None:
         fail("validation.seeds, max_prompts_per_group, inference_steps and batch_size must be >= 1")
     if v.attack_prompts < 0:
         fail(f"validation.attack_prompts must be >= 0 (0 turns the attack group off), got {v.attack_prompts}")
+    if v.attack_optimized_steps < 0 or v.attack_optimized_tokens < 1 or v.attack_optimized_prompts < 1:
+        fail(f"validation.attack_optimized_steps must be >= 0 (0 turns the optimized attack off) and "
+             f"attack_optimized_tokens and attack_optimized_prompts >= 1, got {v.attack_optimized_steps}, "
+             f"{v.attack_optimized_tokens} and {v.attack_optimized_prompts}")
     if v.shards < 0:
         fail(f"validation.shards must be >= 0 (0: one per GPU of the cluster), got {v.shards}")
     known = (judges.AUTO,) + judges.names()

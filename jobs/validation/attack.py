@@ -15,9 +15,9 @@ success is the share still showing the concept.
 Where it applies: every candidate of a UNet family (SD 1.x/2.x, SDXL), whatever the method: K/V edits
 (uce, rece, mace) and attn2 fine-tunes (esd-x, ca, fmn) are inverted exactly as far as a linear map of
 the states can; LoRA-style deltas (lora, spm) through their dense change of to_k/to_v; for changes
-outside K/V (esd-u) M is close to the identity and the attack is the plain prompt. A soft prompt
-optimised by gradient descent against the candidate's noise predictions (the attack that reaches
-fine-tunes outside K/V) is not built. DiT families (SD3, Flux, Z-Image) read the text through joint
+outside K/V (esd-u) M is close to the identity and the attack is the plain prompt: the attack that reaches
+those is the soft prompt optimised against the candidate's own denoising loss
+(jobs/validation/attack_optimized.py, group `attack:optimized`). DiT families (SD3, Flux, Z-Image) read the text through joint
 attention or embedders whose inverse is not a map of the pipeline's prompt_embeds: left out, with the reason.
 """
 from __future__ import annotations

@@ -126,18 +126,26 @@ def _summary(manifest: Manifest, spec: dict, steps: list[StepView]) -> str:
 def _metrics_table(steps: list[StepView]) -> str:
     head = ("step", "concept", "outcome", "attempts", "method", "forgetting", "retain", "near", "far",
             "leakage", "drift", "target acc (base)", "decision")
+    # The attacks' columns only where the optimized attack was measured (it is off unless a campaign sets it).
+    attacked = any(s.report and s.report.attack_optimized for s in steps)
+    if attacked:
+        head = head[:-1] + ("attack", "attack (optimized)") + head[-1:]
     rows = []
     for s in steps:
         r = s.report
         near = r.retain_by_distance.get("near") if r else None
         far = r.retain_by_distance.get("far") if r else None
         decision = s.shown.decision.reasons[0] if s.shown and s.shown.decision and s.shown.decision.reasons else s.reason
+        attacks = (_est(r.attack if r else None), _est(r.attack_optimized if r else None)) if attacked else ()
         rows.append((str(s.step), s.concept, s.outcome, str(len(s.attempts)), s.shown.method if s.shown else "",
                      _est(r.forgetting if r else None), _est(r.retain if r else None), _est(near), _est(far),
                      _est(r.leakage if r else None), _est(r.drift if r and r.drift.n else None),
-                     f"{r.target_acc.value:.2f} ({r.base_target_acc:.2f})" if r else "—", decision))
+                     f"{r.target_acc.value:.2f} ({r.base_target_acc:.2f})" if r else "—", *attacks, decision))
     note = ("<p class=note>Each proportion: point estimate [Wilson interval] n = images. Shown for the committed "
-            "attempt, else the latest measured one.</p>")
+            "attempt, else the latest measured one."
+            + (" Attack: the concept regenerated through the candidate's own K/V (closed form); attack (optimized): "
+               "by a soft prompt optimised against its denoising loss (measured, never gated)." if attacked else "")
+            + "</p>")
     return _section("Concepts", note + _table(head, rows))
 
 
