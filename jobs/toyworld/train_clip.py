@@ -26,6 +26,7 @@ from jobs.toyworld.prompts import SINGLE_TEMPLATES, Slot, single
 from jobs.toyworld.render import place_single, render
 from jobs.toyworld.tokenizer import MAX_LENGTH, build_tokenizer
 from jobs.toyworld.world import ObjectSpec, World, load_world
+from jobs.toyworld.judge_training import one_cycle, save
 from erasecore.models import toyworld_dir
 
 SEED = 0
@@ -93,8 +94,7 @@ def train(out: Path, steps: int = 2000, batch: int = 64, lr: float = 1e-3, n: in
     images, specs = pool(world, n, rng)
     images[n // 2:] = through_vae(images[n // 2:])
     x = pixels(images)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    opt, sched = one_cycle(model, lr, steps)
     model.train()
     for step in range(steps):
         idx = rng.integers(n, size=batch)
@@ -110,11 +110,7 @@ def train(out: Path, steps: int = 2000, batch: int = 64, lr: float = 1e-3, n: in
         sched.step()
         if step % 100 == 0 or step == steps - 1:
             log(f"clip step {step} loss {loss.item():.3f}")
-    model.eval()
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
+    return save(model, tokenizer, out)
 
 
 def _soft_ce(logits: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:

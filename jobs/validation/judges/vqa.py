@@ -83,16 +83,23 @@ class VqaJudge:
     @torch.no_grad()
     def yes_probability(self, images: np.ndarray, questions: list[str]) -> np.ndarray:
         """P(yes) per (image, question): the decoder's first answer token, yes against no."""
-        m = self.model
-        pixels = pixel_batch(images, self.size, self.mean, self.std).to(self.device, m.dtype)
-        image_states = m.vision_model(pixel_values=pixels)[0]
+        pixels = pixel_batch(images, self.size, self.mean, self.std).to(self.device, self.model.dtype)
         ids = self.tokenizer(questions, padding=True, return_tensors="pt").to(self.device)
-        question_states = m.text_encoder(input_ids=ids.input_ids, attention_mask=ids.attention_mask,
-                                         encoder_hidden_states=image_states, return_dict=False)[0]
-        start = torch.full((len(questions), 1), m.decoder_start_token_id, device=self.device)
-        logits = m.text_decoder(input_ids=start, encoder_hidden_states=question_states,
-                                attention_mask=torch.ones_like(start), return_dict=False)[0][:, -1]
+        image_states = self.model.vision_model(pixel_values=pixels)[0]
+        logits = first_answer_logits(self.model, image_states, ids.input_ids, ids.attention_mask)
         return logits[:, list(self.answers)].float().softmax(-1)[:, 0].cpu().numpy().astype(np.float64)
+
+
+def first_answer_logits(m, image_states: torch.Tensor, input_ids: torch.Tensor,
+                        attention_mask: torch.Tensor) -> torch.Tensor:
+    """(N, vocab): the answer decoder's logits for the token after [DEC], given the vision tower's states per
+    question; the toy VQA trains on exactly these (jobs/toyworld/train_vqa.py), so what it learned is what the
+    judge reads."""
+    question_states = m.text_encoder(input_ids=input_ids, attention_mask=attention_mask,
+                                     encoder_hidden_states=image_states, return_dict=False)[0]
+    start = torch.full((len(input_ids), 1), m.decoder_start_token_id, device=input_ids.device)
+    return m.text_decoder(input_ids=start, encoder_hidden_states=question_states,
+                          attention_mask=torch.ones_like(start), return_dict=False)[0][:, -1]
 
 
 def _answer_ids(tokenizer) -> tuple[int, int]:
