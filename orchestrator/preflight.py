@@ -238,9 +238,13 @@ def with_settled_validation(settled: Settled):
                                judge_model=judge_model(spec), limits=limits(spec.gate))
 
 
+TOY_JUDGES = ("clip", "vqa")   # judges the toy world ships weights of (jobs/toyworld/train_clip.py, train_vqa.py)
+
+
 def judge_model(spec: CampaignSpec) -> str:
-    """validation.judge_model, else the toy world's own CLIP for a toy-world model judged by clip."""
-    toy_clip = toyworld_dir() / "clip"
-    if not spec.validation.judge_model and spec.validation.judge == "clip" and spec.model == TOY and toy_clip.is_dir():
-        return str(toy_clip)
+    """validation.judge_model, else the toy world's own CLIP or VQA for a toy-world model judged by clip or vqa."""
+    judge = spec.validation.judge
+    toy = toyworld_dir() / judge
+    if not spec.validation.judge_model and judge in TOY_JUDGES and spec.model == TOY and toy.is_dir():
+        return str(toy)
     return spec.validation.judge_model

@@ -86,3 +86,13 @@ def test_identity_names_the_shipped_weights(judge):
     weights = toyworld_dir() / "vqa" / "model.safetensors"
     assert judge.identity().weights == {"model.safetensors": sha256(weights.read_bytes()).hexdigest()}
     assert judge.identity().classes == ("yes", "no")
+
+
+def test_a_toy_campaign_judged_by_vqa_gets_the_shipped_weights(tmp_path):
+    from orchestrator.preflight import preflight, with_settled_validation
+    from orchestrator.spec import load_spec
+
+    spec = load_spec(None, ["name=c", "concepts=[star]", "validation.judge=vqa", "concepts_from=toyworld",
+                            f"storage_path={tmp_path / 'runs'}"])
+    validation = with_settled_validation(preflight(spec))
+    assert validation.judge == "vqa" and validation.judge_model == str(toyworld_dir() / "vqa")
