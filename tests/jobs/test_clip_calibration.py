@@ -8,6 +8,7 @@ from jobs.validation.judges.calibration import (
     FALLBACK,
     Scored,
     calibrate,
+    fitted,
     halves,
     threshold,
 )
@@ -19,6 +20,21 @@ def test_the_threshold_lets_through_at_most_the_target_share_of_other_images():
     assert sum(s >= t for s in other) == 2 and t > sorted(other)[-3]
     assert sum(s >= threshold(other, 0.0) for s in other) == 0
     assert threshold([], 0.05) == FALLBACK
+
+
+def test_the_fitted_threshold_sits_in_the_gap_not_at_the_edge_of_the_other_images():
+    # Other images score at most 0.05 bar two (the target lets 5% through), the concept's own from 0.3 up: the
+    # lowest threshold meeting the target alone is just above 0.05, where an image between the two (a shape
+    # half-erased into a neighbour, scoring 0.1) would count as the concept; the fitted one is mid-gap.
+    other = [0.01] * 38 + [0.05, 0.6]
+    own = [0.3, 0.5, 0.7, 0.9]
+    t = fitted(own, other, 0.05)
+    assert threshold(other, 0.05) < 0.1 < t <= 0.3 and t == (0.05 + 0.3) / 2
+    assert sum(s >= t for s in other) <= 2 and all(s >= t for s in own)
+    # The target still binds: where the best separation would let too many other images through, it is not taken
+    crowded = [0.01] * 30 + [0.4] * 10
+    assert sum(s >= fitted(own, crowded, 0.05) for s in crowded) <= 1
+    assert fitted([], other) == fitted(own, []) == FALLBACK
 
 
 def test_ties_at_the_cut_stay_below_the_threshold():

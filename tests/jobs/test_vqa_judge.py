@@ -65,7 +65,8 @@ def test_a_vqa_judge_that_is_not_on_the_machine_is_refused_before_ray(tmp_path, 
     base = ["name=c", "concepts=[star]", "validation.judge=vqa", "concepts_from=toyworld",
             f"storage_path={tmp_path / 'runs'}"]
     with pytest.raises(ConfigError, match="Salesforce/blip-vqa-base"):
-        preflight(load_spec(None, base))
+        preflight(load_spec(None, [*base, "model=someone/a-real-model"]))
+    assert preflight(load_spec(None, base)).judge == "vqa"   # the toy model: the toy world's own VQA
     with pytest.raises(ConfigError, match="not in the Hugging Face cache"):
         preflight(load_spec(None, [*base, "validation.judge_model=someone/blip-nowhere"]))
     assert preflight(load_spec(None, [*base, f"validation.judge_model={vqa_dir}"])).judge == "vqa"

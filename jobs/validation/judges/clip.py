@@ -2,7 +2,9 @@
 
 Each label is the mean text embedding of the set's templates for it (a prompt ensemble, as the
 CLIP-accuracy scripts of MACE and UCE do with their class lists). An image's posterior is the
-softmax over every label of the set (and any thin concept of the suite); the concept is judged
+softmax over every label of the set (and any thin concept of the suite), the superclasses apart from the rest
+(a softmax of their own: "round" would otherwise take half of a circle's probability, and a circle drawn
+plainly would score like a shape half-erased into something else); the concept is judged
 present when its probability reaches a threshold calibrated on the base model's own images:
 for each concept, fitted on one half of them to a stated false-positive target and checked on the
 other half (jobs/validation/judges/calibration.py). Calibrated from the cached baseline, so every gate of a
@@ -31,6 +33,7 @@ from jobs.validation.providers import Provider
 from jobs.validation.suite import Suite
 
 GENERIC = ("a photo of a {}", "a picture of a {}")
+SCORING = "superclass-softmax-apart"
 
 
 class ClipJudge:
@@ -43,7 +46,8 @@ class ClipJudge:
         self.labels = [n for n, e in concept_set.concepts.items() if e.kind != "attribute"]
         self.thresholds: dict[str, float] = {}
         self.calibration: dict[str, dict[str, float]] = {}   # per concept: threshold, fit and check halves
-        self.cache_id = f"clip:{model_ref}:{concept_set.source}"
+        # the scoring's name is in the baseline cache's key: cached posteriors of another scoring are not reused
+        self.cache_id = f"clip:{SCORING}:{model_ref}:{concept_set.source}"
         self.model_ref = model_ref
         self._text: torch.Tensor | None = None
 
@@ -71,10 +75,10 @@ class ClipJudge:
         return JudgeIdentity(
             name=self.name, source=self.model_ref, weights=self.weights, classes=tuple(self.labels),
             thresholds={c: float(t) for c, t in self.thresholds.items()},
-            rule="softmax over the labels' prompt-ensemble embeddings; a concept is seen at or above its threshold, "
-                 f"the lowest that keeps false positives at or under {calibration.FALSE_POSITIVE_TARGET} on one half "
-                 "of the base model's images drawn for other concepts (checked on the other half: calibration; "
-                 "0.5 before calibration)",
+            rule="softmax over the labels' prompt-ensemble embeddings (superclasses apart); a concept is seen at "
+                 "or above its threshold, fitted on one half of the base model's images: the best hit rate minus "
+                 f"false-positive rate with false positives at or under {calibration.FALSE_POSITIVE_TARGET} on "
+                 "images drawn for other concepts (checked on the other half: calibration; 0.5 before calibration)",
             calibration={c: dict(r) for c, r in self.calibration.items()},
             libraries=versions("transformers", "torch"))
 
@@ -91,12 +95,21 @@ class ClipJudge:
 
     @torch.no_grad()
     def posteriors(self, images: np.ndarray) -> np.ndarray:
-        """Softmax over the labels, one row per uint8 RGB image."""
+        """Softmax over the labels, the superclasses' apart from the others', one row per uint8 RGB image."""
         pixels = pixel_batch(images, self.size, self.mean, self.std).to(self.device, self.model.dtype)
         feats = _features(self.model.get_image_features(pixel_values=pixels))
         feats = feats / feats.norm(dim=-1, keepdim=True)
-        logits = self.model.logit_scale.exp() * feats @ self._text_embeddings().T
-        return logits.float().softmax(-1).cpu().numpy().astype(np.float64)
+        logits = (self.model.logit_scale.exp() * feats @ self._text_embeddings().T).float()
+        p = torch.empty_like(logits)
+        for level in self._levels():
+            p[:, level] = logits[:, level].softmax(-1)
+        return p.cpu().numpy().astype(np.float64)
+
+    def _levels(self) -> list[list[int]]:
+        """Label indices by level: the superclasses, and every other label (objects, variants, styles ...)."""
+        parent = [self.concept_set.entry(label, allow_thin=True).kind == "superclass" for label in self.labels]
+        return [ix for ix in ([i for i, s in enumerate(parent) if s], [i for i, s in enumerate(parent) if not s])
+                if ix]
 
     def _observation(self, suite: Suite, item: int, seed: int, p: np.ndarray) -> Observation:
         concept = suite.items[item].concept
