@@ -1,7 +1,10 @@
 """Do the generic gate's suite and judges agree with the toy gate? Suite and judge measured apart.
 
-    python benches/judges.py [--seeds 4] [--gate-concepts square,star,circle] [--judges toyworld,toyworld-set,clip,vqa]
+    python benches/judges.py [--seeds 4] [--gate-concepts square,star,circle]
+                             [--judges toyworld,toyworld-repeat,toyworld-set,clip,vqa]
     # prints a table, writes bench-results/judges.json
+    python benches/judges.py --keep [--redo clip]   # gates only the judges bench-results/judges.json lacks
+                                                    # (or --redo names); every other column is kept as it is
 
 1. Per image, on held-out compositions (never rendered in training) drawn by the base toy pipeline:
    for every image, "is there a <shape>?" asked of the shape it was prompted with and of a sibling
@@ -12,11 +15,13 @@
    first into bench-results/judges-campaign unless it is there) and the gate bench's candidates
    (benches/gate.py: UCE at 0, 0.25, 0.5 and 1 of its strength and the official script's rows on each
    concept, a short ESD-x on the first), each gated by the campaign's request and gate under several
-   judges: the toy suite + evaluator (the truth), the toy concept set's generic suite + the evaluator
-   ("toyworld-set": the suite alone changed), + the toy CLIP, + the toy BLIP-VQA (where its weights
-   are shipped). generic_evaluator_gate_agreement, clip_gate_agreement and vqa_gate_agreement are the
-   shares of candidates whose verdict equals the toy gate's (gate_candidates of them);
-   clip_generic_agreement compares CLIP with the evaluator on the same generic suite (the judge alone).
+   judges: the toy suite + evaluator (the truth), the same on other noise seeds ("toyworld-repeat": how
+   often the truth agrees with its own repeat, the ceiling of every agreement below), the toy concept set's
+   generic suite + the evaluator ("toyworld-set": the suite alone changed), + the toy CLIP, + the toy
+   BLIP-VQA (where its weights are shipped). toy_gate_repeat_agreement, generic_evaluator_gate_agreement,
+   clip_gate_agreement and vqa_gate_agreement are the shares of candidates whose verdict equals the toy
+   gate's (gate_candidates of them); clip_generic_agreement compares CLIP with the evaluator on the same
+   generic suite (the judge alone).
 """
 from __future__ import annotations
 
@@ -54,9 +59,12 @@ from benches.gate import FIRST_ONLY as GATE_FIRST_ONLY, VARIANTS as GATE_VARIANT
 
 OUT = ROOT / "bench-results"
 SPEC = ValidationSpec(seeds=1, inference_steps=20, guidance_scale=5.0)
+# The toy gate itself on other noise seeds: how often a gate agrees with its own repeat on these candidates,
+# the ceiling of every other judge's agreement (a candidate at a threshold goes either way on other images)
+REPEAT, REPEAT_SEED_OFFSET = "toyworld-repeat", 1000
 JUDGE_MODELS = {"clip": str(toyworld_dir() / "clip"), "vqa": str(toyworld_dir() / "vqa")}
 AGREEMENTS = {"toyworld-set": "generic_evaluator_gate_agreement", "clip": "clip_gate_agreement",
-              "vqa": "vqa_gate_agreement"}
+              "vqa": "vqa_gate_agreement", REPEAT: "toy_gate_repeat_agreement"}
 
 
 def image_questions(world, specs, rng) -> list[tuple[int, str]]:
@@ -124,28 +132,40 @@ def gate_bench_candidates(template: StepRequest, concepts: list[str], work: Path
 
 def judged_by(request: StepRequest, judge: str, storage: Path, row: dict) -> StepRequest:
     """The same request gated by another judge: the toy suite for "toyworld", the concept set's otherwise."""
-    validation = dataclasses.replace(request.validation, judge=judge, judge_model=JUDGE_MODELS.get(judge, ""))
+    validation = dataclasses.replace(request.validation, judge=_real(judge), judge_model=JUDGE_MODELS.get(judge, ""),
+                                     seed_offset=REPEAT_SEED_OFFSET if judge == REPEAT else 0)
     name = f"{row['source']}-{row['concept']}-{row['candidate']}-{judge}".replace(" ", "_").replace("#", "")
     return dataclasses.replace(request, validation=validation, out_dir=str(storage / "bench" / name),
-                               concepts_from="toyworld" if judge != "toyworld" else request.concepts_from)
+                               concepts_from=request.concepts_from if _real(judge) == "toyworld" else "toyworld")
+
+
+def _real(judge: str) -> str:
+    return "toyworld" if judge == REPEAT else judge
 
 
 def gated(request: StepRequest, judge: str, base_pipe, pipe):
     """The gate's own report (its validator: baseline cached, early stop, extension), without the views and
     the attack, which no verdict here reads."""
-    validator, suite = for_request(request, judge, log=lambda *x: None)
+    validator, suite = for_request(request, _real(judge), log=lambda *x: None)
     return validator.validate(pipe, suite, validator.baseline(base_pipe, request.model, suite))
 
 
-def per_gate(storage: Path, judges: list[str], gate_concepts: list[str]) -> dict:
+def _key(row: dict) -> tuple:
+    return row["source"], row["step"], row["concept"], row["candidate"]
+
+
+def per_gate(storage: Path, judges: list[str], gate_concepts: list[str], kept: dict[tuple, dict]) -> dict:
+    """Every candidate gated under every judge; `kept` (candidate -> a row measured before) supplies the
+    judges it already has."""
     spec = load_spec(str(storage / "spec.yaml"), [f"storage_path={storage}"])
     found = campaign_candidates(storage)
     candidates = found + list(gate_bench_candidates(found[0][1], gate_concepts, storage / "bench" / "erase"))
     base_pipe, rows = load_pipeline("toyworld"), []
     for row, request, delta in candidates:
+        row.update({j: kept[_key(row)][j] for j in judges if j in kept.get(_key(row), {})})
         pipe = load_pipeline(request.model)
         deltas.stack(pipe, tuple(request.parents) + (delta,))
-        for judge in judges:
+        for judge in [j for j in judges if j not in row]:
             report = gated(judged_by(request, judge, storage, row), judge, base_pipe, pipe)
             row[judge] = (decide(report, spec.gate).verdict, report.forgetting.value, report.retain.value,
                           report.leakage.value)
@@ -164,18 +184,28 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=4)
     ap.add_argument("--gate-concepts", default="square,star,circle", help="the gate bench's concepts")
-    ap.add_argument("--judges", default="toyworld,toyworld-set,clip,vqa")
+    ap.add_argument("--judges", default=f"toyworld,{REPEAT},toyworld-set,clip,vqa")
+    ap.add_argument("--keep", action="store_true", help="keep every column bench-results/judges.json has")
+    ap.add_argument("--redo", default="", help="with --keep: judges whose columns are measured again")
     args = ap.parse_args()
     torch.set_num_threads(2)
     t0 = time.time()
     world = load_world()
-    judges = [j for j in args.judges.split(",") if j in ("toyworld", "toyworld-set") or Path(JUDGE_MODELS[j]).is_dir()]
-    judge = load_judge("clip", load_concept_set("toyworld"), JUDGE_MODELS["clip"])
-    result = per_image(world, load_pipeline("toyworld"), judge, Evaluator.load(world, toyworld_dir() / "evaluator"),
-                       args.seeds)
+    judges = [j for j in args.judges.split(",") if j not in JUDGE_MODELS or Path(JUDGE_MODELS[j]).is_dir()]
+    old = json.loads((OUT / "judges.json").read_text()) if args.keep and (OUT / "judges.json").exists() else {}
+    redo = set(filter(None, args.redo.split(",")))
+    for row in old.get("gates", []):
+        for judge in redo:
+            row.pop(judge, None)
+    result = {} if "clip" in redo else \
+        {k: old[k] for k in ("clip_vs_evaluator_image_agreement", "image_questions", "images") if k in old}
+    if not result:
+        judge = load_judge("clip", load_concept_set("toyworld"), JUDGE_MODELS["clip"])
+        result = per_image(world, load_pipeline("toyworld"), judge,
+                           Evaluator.load(world, toyworld_dir() / "evaluator"), args.seeds)
     result.update(per_gate(campaign(OUT / "judges-campaign"), ["toyworld"] + [j for j in judges if j != "toyworld"],
-                           args.gate_concepts.split(",")))
-    result["seconds"] = round(time.time() - t0, 1)
+                           args.gate_concepts.split(","), {_key(r): r for r in old.get("gates", [])}))
+    result["seconds"] = round(time.time() - t0 + old.get("seconds", 0.0), 1)
     OUT.mkdir(exist_ok=True)
     (OUT / "judges.json").write_text(json.dumps(result, indent=1))
     table(result, [j for j in judges if j != "toyworld"])
