@@ -110,8 +110,9 @@ def step_members(step: str) -> tuple[str, ...]:
 
 
 def erased_by(steps: list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """Every concept the steps erase, in order (a group step's members in its place)."""
-    return tuple(m for s in steps for m in step_members(s))
+    """Every concept the steps erase, in order (a group step's members in its place), each once (`steps: auto`
+    queues a member after its group step)."""
+    return tuple(dict.fromkeys(m for s in steps for m in step_members(s)))
 
 
 def group_steps(concepts: list[str] | tuple[str, ...], concept_set: ConceptSet) -> tuple[str, ...]:
@@ -128,6 +129,14 @@ def group_steps(concepts: list[str] | tuple[str, ...], concept_set: ConceptSet) 
         if members[0] == c:
             out.append(GROUP_JOIN.join(members))
     return tuple(out)
+
+
+def auto_steps(concepts: list[str] | tuple[str, ...], concept_set: ConceptSet) -> tuple[str, ...]:
+    """The queue of `steps: auto`: each group step (group_steps) followed by its members one at a time. The
+    campaign runs the group step first; its members' own steps run only if it is refused (a committed
+    group step covers them: orchestrator/campaign.py)."""
+    return tuple(s for g in group_steps(concepts, concept_set)
+                 for s in ((g, *step_members(g)) if len(step_members(g)) > 1 else (g,)))
 
 
 def concept_set_path(ref: str) -> Path:

@@ -42,7 +42,7 @@ from erasecore import catalog
 from erasecore.concepts import step_members
 from erasecore.contracts import DeltaRef, StepRequest
 from erasecore.errors import ManifestError
-from orchestrator.manifest import DISCARDED, STARTED, AttemptRecord, History, attempt_dir
+from orchestrator.manifest import COVERED, DISCARDED, SKIPPED, STARTED, AttemptRecord, History, attempt_dir
 from orchestrator import search
 from orchestrator.policy import Exhausted, PastAttempt, next_attempt
 from orchestrator.search import Setting
@@ -100,6 +100,7 @@ class SkipConcept:
     step: int
     concept: str
     reason: str
+    outcome: str = SKIPPED   # COVERED: an earlier group step erased every member (`steps: auto`)
 
 
 @dataclass(frozen=True)
@@ -143,11 +144,13 @@ def next_action(spec: CampaignSpec, history: History, kinds: Mapping[str, str] |
             parents.append(commit.delta)
             continue
         if history.outcome_for(step) is not None:
-            continue   # skipped
+            continue   # skipped, or covered
+        if all(m in erased for m in step_members(concept)):
+            return SkipConcept(step, concept, "erased by the group step before it", COVERED)
         settings = preferred(spec, history, step, kinds or {})
         return _step_action(spec, history, step, concept, tuple(erased), tuple(parents), settings)
-    skipped = tuple(m for o in sorted(history.outcomes, key=lambda o: o.step) if o.outcome == "skipped"
-                    for m in step_members(o.concept))
+    skipped = tuple(dict.fromkeys(m for o in sorted(history.outcomes, key=lambda o: o.step) if o.outcome == SKIPPED
+                                  for m in step_members(o.concept) if m not in erased))
     return _end_action(spec, history, tuple(erased), tuple(parents), skipped)
 
 

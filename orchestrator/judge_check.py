@@ -28,10 +28,14 @@ def requests(settled: Settled) -> tuple[StepRequest, ...]:
     root = Path(os.path.abspath(spec.storage_path))
     validation = with_settled_validation(settled)
     concepts_from = settled.concept_set.source if settled.concept_set else ""
+    first: dict[str, int] = {}   # concept -> the first step that erases it (`steps: auto` queues it twice)
+    for k, step in enumerate(spec.concepts, 1):
+        for concept in step_members(step):
+            first.setdefault(concept, k)
     return tuple(
         StepRequest(campaign=spec.name, step=k, attempt=0, concept=concept, method=spec.method, hparams={},
                     model=spec.model, parents=(), out_dir=str(root / CHECK_DIR / f"{k}-{slug(concept)}"),
                     preserve=tuple(spec.preserve),
                     validation=validation, cache_dir=str(root / "cache"), seed=spec.seed, concepts_from=concepts_from,
                     allow_thin=spec.allow_thin, frozen_precision=spec.resources.frozen_precision)
-        for k, step in enumerate(spec.concepts, 1) for concept in step_members(step))
+        for concept, k in first.items())

@@ -136,8 +136,8 @@ class CampaignLoop:
                 self.manifest.discard(action.step, action.attempt, action.reason)
                 self._tell("event", f"discarded step {action.step} attempt {action.attempt}: {action.reason}")
             elif isinstance(action, SkipConcept):
-                self.manifest.skip(action.step, action.concept, action.reason)
-                self._tell("event", f"skipped {action.concept}: {action.reason}")
+                self.manifest.skip(action.step, action.concept, action.reason, action.outcome)
+                self._tell("event", f"{action.outcome} {action.concept}: {action.reason}")
             elif isinstance(action, Sweep):
                 self.sweep(action)
             elif isinstance(action, Halted):

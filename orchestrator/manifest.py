@@ -33,6 +33,7 @@ FORMAT = 1
 STATUSES = ("running", "finished", "halted", "cancelled", "stopped")   # stopped: the driver ended on an error
 STARTED, FINISHED, DISCARDED = "started", "finished", "discarded"
 COMMITTED, SKIPPED = "committed", "skipped"
+COVERED = "covered"   # a step whose every member an earlier group step erased (`steps: auto`): nothing to run
 
 
 # ---- records: what the journal holds, as typed values ---------------------------------------
@@ -86,7 +87,7 @@ class CommitRecord:
 class OutcomeRecord:
     step: int
     concept: str
-    outcome: str                           # "committed" | "skipped"
+    outcome: str                           # "committed" | "skipped" | "covered"
     reason: str
     at: str
 
@@ -407,11 +408,11 @@ class Manifest:
         self._write(doc)
         return from_dict(CommitRecord, commit)
 
-    def skip(self, step: int, concept: str, reason: str) -> OutcomeRecord:
-        """Journal that a concept is given up; the campaign goes on without it."""
+    def skip(self, step: int, concept: str, reason: str, outcome: str = SKIPPED) -> OutcomeRecord:
+        """Journal that a concept is given up (or, COVERED, that an earlier step erased it); the campaign goes on."""
         self._require_open_step(step)
         doc = self._copy()
-        outcome = {"step": step, "concept": concept, "outcome": SKIPPED, "reason": reason, "at": _now()}
+        outcome = {"step": step, "concept": concept, "outcome": outcome, "reason": reason, "at": _now()}
         doc["outcomes"].append(outcome)
         self._write(doc)
         return from_dict(OutcomeRecord, outcome)

@@ -111,8 +111,8 @@ class PipelinedLoop(CampaignLoop):
             elif isinstance(action, DiscardAttempt):
                 self._discard(action.step, action.attempt, action.reason)
             elif isinstance(action, SkipConcept):
-                self.manifest.skip(action.step, action.concept, action.reason)
-                self._tell("event", f"skipped {action.concept}: {action.reason}")
+                self.manifest.skip(action.step, action.concept, action.reason, action.outcome)
+                self._tell("event", f"{action.outcome} {action.concept}: {action.reason}")
             elif isinstance(action, Sweep):   # every concept settled: nothing in flight can serve any more
                 self._cancel_all()
                 self.sweep(action)
@@ -221,6 +221,8 @@ class PipelinedLoop(CampaignLoop):
         erased = tuple(head.erased_before)
         for step in range(head.step, min(head.step + self.prefetch, len(self.spec.concepts)) + 1):
             concept = self.spec.concepts[step - 1]
+            if all(m in erased for m in step_members(concept)):
+                continue   # covered if the group step before it commits (`steps: auto`): no gate of its own
             if (step, erased) not in self.baselines and not self._gated(step):
                 a = dataclasses.replace(head, step=step, concept=concept, attempt=0, erased_before=erased,
                                         parents=(), redo=False)

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from erasecore import catalog, families, judges
-from erasecore.concepts import (ConceptSet, erased_by, expand_members, group_steps, load_concept_set,
-                                step_members)
+from erasecore.concepts import (ConceptSet, auto_steps, erased_by, expand_members, group_steps,
+                                load_concept_set, step_members)
 from erasecore.contracts import ParallelSpec
 from erasecore.errors import ConfigError, MethodConfigError, UnknownConceptError
 from erasecore.judges import judge_for
@@ -200,13 +200,15 @@ def _expanded(spec: CampaignSpec, concept_set: ConceptSet | None) -> CampaignSpe
 
 
 def _grouped(spec: CampaignSpec, concept_set: ConceptSet | None) -> CampaignSpec:
-    """The spec whose queue has one step per group of concepts sharing a parent (`steps: group`); the same
-    on resume."""
+    """The spec whose queue has one step per group of concepts sharing a parent (`steps: group`), or each such
+    group step followed by its members (`steps: auto`); the same on resume."""
     if spec.steps == "concept":
         return spec
     if concept_set is None:
-        raise ConfigError("steps: group needs a concept set to find each concept's parent in (concepts_from=...)")
-    return dataclasses.replace(spec, concepts=list(group_steps(spec.concepts, concept_set)))
+        raise ConfigError(f"steps: {spec.steps} needs a concept set to find each concept's parent in "
+                          f"(concepts_from=...)")
+    queue = auto_steps if spec.steps == "auto" else group_steps
+    return dataclasses.replace(spec, concepts=list(queue(spec.concepts, concept_set)))
 
 
 def _concept_set(spec: CampaignSpec) -> ConceptSet | None:

@@ -29,7 +29,7 @@ from orchestrator.manifest import MANIFEST, History, Manifest
 from orchestrator.rebound import committed_accuracy, rebounds
 from orchestrator.spec import CampaignSpec
 
-DONE = ("committed", "skipped")
+DONE = ("committed", "skipped", "covered")
 
 
 def metrics(report: GateReport) -> str:

@@ -37,7 +37,7 @@ FINAL_SWEEPS = ("none", "report", "halt")   # not "off": YAML reads off as false
 STRATEGIES = ("ddp", "deepspeed")
 FROZEN_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 EXPANDS = ("none", "members")
-STEPS = ("concept", "group")
+STEPS = ("concept", "group", "auto")
 TRACKING_MODES = ("offline", "online", "disabled")
 MODEL_SOURCES = ("local", "workers")
 SCHEDULES = ("auto", "serial", "pipelined")   # resources.schedule (orchestrator/schedule.py)
@@ -172,7 +172,8 @@ class CampaignSpec:
     expand: str = "none"
     # "group": concepts of the queue that share a parent (the variants of one object, the members of one
     # superclass) are erased in one gated step at the first one's place (settled in preflight, after
-    # `expand`); "concept": one step per concept.
+    # `expand`); "auto": each such group step, then its members one at a time, run only if the group step
+    # is refused; "concept": one step per concept.
     steps: str = "concept"
 
 

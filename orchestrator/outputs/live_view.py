@@ -26,7 +26,7 @@ from orchestrator.live import Row, Snapshot, snapshot
 from orchestrator.spec import CampaignSpec
 
 STATE_STYLES = {"committed": "bold green", "running": "bold cyan", "accepted": "green", "rejected": "yellow",
-                "skipped": "red", "pending": "dim"}
+                "skipped": "red", "covered": "green", "pending": "dim"}
 STATUS_STYLES = {"running": "cyan", "finished": "green", "halted": "red", "cancelled": "yellow", "stopped": "red"}
 
 

@@ -112,11 +112,12 @@ def step_views(concepts: list[str], history: History) -> list[StepView]:
 # ---- sections ----------------------------------------------------------------------------------
 
 def _summary(manifest: Manifest, spec: dict, steps: list[StepView]) -> str:
-    counts = {k: sum(1 for s in steps if s.outcome == k) for k in ("committed", "skipped", "pending")}
+    counts = {k: sum(1 for s in steps if s.outcome == k) for k in ("committed", "skipped", "covered", "pending")}
     status = f"stopped: {manifest.stop_reason}" if manifest.status == "stopped" else manifest.status
     rows = [("status", status), ("base model", spec.get("model", "")), ("method", spec.get("method", "")),
             ("concepts", (f"{len(steps)}: {counts['committed']} committed, {counts['skipped']} skipped, "
-                          f"{counts['pending']} pending")),
+                          + (f"{counts['covered']} covered by a group step, " if counts["covered"] else "")
+                          + f"{counts['pending']} pending")),
             ("attempts", str(len(manifest.history.attempts))), ("spec hash", manifest.spec_hash),
             ("created", manifest.created_at), ("updated", manifest.updated_at),
             ("storage path", str(manifest.root.resolve()))]
@@ -448,7 +449,7 @@ def _audit(manifest: Manifest) -> str:
     events += [(c.committed_at, "", f"step {c.step} committed",
                 f"{c.concept} attempt {c.attempt} delta {c.delta.sha256} ({c.delta.path}) spec {c.spec_hash}")
                for c in h.commits]
-    events += [(o.at, "", f"step {o.step} skipped", f"{o.concept}: {o.reason}") for o in h.outcomes
+    events += [(o.at, "", f"step {o.step} {o.outcome}", f"{o.concept}: {o.reason}") for o in h.outcomes
                if o.outcome != "committed"]
     events.sort(key=lambda e: e[0])
     who = f"{_user()}@{socket.gethostname()}"

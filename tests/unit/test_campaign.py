@@ -220,3 +220,29 @@ def test_step_request_has_absolute_paths_and_the_gate_thresholds(tmp_path, monke
     assert request.validation.seeds == 3 and request.validation.limits == limits(s.gate)
     assert request.validation.limits.min_forgetting == 0.8 and request.validation.limits.max_attack == 0.5
     assert request.cache_dir == os.path.join(root, "cache")
+
+
+def test_steps_auto_runs_a_group_step_first_and_its_members_only_if_it_is_refused(tmp_path):
+    def auto(where: str):
+        s = load_spec(None, ["name=toy", "concepts=[red star,green star,square]", "steps=auto",
+                             "retry.max_attempts=1", f"storage_path={tmp_path / where}"])
+        return s, Manifest.create(s.storage_path, s)
+
+    # The group step commits: its members' own steps are covered (journaled, nothing run), then square.
+    s, m = auto("commits")
+    _, ran = drive(s, m, {"red star + green star": [ACCEPT], "square": [ACCEPT]})
+    assert [a.concept for a in ran] == ["red star + green star", "square"]
+    assert [(o.step, o.outcome) for o in m.history.outcomes] == [(1, "committed"), (2, "covered"), (3, "covered"),
+                                                                 (4, "committed")]
+    settled = preflight(s, run=False).spec
+    assert settled.concepts == ["red star + green star", "red star", "green star", "square"]
+    assert next_action(settled, m.history) == Finished(("red star", "green star", "square"), ())
+    assert [c.state for c in concept_states(settled, m.history)] == ["committed", "covered", "covered", "committed"]
+    # The group step is refused: each member gets its own step, built on what committed before it; a member
+    # committed on its own is not listed as skipped although the group step that named it was.
+    s, m = auto("refused")
+    _, ran = drive(s, m, {"red star + green star": [WEAK], "red star": [ACCEPT], "green star": [WEAK],
+                          "square": [ACCEPT]})
+    assert [(a.concept, a.erased_before) for a in ran] == [
+        ("red star + green star", ()), ("red star", ()), ("green star", ("red star",)), ("square", ("red star",))]
+    assert next_action(preflight(s, run=False).spec, m.history) == Finished(("red star", "square"), ("green star",))

@@ -160,7 +160,18 @@ def test_steps_group_is_settled_in_preflight_and_a_concept_is_in_one_step_only(t
     assert written.spec.concepts == ["red star + green star", "square"]   # a group written out is one step too
     with pytest.raises(ConfigError, match="duplicate concepts: red star"):
         load_spec(None, ["name=x", "concepts=[red star + green star, red star]"])
-    with pytest.raises(ConfigError, match="steps must be one of concept, group"):
-        load_spec(None, [*args, "steps=auto"])
+    with pytest.raises(ConfigError, match="steps must be one of concept, group, auto"):
+        load_spec(None, [*args, "steps=sometimes"])
+    auto = preflight(load_spec(None, [*args, "steps=auto"]), run=False)   # the group step, then its members
+    assert auto.spec.concepts == ["red star + green star", "red star", "green star", "square"]
+    assert auto.kinds()["red star"] == "variant" and auto.kinds()["red star + green star"] == "group:variant"
     with pytest.raises(UnknownConceptError, match="unicorn"):
         preflight(load_spec(None, ["name=x", "concepts=[star + unicorn]", f"storage_path={tmp_path}"]), run=False)
+
+
+def test_the_judge_check_asks_each_concept_once_when_steps_auto_queues_it_twice(tmp_path):
+    from orchestrator.judge_check import requests
+
+    settled = preflight(load_spec(None, ["name=x", "concepts=[red star,green star,square]", "steps=auto",
+                                         f"storage_path={tmp_path}"]), run=False)
+    assert [(r.step, r.concept) for r in requests(settled)] == [(1, "red star"), (1, "green star"), (4, "square")]

@@ -359,3 +359,26 @@ def test_a_skipped_concept_wastes_the_baselines_built_on_it_and_the_later_gates_
     erased = {(e[1], e[4]) for e in executor.log if e[0] == "submit" and e[3] == "baseline"}
     assert (3, ("star", "square")) in erased
     assert decisions(m) == decisions(_serial4(tmp_path, square_never))
+
+
+def test_steps_auto_pipelined_runs_nothing_for_the_members_of_a_committed_group_step(tmp_path):
+    s, m = campaign(tmp_path, "auto", "concepts=[red star,green star,square]", "steps=auto")
+    executor = Prefetching(lambda *_: "pass", lambda t: t[0])
+    outcome = PipelinedLoop(preflight(s, run=False), m, executor, (), True, 3, prefetch=3).run()
+    assert outcome.committed == ("red star", "green star", "square")
+    assert [(o.step, o.outcome) for o in m.history.outcomes if o.outcome != "committed"] == [(2, "covered"),
+                                                                                         (3, "covered")]
+    # no erase, gate, speculation or baseline for steps 2 and 3 (the members the group step erased)
+    assert {e[1] for e in executor.log if e[0] == "submit"} == {1, 4}
+
+
+def test_steps_auto_pipelined_reaches_the_serial_decisions_when_the_group_step_is_refused(tmp_path):
+    def group_never(concept, method, hparams):
+        return "forgetting" if "+" in concept else "pass"
+    runs = []
+    for name, loop in (("auto-serial", None), ("auto-piped", PipelinedLoop)):
+        s, m = campaign(tmp_path, name, "concepts=[red star,green star,square]", "steps=auto")
+        settled, executor = preflight(s, run=False), Scripted(group_never)
+        outcome = loop(settled, m, executor, (), True, 3).run() if loop else CampaignLoop(settled, m, executor).run()
+        runs.append((outcome.committed, decisions(m)))
+    assert runs[0] == runs[1] and runs[0][0] == ("red star", "green star", "square")
