@@ -1,9 +1,23 @@
 """What the toy judges' training scripts (train_clip, train_vqa) share: their optimiser and how they are saved."""
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
+
+from jobs.toyworld.world import World, load_world
+
+
+def start(seed: int, build_tokenizer) -> tuple[np.random.Generator, World, object]:
+    """(the data's generator, the world, the tokenizer): torch seeded first, as every toy judge's run is, then
+    the tokenizer built in a directory of its own (saved beside the weights at the end)."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    world = load_world()
+    with tempfile.TemporaryDirectory() as tmp:
+        return rng, world, build_tokenizer(world, Path(tmp))
 
 
 def one_cycle(model: torch.nn.Module, lr: float, steps: int):

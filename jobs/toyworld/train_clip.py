@@ -25,8 +25,8 @@ from jobs.toyworld.evaluator import to_tensor
 from jobs.toyworld.prompts import SINGLE_TEMPLATES, Slot, single
 from jobs.toyworld.render import place_single, render
 from jobs.toyworld.tokenizer import MAX_LENGTH, build_tokenizer
-from jobs.toyworld.world import ObjectSpec, World, load_world
-from jobs.toyworld.judge_training import one_cycle, save
+from jobs.toyworld.world import ObjectSpec, World
+from jobs.toyworld.judge_training import one_cycle, save, start
 from erasecore.models import toyworld_dir
 
 SEED = 0
@@ -83,13 +83,7 @@ def pixels(images: np.ndarray) -> torch.Tensor:
 
 
 def train(out: Path, steps: int = 2000, batch: int = 64, lr: float = 1e-3, n: int = 4000, log=print) -> Path:
-    import tempfile
-
-    torch.manual_seed(SEED)
-    rng = np.random.default_rng(SEED)
-    world = load_world()
-    with tempfile.TemporaryDirectory() as tmp:
-        tokenizer = build_tokenizer(world, Path(tmp))
+    rng, world, tokenizer = start(SEED, build_tokenizer)
     model = build_clip(len(tokenizer), tokenizer)
     images, specs = pool(world, n, rng)
     images[n // 2:] = through_vae(images[n // 2:])

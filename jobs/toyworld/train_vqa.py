@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ from jobs.toyworld.train_clip import through_vae
 from jobs.toyworld.world import ObjectSpec, World, load_world
 from jobs.validation.judges.pixels import normalisation, pixel_batch
 from jobs.validation.judges.vqa import LEAKAGE, QUESTIONS, first_answer_logits
-from jobs.toyworld.judge_training import one_cycle, save
+from jobs.toyworld.judge_training import one_cycle, save, start
 from erasecore.models import toyworld_dir
 
 SEED = 0
@@ -179,11 +178,7 @@ def dataset(world: World, n: int, rng: np.random.Generator) -> tuple[np.ndarray,
 
 
 def train(out: Path, steps: int = 8000, batch: int = 24, lr: float = 1e-3, n: int = 6000, log=print) -> Path:
-    torch.manual_seed(SEED)
-    rng = np.random.default_rng(SEED)
-    world = load_world()
-    with tempfile.TemporaryDirectory() as tmp:
-        tokenizer = build_tokenizer(world, Path(tmp))
+    rng, world, tokenizer = start(SEED, build_tokenizer)
     model = build_blip(tokenizer)
     images, contents = dataset(world, n, rng)
     x = pixel_batch(images, 32, *normalisation(out))   # exactly the judge's pixels (out has no preprocessor config)
