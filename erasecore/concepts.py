@@ -134,8 +134,11 @@ def group_steps(concepts: list[str] | tuple[str, ...], concept_set: ConceptSet) 
 def auto_steps(concepts: list[str] | tuple[str, ...], concept_set: ConceptSet) -> tuple[str, ...]:
     """The queue of `steps: auto`: each group step (group_steps) followed by its members one at a time. The
     campaign runs the group step first; its members' own steps run only if it is refused (a committed
-    group step covers them: orchestrator/campaign.py)."""
-    return tuple(s for g in group_steps(concepts, concept_set)
+    group step covers them: orchestrator/campaign.py). Settling a settled queue gives it back (a resume
+    settles the journal's spec.yaml again): members already queued after their group step are not grouped
+    a second time."""
+    queued = {m for c in concepts if len(step_members(c)) > 1 for m in step_members(c)}
+    return tuple(s for g in group_steps([c for c in concepts if c not in queued], concept_set)
                  for s in ((g, *step_members(g)) if len(step_members(g)) > 1 else (g,)))
 
 

@@ -365,7 +365,7 @@ def _validate(spec: CampaignSpec, where: str) -> None:
     members = [m for c in spec.concepts for m in step_members(c)]   # "a + b": one group step
     if any(not m for m in members):
         fail(f"a group step names its members joined by '{GROUP_JOIN}', got an empty member in {spec.concepts}")
-    dupes = sorted({c for c in members if members.count(c) > 1})
+    dupes = sorted({c for c in members if members.count(c) > 1 and not _auto_fallback(spec, c)})
     if dupes:
         fail(f"duplicate concepts: {', '.join(dupes)} (each concept is erased once)")
     both = sorted(set(members) & set(spec.preserve))
@@ -380,6 +380,16 @@ def _validate(spec: CampaignSpec, where: str) -> None:
     if spec.validation.limits is not None:
         fail("validation.limits is set from the gate section (gate.min_forgetting, ...); set the thresholds there")
     _validate_numbers(spec, fail)
+
+
+def _auto_fallback(spec: CampaignSpec, concept: str) -> bool:
+    """`steps: auto` queues a concept twice: in one group step, then as its own step after it (run only if the
+    group step is refused)."""
+    if spec.steps != "auto":
+        return False
+    groups = [k for k, c in enumerate(spec.concepts) if len(step_members(c)) > 1 and concept in step_members(c)]
+    singles = [k for k, c in enumerate(spec.concepts) if c == concept]
+    return len(groups) == 1 and len(singles) == 1 and groups[0] < singles[0]
 
 
 def _validate_numbers(spec: CampaignSpec, fail) -> None:

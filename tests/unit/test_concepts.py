@@ -175,3 +175,19 @@ def test_the_judge_check_asks_each_concept_once_when_steps_auto_queues_it_twice(
     settled = preflight(load_spec(None, ["name=x", "concepts=[red star,green star,square]", "steps=auto",
                                          f"storage_path={tmp_path}"]), run=False)
     assert [(r.step, r.concept) for r in requests(settled)] == [(1, "red star"), (1, "green star"), (4, "square")]
+
+
+def test_a_settled_steps_auto_queue_reloads_and_settles_to_itself(tmp_path):
+    """The journal keeps the settled spec (spec.yaml); status and resume load and settle it again."""
+    from orchestrator.spec import resolved_yaml
+
+    args = ["name=x", "concepts=[red star,green star,square]", "steps=auto", f"storage_path={tmp_path}"]
+    settled = preflight(load_spec(None, args), run=False).spec
+    (tmp_path / "spec.yaml").write_text(resolved_yaml(settled))
+    again = preflight(load_spec(str(tmp_path / "spec.yaml")), run=False).spec
+    assert again.concepts == settled.concepts == ["red star + green star", "red star", "green star", "square"]
+    # a concept twice is still refused otherwise: under another `steps`, twice alone, or before its group
+    for concepts, steps in (("[red star + green star, red star]", "concept"), ("[red star, red star]", "auto"),
+                            ("[red star, red star + green star]", "auto")):
+        with pytest.raises(ConfigError, match="duplicate concepts: red star"):
+            load_spec(None, ["name=x", f"concepts={concepts}", f"steps={steps}"])
