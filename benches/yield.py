@@ -3,6 +3,10 @@ what it commits holds up on a larger gate it never saw.
 
     .venv/bin/python benches/yield.py            # the first 12 concepts, in the campaign's order
     .venv/bin/python benches/yield.py --all      # all 44
+    .venv/bin/python benches/yield.py --all --steps group --out bench-results/yield-group.json
+                                                 # each object's colours erased in one gated step
+    .venv/bin/python benches/yield.py --all --steps auto --out bench-results/yield-auto.json
+                                                 # that step first, its colours one by one if it is refused
 
 Runs the campaign as a user does (`erase run`, its search and gate as the YAML says, on a local Ray), then
 measures every committed step again with a fixed gate: no early stop, no extension, about 260 images (the
@@ -11,11 +15,11 @@ up to it). That gate runs twice on two disjoint seed ranges: the first gives con
 (committed candidates it rejects), and its agreement with the second (reference_self_agreement) says how far
 one such gate can be trusted to tell them apart at all. Writes bench-results/yield.json:
 
-  committed_share                    concepts committed / concepts queued
+  committed_share                    concepts committed / concepts queued (a group step's members each count)
   final_sweep_rebounds               committed concepts the final sweep saw drawn again
   confirmation_false_commit_rate     share of committed candidates the fixed gate rejects
   reference_self_agreement           share of committed candidates on which the fixed gate agrees with its repeat
-  rows                               per concept: candidates tried, the chosen one, why
+  rows                               per step: candidates tried, the chosen one, why
 """
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from erasecore.concepts import erased_by  # noqa: E402
 from erasecore.contracts import DeltaRef  # noqa: E402
 from jobs.deltas import delta as deltas  # noqa: E402
 from jobs.models.loader import load_pipeline  # noqa: E402
@@ -49,11 +54,11 @@ FIXED_OFFSETS = (50_000, 70_000)   # far from the gates' (0..) and the confirmat
 FIRST = 12
 
 
-def run_campaign(concepts: list[str], root: Path) -> Manifest:
+def run_campaign(concepts: list[str], root: Path, steps: str) -> Manifest:
     """`erase run` of the long campaign on these concepts, as a user runs it."""
     listed = "[" + ", ".join(f'"{c}"' for c in concepts) + "]"
     cmd = [str(REPO / ".venv" / "bin" / "erase"), "run", str(CAMPAIGN), f"concepts={listed}",
-           f"storage_path={root}", "tracking.mode=disabled"]
+           f"storage_path={root}", "tracking.mode=disabled", *([f"steps={steps}"] if steps != "concept" else [])]
     done = subprocess.run(cmd, cwd=REPO, text=True, capture_output=True)
     if done.returncode not in (0, 1):
         raise SystemExit(f"erase run failed ({done.returncode}):\n{done.stderr[-3000:]}")
@@ -68,7 +73,7 @@ def fixed_gate(settled, manifest: Manifest, step: int, offset: int) -> tuple[boo
     before = [c for c in commits if c.step < step]
     record = next(a for a in h.attempts_for(step) if a.attempt == mine.attempt)
     action = RunAttempt(step, mine.concept, mine.attempt, record.method, dict(record.hparams),
-                        tuple(c.concept for c in before), tuple(c.delta for c in before))
+                        erased_by([c.concept for c in before]), tuple(c.delta for c in before))
     request = step_request(action, settled)
     quiet = {"log": lambda *a: None}
     _, suite = for_request(request, request.validation.judge, **quiet)   # the gate's own suite
@@ -85,7 +90,8 @@ def fixed_gate(settled, manifest: Manifest, step: int, offset: int) -> tuple[boo
 
 
 def concept_rows(manifest: Manifest, concepts: list[str]) -> list[dict]:
-    """Per concept: every candidate tried (setting, gate, confirmation), the chosen one, the outcome's reason."""
+    """Per step (a concept, or a group step's members): every candidate tried (setting, gate, confirmation), the
+    chosen one, the outcome's reason."""
     rows = []
     for step, concept in enumerate(concepts, 1):
         tried = [{"attempt": a.attempt, "method": a.method, "hparams": a.hparams,
@@ -107,28 +113,32 @@ def main() -> None:
     ap.add_argument("--first", type=int, default=FIRST, help="the first N concepts (default 12)")
     ap.add_argument("--keep", type=Path, help="run the campaign here and keep it (default: a temporary directory)")
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--steps", choices=("concept", "group", "auto"), default="concept",
+                    help="group: concepts sharing a parent (an object's colours) erased in one gated step; auto: "
+                         "that group step first, its members one at a time if it is refused")
     args = ap.parse_args()
     concepts = list(load_spec(str(CAMPAIGN)).concepts)
     concepts = concepts if args.all else concepts[:args.first]
     work = Path(tempfile.mkdtemp(prefix="yield-"))
     root = args.keep or work / "campaign"
     t0 = time.time()
-    manifest = run_campaign(concepts, root)
+    manifest = run_campaign(concepts, root, args.steps)
     campaign_s = time.time() - t0
     settled = preflight(load_spec(str(root / "spec.yaml"), [f"storage_path={root}"]))
     committed = sorted(c.step for c in manifest.history.commits)
+    erased = erased_by([c.concept for c in manifest.history.commits])
     verdicts = {off: [fixed_gate(settled, manifest, k, off) for k in committed] for off in FIXED_OFFSETS}
     first, second = ([ok for ok, _ in verdicts[off]] for off in FIXED_OFFSETS)
     sweep = manifest.history.sweeps[-1] if manifest.history.sweeps else None
     result = {
-        "concepts_queued": len(concepts), "concepts_committed": len(committed),
-        "committed_share": len(committed) / len(concepts),
+        "concepts_queued": len(concepts), "concepts_committed": len(erased), "steps": len(settled.spec.concepts),
+        "steps_committed": len(committed), "committed_share": len(erased) / len(concepts),
         "final_sweep_rebounds": len(sweep.rebounds) if sweep else None,
         "confirmation_false_commit_rate": (first.count(False) / len(first)) if first else None,
         "reference_self_agreement": (sum(a == b for a, b in zip(first, second)) / len(first)) if first else None,
         "fixed_gate_images": [n for _, n in verdicts[FIXED_OFFSETS[0]]],
         "attempts": len(manifest.history.attempts), "campaign_seconds": round(campaign_s, 1),
-        "total_seconds": round(time.time() - t0, 1), "rows": concept_rows(manifest, concepts),
+        "total_seconds": round(time.time() - t0, 1), "rows": concept_rows(manifest, list(settled.spec.concepts)),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
