@@ -101,11 +101,11 @@ class ClipJudge:
         feats = feats / feats.norm(dim=-1, keepdim=True)
         logits = (self.model.logit_scale.exp() * feats @ self._text_embeddings().T).float()
         p = torch.empty_like(logits)
-        for level in self._levels():
+        for level in self.levels():
             p[:, level] = logits[:, level].softmax(-1)
         return p.cpu().numpy().astype(np.float64)
 
-    def _levels(self) -> list[list[int]]:
+    def levels(self) -> list[list[int]]:
         """Label indices by level: the superclasses, and every other label (objects, variants, styles ...)."""
         parent = [self.concept_set.entry(label, allow_thin=True).kind == "superclass" for label in self.labels]
         return [ix for ix in ([i for i, s in enumerate(parent) if s], [i for i, s in enumerate(parent) if not s])
