@@ -95,7 +95,7 @@ def _searched(spec: CampaignSpec, concept: str, past: Sequence[PastAttempt],
         return _exhausted(spec, f"{concept!r}: the search's {s.max_seconds:g} s spent ({spent:.0f} s, "
                                 f"{len(past)} attempts rejected)")
     tried = {Setting.of(p.method, p.hparams) for p in past}
-    left = [c for c in search.plan(spec, preferred) if c not in tried]
+    left = [c for c in search.plan(spec, preferred, concept) if c not in tried]
     if not left:
         return _exhausted(spec, f"{concept!r}: every candidate of the search rejected ({len(past)} attempts)")
     return NextAttempt(left[0].method, left[0].overrides())

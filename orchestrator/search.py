@@ -6,7 +6,8 @@ The candidates are `search.candidates` in their order, then the grid `search.met
 what this campaign committed for concepts of the same kind: a candidate that committed for an earlier
 concept of that kind goes first, the most recent first; the rest keep their order. The order is a function
 of the journal (its commits and the attempts' settings), so a resumed campaign tries the same candidates in
-the same order. A concept's budget is `search.max_attempts` attempts (its first included; 0: each candidate
+the same order. A candidate guided to one of the concept's own words (SPEED's `guide: heart` for "red heart")
+is left out of that concept's plan: it maps the concept onto itself. A concept's budget is `search.max_attempts` attempts (its first included; 0: each candidate
 once) and `search.max_seconds` wall seconds of its finished attempts (0: no limit).
 
 Selection bias: a concept that had several gates, the last one passing, may have passed by chance (the best
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from erasecore import catalog
+from erasecore.concepts import step_members
 from orchestrator.spec import CampaignSpec
 
 CONFIRM_SEEDS = 1000   # the confirmation of attempt n draws noise seeds from seed_offset + n * 1000 on
@@ -69,12 +71,26 @@ def ordered(spec: CampaignSpec, preferred: Sequence[Setting]) -> tuple[Setting, 
     return tuple(first) + tuple(c for c in pool if c not in first)
 
 
-def plan(spec: CampaignSpec, preferred: Sequence[Setting] = ()) -> tuple[Setting, ...]:
+def plan(spec: CampaignSpec, preferred: Sequence[Setting] = (), concept: str = "") -> tuple[Setting, ...]:
     """Every attempt a concept may make, in order: `method` first (unless search.from_first), then the
-    ordered candidates, cut to search.max_attempts."""
+    ordered candidates but those guided to one of `concept`'s own words, cut to search.max_attempts."""
     first = () if spec.search.from_first else (Setting.of(spec.method, spec.hparams.get(spec.method, {})),)
-    out = tuple(dict.fromkeys(first + ordered(spec, preferred)))
+    own = own_words(concept)
+    out = tuple(s for s in dict.fromkeys(first + ordered(spec, preferred)) if not guided_to(s, own))
     return out[:spec.search.max_attempts] if spec.search.max_attempts else out
+
+
+def own_words(concept: str) -> frozenset[str]:
+    """The words of a concept's name and of its group step's members ("red heart + green heart")."""
+    return frozenset(w for member in step_members(concept) for w in member.lower().split()) if concept \
+        else frozenset()
+
+
+def guided_to(setting: Setting, words: frozenset[str]) -> bool:
+    """A candidate that maps the concept onto a word of its own (SPEED guided to "heart" for "red heart")
+    erases nothing: the gate would only measure that, at an attempt of the concept's budget."""
+    guide = dict(setting.hparams).get("guide")
+    return isinstance(guide, str) and guide.lower() in words
 
 
 def confirm_seed_offset(spec: CampaignSpec, attempt: int) -> int:

@@ -42,6 +42,18 @@ def test_candidates_that_committed_for_the_same_kind_go_first_latest_first():
                                                       ("uce", {"erase_scale": 0.5}), ("esd-x", {"eta": 1.0})]
 
 
+def test_a_candidate_guided_to_the_concepts_own_word_is_left_out_of_its_plan():
+    guided = ["search.candidates=[{method: speed, hparams: {guide: heart}}, {method: speed, hparams: {guide: star}}]"]
+    s = load_spec(None, ["name=t", "concepts=[red heart, red star]", *guided])
+    assert settings(search.plan(s, concept="red heart")) == [("uce", {}), ("speed", {"guide": "star"})]
+    assert settings(search.plan(s, concept="red star")) == [("uce", {}), ("speed", {"guide": "heart"})]
+    assert settings(search.plan(s, concept="red heart + green star")) == [("uce", {})]
+    assert len(search.plan(s)) == 3                  # no concept named: every candidate
+    rejected = decide(report("red heart", "forgetting"), s.gate)
+    past = [PastAttempt("uce", {}, rejected), PastAttempt("speed", {"guide": "star"}, rejected)]
+    assert "every candidate" in next_attempt(s, "red heart", past).reason
+
+
 def test_the_budget_in_attempts_and_seconds_ends_the_search():
     s = load_spec(None, ["name=t", "concepts=[star]", *SEARCH, "search.max_seconds=100"])
     rejected = decide(report("star", "forgetting"), s.gate)
