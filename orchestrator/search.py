@@ -7,8 +7,9 @@ what this campaign committed for concepts of the same kind: a candidate that com
 concept of that kind goes first, the most recent first; the rest keep their order. The order is a function
 of the journal (its commits and the attempts' settings), so a resumed campaign tries the same candidates in
 the same order. A candidate guided to one of the concept's own words (SPEED's `guide: heart` for "red heart")
-is left out of that concept's plan: it maps the concept onto itself. A concept's budget is `search.max_attempts` attempts (its first included; 0: each candidate
-once) and `search.max_seconds` wall seconds of its finished attempts (0: no limit).
+is left out of that concept's plan: it maps the concept onto itself. A concept's budget is
+`search.max_attempts` attempts (its first included; 0: each candidate once) and `search.max_seconds` wall
+seconds of its finished attempts (0: no limit).
 
 Selection bias: a concept that had several gates, the last one passing, may have passed by chance (the best
 of several noisy looks). With `search.confirm`, a candidate that passed after another was rejected is
@@ -82,8 +83,7 @@ def plan(spec: CampaignSpec, preferred: Sequence[Setting] = (), concept: str = "
 
 def own_words(concept: str) -> frozenset[str]:
     """The words of a concept's name and of its group step's members ("red heart + green heart")."""
-    return frozenset(w for member in step_members(concept) for w in member.lower().split()) if concept \
-        else frozenset()
+    return frozenset(w for member in step_members(concept) for w in member.lower().split())
 
 
 def guided_to(setting: Setting, words: frozenset[str]) -> bool:
